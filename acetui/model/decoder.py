@@ -1,0 +1,255 @@
+"""The ACE-Step 1.5 DiT decoder, written from the reference specification in plain PyTorch.
+
+Module and parameter names follow the official checkpoint keys (without the leading ``decoder.``), so a
+state dict read from ``model.safetensors`` loads unchanged and gradient names match the official tools.
+The forward pass follows the official model step by step, including its quirks: padding masks are
+accepted and ignored, the padded frame of an odd-length input is a real token, and cross-attention has
+neither RoPE nor a gate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from acetui.model.config import DecoderConfig
+
+ATTENTION_KINDS = ("self_attn", "cross_attn")
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+TIMESTEP_SCALE = 1000.0
+TIMESTEP_CHANNELS = 256
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with float32 statistics, cast back before the weight, as the official model."""
+
+    def __init__(self, width: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        statistics = x.float()
+        normalised = statistics * torch.rsqrt(statistics.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normalised.to(x.dtype)
+
+
+class ChannelsFirst(nn.Module):
+    """[B, T, C] -> [B, C, T] around the patchify convolutions (index 0/2 of the official Sequential)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)
+
+
+def sinusoidal_embedding(timestep: torch.Tensor, channels: int = TIMESTEP_CHANNELS) -> torch.Tensor:
+    """Cosines first, then sines, of t*1000 at frequencies exp(-ln(1e4) k / (channels/2)), in float32."""
+    half = channels // 2
+    frequencies = torch.exp(
+        -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timestep.device) / half
+    )
+    angles = (timestep * TIMESTEP_SCALE).float()[:, None] * frequencies[None, :]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).to(timestep.dtype)
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoid -> linear_1 -> SiLU -> linear_2 gives temb; SiLU -> time_proj gives six modulation rows."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear_1 = nn.Linear(TIMESTEP_CHANNELS, width)
+        self.linear_2 = nn.Linear(width, width)
+        self.time_proj = nn.Linear(width, 6 * width)
+
+    def forward(self, timestep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        temb = self.linear_2(F.silu(self.linear_1(sinusoidal_embedding(timestep))))
+        modulation = self.time_proj(F.silu(temb)).unflatten(1, (6, -1))
+        return temb, modulation
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+def rope_tables(length: int, config: DecoderConfig, device: torch.device, dtype: torch.dtype):
+    """cos/sin [T', head_dim] for patch positions 0..T'-1, built in float32 ("half" layout)."""
+    exponents = torch.arange(0, config.head_dim, 2, dtype=torch.float32, device=device) / config.head_dim
+    inverse_frequencies = 1.0 / (config.rope_theta**exponents)
+    angles = torch.arange(length, dtype=torch.float32, device=device)[:, None] * inverse_frequencies[None]
+    table = torch.cat([angles, angles], dim=-1)
+    return table.cos().to(dtype), table.sin().to(dtype)
+
+
+def sliding_window_mask(length: int, window: int, device: torch.device) -> torch.Tensor:
+    """Boolean [T', T'] band: query i sees key j iff |i - j| <= window (True = attend)."""
+    positions = torch.arange(length, device=device)
+    return (positions[:, None] - positions[None, :]).abs() <= window
+
+
+class Attention(nn.Module):
+    """Grouped-query attention with per-head q/k RMSNorm; used for self- and cross-attention."""
+
+    def __init__(self, config: DecoderConfig, key_value_width: int) -> None:
+        super().__init__()
+        self.heads = config.num_attention_heads
+        self.key_value_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        bias = config.attention_bias
+        self.q_proj = nn.Linear(config.hidden_size, self.heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(key_value_width, self.key_value_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(key_value_width, self.key_value_heads * self.head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, config.hidden_size, bias=bias)
+        self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+
+    def _heads(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        return x.unflatten(-1, (count, self.head_dim)).transpose(1, 2)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        key_value_source: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        query = self.q_norm(self._heads(self.q_proj(hidden), self.heads))
+        key = self.k_norm(self._heads(self.k_proj(key_value_source), self.key_value_heads))
+        value = self._heads(self.v_proj(key_value_source), self.key_value_heads)
+        if rope is not None:
+            cos, sin = rope
+            query = query * cos + rotate_half(query) * sin
+            key = key * cos + rotate_half(key) * sin
+        group = self.heads // self.key_value_heads
+        if group > 1:
+            key = key.repeat_interleave(group, dim=1)
+            value = value.repeat_interleave(group, dim=1)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.head_dim**-0.5)
+        return self.o_proj(attended.transpose(1, 2).flatten(2))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    """AdaLN self-attention (gated), plain cross-attention (ungated), AdaLN SwiGLU MLP (gated)."""
+
+    def __init__(self, config: DecoderConfig, index: int) -> None:
+        super().__init__()
+        self.window = config.window_for_layer(index)
+        self.self_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, config.hidden_size)
+        self.cross_attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.cross_attn = Attention(config, config.hidden_size)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLU(config)
+        self.scale_shift_table = nn.Parameter(torch.zeros(1, 6, config.hidden_size))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        modulation: torch.Tensor,
+        condition: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        sliding_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (self.scale_shift_table + modulation).chunk(6, dim=1)
+        mask = sliding_mask if self.window is not None else None
+        attention_input = self.self_attn_norm(x) * (1 + scale_a) + shift_a
+        x = x + self.self_attn(attention_input, attention_input, rope, mask) * gate_a
+        x = x + self.cross_attn(self.cross_attn_norm(x), condition)
+        mlp_input = self.mlp_norm(x) * (1 + scale_m) + shift_m
+        return x + self.mlp(mlp_input) * gate_m
+
+
+class AceStepDecoder(nn.Module):
+    """The DiT that predicts the flow v = noise - x0 from x_t, t, r, condition states and context latents."""
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden_size
+        self.activation_checkpointing = False
+        self.proj_in = nn.Sequential(
+            ChannelsFirst(),
+            nn.Conv1d(config.in_channels, width, config.patch_size, stride=config.patch_size),
+            ChannelsFirst(),
+        )
+        self.time_embed = TimestepEmbedding(width)
+        self.time_embed_r = TimestepEmbedding(width)
+        self.condition_embedder = nn.Linear(config.condition_width, width)
+        self.layers = nn.ModuleList(DecoderLayer(config, index) for index in range(config.num_hidden_layers))
+        self.norm_out = RMSNorm(width, config.rms_norm_eps)
+        self.proj_out = nn.Sequential(
+            ChannelsFirst(),
+            nn.ConvTranspose1d(width, config.audio_acoustic_hidden_dim, config.patch_size, stride=config.patch_size),
+            ChannelsFirst(),
+        )
+        self.scale_shift_table = nn.Parameter(torch.zeros(1, 2, width))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        timestep_r: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        context_latents: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted flow [B, T, 64].
+
+        ``attention_mask`` and ``encoder_attention_mask`` are accepted and ignored, exactly as in the
+        official decoder: padded frames and padded condition tokens take part in attention, and a model
+        that honoured the masks would not reproduce the official loss or gradients.
+        """
+        temb_t, modulation_t = self.time_embed(timestep)
+        temb_r, modulation_r = self.time_embed_r(timestep - timestep_r)
+        temb, modulation = temb_t + temb_r, modulation_t + modulation_r
+
+        frames = hidden_states.shape[1]
+        x = torch.cat([context_latents, hidden_states], dim=-1)
+        remainder = frames % self.config.patch_size
+        if remainder:
+            x = F.pad(x, (0, 0, 0, self.config.patch_size - remainder))
+        x = self.proj_in(x)
+        condition = self.condition_embedder(encoder_hidden_states)
+
+        tokens = x.shape[1]
+        rope = rope_tables(tokens, self.config, x.device, x.dtype)
+        window = self.config.sliding_window if self.config.use_sliding_window else None
+        needs_mask = window is not None and tokens > window + 1
+        sliding_mask = sliding_window_mask(tokens, window, x.device) if needs_mask else None
+        for layer in self.layers:
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(layer, x, modulation, condition, rope, sliding_mask, use_reentrant=False)
+            else:
+                x = layer(x, modulation, condition, rope, sliding_mask)
+
+        shift, scale = (self.scale_shift_table + temb[:, None, :]).chunk(2, dim=1)
+        x = self.norm_out(x) * (1 + scale) + shift
+        return self.proj_out(x)[:, :frames]
+
+    def attention_projection_names(self, include_mlp: bool = False) -> list[str]:
+        """Names of the projection modules the estimator scores, in layer order."""
+        names = [
+            f"layers.{index}.{kind}.{projection}"
+            for index in range(len(self.layers))
+            for kind in ATTENTION_KINDS
+            for projection in ATTENTION_PROJECTIONS
+        ]
+        if include_mlp:
+            names += [f"layers.{i}.mlp.{p}" for i in range(len(self.layers)) for p in MLP_PROJECTIONS]
+        return names
