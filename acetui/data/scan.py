@@ -1,0 +1,143 @@
+"""Checking a whole dataset folder up front, so every bad file is reported before the model loads.
+
+Each ``.pt`` is validated by ``load_sample`` itself (one code path for scanning and estimating); a bad
+file becomes a listed problem rather than an error, so a user sees all of them in one go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from acetui.data.samples import LATENT_FRAMES_PER_SECOND, SampleFileError, load_sample
+from acetui.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    """The sizes of one valid sample; the tensors themselves are not kept."""
+
+    path: Path
+    frames: int
+    condition_length: int
+    condition_width: int
+    size_bytes: int
+
+    @property
+    def seconds(self) -> float:
+        """Audio duration, derived from the latent frames (``metadata.duration`` is often 0)."""
+        return self.frames / LATENT_FRAMES_PER_SECOND
+
+
+@dataclass(frozen=True)
+class SampleProblem:
+    """A ``.pt`` file that cannot be used, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path.name}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DatasetScan:
+    """What a dataset folder holds: valid samples, unusable ``.pt`` files and everything else."""
+
+    folder: Path
+    samples: tuple[SampleInfo, ...]
+    problems: tuple[SampleProblem, ...]
+    other_files: tuple[Path, ...]
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(info.seconds for info in self.samples)
+
+    @property
+    def min_seconds(self) -> float:
+        return min((info.seconds for info in self.samples), default=0.0)
+
+    @property
+    def max_seconds(self) -> float:
+        return max((info.seconds for info in self.samples), default=0.0)
+
+    @property
+    def condition_lengths(self) -> tuple[int, int]:
+        """Shortest and longest condition sequence, (0, 0) without samples."""
+        lengths = [info.condition_length for info in self.samples]
+        return (min(lengths), max(lengths)) if lengths else (0, 0)
+
+    @property
+    def sample_paths(self) -> tuple[Path, ...]:
+        return tuple(info.path for info in self.samples)
+
+    def require_samples(self) -> None:
+        """Raise DatasetError when there is nothing to estimate on, naming the first problem."""
+        if self.samples:
+            return
+        if not self.problems:
+            raise DatasetError(f"{self.folder}: no valid samples")
+        problems = _count(len(self.problems), "problem file")
+        raise DatasetError(f"{self.folder}: no valid samples ({problems}; first: {self.problems[0]})")
+
+    def summary(self) -> str:
+        """One line for a status bar or the CLI; zero counts of problems and other files are left out."""
+        parts = [_count(len(self.samples), "sample")]
+        if self.samples:
+            low, high = self.condition_lengths
+            parts.append(
+                f"{_duration(self.total_seconds)} total ({self.min_seconds:.1f}-{self.max_seconds:.1f} s)"
+            )
+            parts.append(f"condition length {low}" if low == high else f"condition length {low}-{high}")
+        if self.problems:
+            parts.append(_count(len(self.problems), "problem file"))
+        if self.other_files:
+            parts.append(_count(len(self.other_files), "other file"))
+        return ", ".join(parts)
+
+
+def scan_dataset(folder: Path, *, condition_width: int | None = None, context_channels: int = 128) -> DatasetScan:
+    """Validate every top-level ``*.pt`` in name order; raise DatasetError only if the folder itself is unusable."""
+    if not folder.exists():
+        raise DatasetError(f"{folder}: folder not found")
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder")
+    try:
+        entries = sorted(folder.iterdir(), key=lambda entry: entry.name)
+    except PermissionError:
+        raise DatasetError(f"{folder}: cannot read (permission denied)") from None
+    except OSError as error:
+        raise DatasetError(f"{folder}: cannot read ({error.strerror or error})") from None
+    files = [entry for entry in entries if entry.is_file()]
+    candidates = [entry for entry in files if entry.name.endswith(".pt")]
+    others = tuple(entry for entry in files if not entry.name.endswith(".pt"))
+    if not candidates:
+        raise DatasetError(f"{folder}: no .pt files (found {_count(len(others), 'other file')})")
+    samples: list[SampleInfo] = []
+    problems: list[SampleProblem] = []
+    for path in candidates:
+        try:
+            sample = load_sample(path, condition_width=condition_width, context_channels=context_channels)
+            size = path.stat().st_size
+        except SampleFileError as error:
+            problems.append(SampleProblem(path, error.reason))
+            continue
+        except OSError as error:
+            problems.append(SampleProblem(path, f"cannot read ({error.strerror or error})"))
+            continue
+        width = sample.encoder_hidden_states.shape[1]
+        samples.append(SampleInfo(path, sample.frames, sample.condition_length, width, size))
+    return DatasetScan(folder, tuple(samples), tuple(problems), others)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _duration(seconds: float) -> str:
+    """``42.0 s``, ``3m 20s`` or ``1h 05m 00s``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"

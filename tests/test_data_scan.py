@@ -1,0 +1,113 @@
+"""scan_dataset on real folders: all problems at once, folder-level errors, the summary line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from acetui.data import DatasetScan, SampleInfo, SampleProblem, scan_dataset, write_dataset
+from acetui.errors import DatasetError
+
+
+def test_mixed_folder_lists_every_problem_and_other_file(tmp_path):
+    write_dataset(tmp_path, count=3, condition_width=32, frames=(25, 50), condition_length=(4, 4))
+    good = torch.load(tmp_path / "sample_000.pt", weights_only=True)
+    torch.save({k: v for k, v in good.items() if k != "context_latents"}, tmp_path / "b_missing.pt")
+    torch.save({**good, "encoder_hidden_states": torch.randn(4, 2048)}, tmp_path / "c_wide.pt")
+    torch.save(good, tmp_path / "song.tmp.pt")
+    (tmp_path / "a_broken.pt").write_bytes(b"\x00" * 10)
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "song.pt.__writing__").write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    torch.save(good, tmp_path / "sub" / "nested.pt")
+
+    scan = scan_dataset(tmp_path, condition_width=32)
+
+    assert [info.path.name for info in scan.samples] == ["sample_000.pt", "sample_001.pt", "sample_002.pt"]
+    problem_names = [problem.path.name for problem in scan.problems]
+    assert problem_names == ["a_broken.pt", "b_missing.pt", "c_wide.pt", "song.tmp.pt"]
+    reasons = [problem.reason for problem in scan.problems]
+    assert reasons[0].startswith("not a valid torch file")
+    assert reasons[1] == "missing key 'context_latents'"
+    assert reasons[2].startswith("'encoder_hidden_states' has 2048 channels, expected 32")
+    assert reasons[3].startswith("pass-1 intermediate")
+    assert str(scan.problems[1]) == "b_missing.pt: missing key 'context_latents'"
+    assert [path.name for path in scan.other_files] == ["notes.txt", "song.pt.__writing__"]
+    assert scan.summary().endswith(", 4 problem files, 2 other files")
+    scan.require_samples()
+
+
+def test_sample_info_and_totals(tmp_path):
+    paths = write_dataset(tmp_path, count=2, condition_width=16, frames=(50, 50), condition_length=(3, 3))
+    write_dataset(tmp_path / "long", count=1, condition_width=16, frames=(4000, 4000), condition_length=(9, 9))
+    (tmp_path / "long" / "sample_000.pt").rename(tmp_path / "z_long.pt")
+    scan = scan_dataset(tmp_path)
+    first = scan.samples[0]
+    assert first == SampleInfo(paths[0], 50, 3, 16, paths[0].stat().st_size)
+    assert first.seconds == 2.0
+    assert (scan.total_seconds, scan.min_seconds, scan.max_seconds) == (164.0, 2.0, 160.0)
+    assert scan.condition_lengths == (3, 9)
+    assert scan.sample_paths == (*paths, tmp_path / "z_long.pt")
+    assert scan.summary() == "3 samples, 2m 44s total (2.0-160.0 s), condition length 3-9"
+
+
+def test_summary_wording():
+    one = SampleInfo(Path("a.pt"), 100, 12, 8, 1)
+    assert DatasetScan(Path("d"), (one,), (), (Path("x"),)).summary() == (
+        "1 sample, 4.0 s total (4.0-4.0 s), condition length 12, 1 other file"
+    )
+    hours = SampleInfo(Path("b.pt"), 25 * 3725, 12, 8, 1)
+    assert "1h 02m 05s total" in DatasetScan(Path("d"), (hours,), (), ()).summary()
+    problem = SampleProblem(Path("d/c.pt"), "bad")
+    assert DatasetScan(Path("d"), (), (problem,), ()).summary() == "0 samples, 1 problem file"
+
+
+def test_no_valid_samples(tmp_path):
+    (tmp_path / "x.pt").write_text("junk")
+    (tmp_path / "y.pt").write_text("junk")
+    scan = scan_dataset(tmp_path)
+    assert scan.samples == () and len(scan.problems) == 2
+    with pytest.raises(DatasetError) as caught:
+        scan.require_samples()
+    assert str(caught.value).startswith(f"{tmp_path}: no valid samples (2 problem files; first: x.pt: not a valid")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DatasetError, match="folder not found"):
+        scan_dataset(tmp_path / "nope")
+
+
+def test_file_instead_of_folder(tmp_path):
+    (tmp_path / "file.pt").write_text("x")
+    with pytest.raises(DatasetError, match="not a folder"):
+        scan_dataset(tmp_path / "file.pt")
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(DatasetError) as caught:
+        scan_dataset(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: no .pt files (found 0 other files)"
+
+
+def test_folder_with_only_other_files(tmp_path):
+    (tmp_path / "song.wav").write_bytes(b"RIFF")
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "inner.pt").mkdir()
+    with pytest.raises(DatasetError) as caught:
+        scan_dataset(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: no .pt files (found 2 other files)"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_unreadable_folder(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0)
+    try:
+        with pytest.raises(DatasetError, match="permission denied"):
+            scan_dataset(folder)
+    finally:
+        folder.chmod(0o755)
