@@ -1,20 +1,23 @@
 """Reading decoder tensors out of official ACE-Step 1.5 checkpoints (single file or sharded).
 
 Only keys that start exactly with ``decoder.`` are read; the encoder, tokenizers and the CFG embedding in
-the same file are never touched. Tensors are read one at a time and moved straight to the target device
-and dtype, so host memory never holds the whole file or an fp32 copy of a bf16 model.
+the same file are never touched. The safetensors header is parsed and checked here (every tensor's byte
+range must lie inside the file, so a truncated download is reported before any data is read), and each
+tensor is then read with a plain file read into its own buffer and converted to the target device and
+dtype before the next one is read. Nothing is memory-mapped, so host memory holds the finished model plus
+at most one tensor in its stored dtype: never the whole file, nor an fp32 copy of a bf16 model.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from acetui.errors import ModelLoadError
 from acetui.model.config import DecoderConfig
@@ -25,6 +28,28 @@ DECODER_PREFIX = "decoder."
 SINGLE_FILE = "model.safetensors"
 SHARD_INDEX = "model.safetensors.index.json"
 
+# safetensors dtype code -> (torch dtype, short name shown to users). Decoder tensors must use one of these.
+STORAGE_DTYPES: dict[str, tuple[torch.dtype, str]] = {
+    "BF16": (torch.bfloat16, "bf16"),
+    "F16": (torch.float16, "fp16"),
+    "F32": (torch.float32, "fp32"),
+    "F64": (torch.float64, "fp64"),
+}
+# Bytes per element of every safetensors dtype, so byte ranges of non-decoder tensors are checked too.
+_ITEM_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+    "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+    "U32": 4, "I32": 4, "F32": 4,
+    "U64": 8, "I64": 8, "F64": 8,
+}  # fmt: skip
+_MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+
+
+def storage_name(code: str) -> str:
+    """``bf16``/``fp32``/... for a safetensors dtype code; unknown codes are shown lower-cased."""
+    known = STORAGE_DTYPES.get(code)
+    return known[1] if known else code.lower()
+
 
 @dataclass(frozen=True)
 class TensorEntry:
@@ -34,20 +59,33 @@ class TensorEntry:
     file: Path
     shape: tuple[int, ...]
     storage_dtype: str
+    offset: int = 0  # absolute byte offset of the data in ``file``
+    nbytes: int = 0
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
 
 
 def weight_files(folder: Path) -> tuple[dict[str, Path], bool]:
-    """Map each tensor key to its file, from the shard index when there is one; also return "sharded"."""
+    """Map each tensor key to its file, from the shard index when there is one; also return "sharded".
+
+    For a single-file checkpoint the map is empty: the keys are in ``model.safetensors``'s header.
+    """
     index_path = folder / SHARD_INDEX
     if index_path.is_file():
         try:
             index = json.loads(index_path.read_text(encoding="utf-8"))
-            weight_map = index["weight_map"]
-            if not isinstance(weight_map, dict):
-                raise TypeError("weight_map is not an object")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ModelLoadError(f"{index_path}: not a valid shard index ({error})") from None
-        files = {key: folder / str(name) for key, name in weight_map.items()}
+        except (OSError, UnicodeDecodeError) as error:
+            raise ModelLoadError(f"{index_path}: cannot read shard index ({error})") from None
+        except json.JSONDecodeError as error:
+            raise ModelLoadError(
+                f"{index_path}: shard index is not valid JSON ({error.msg}, line {error.lineno})"
+            ) from None
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ModelLoadError(f"{index_path}: shard index has no 'weight_map' object of tensor -> file name")
+        files = {key: folder / name for key, name in weight_map.items()}
         for shard in sorted(set(files.values())):
             if not shard.is_file():
                 raise ModelLoadError(f"{shard}: shard listed in {index_path.name} is missing")
@@ -58,70 +96,138 @@ def weight_files(folder: Path) -> tuple[dict[str, Path], bool]:
     return {}, False
 
 
-def _open(file: Path, stack: ExitStack, device: str = "cpu"):
+def read_header(file: Path) -> dict[str, TensorEntry]:
+    """Every tensor described by the safetensors header of ``file``, each checked to lie inside the file."""
+
+    def corrupt(reason: str) -> ModelLoadError:
+        return ModelLoadError(f"{file}: corrupt safetensors file ({reason})")
+
     try:
-        return stack.enter_context(safe_open(str(file), framework="pt", device=device))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise ModelLoadError(f"{file}: corrupt or unreadable safetensors file ({_first_line(error)})") from None
+        size = file.stat().st_size
+        with file.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise corrupt(f"only {len(prefix)} bytes long")
+            header_bytes = int.from_bytes(prefix, "little")
+            if header_bytes > min(_MAX_HEADER_BYTES, size - 8):
+                raise corrupt(f"header length {header_bytes} does not fit in a {size}-byte file")
+            raw = handle.read(header_bytes)
+    except OSError as error:
+        raise ModelLoadError(f"{file}: cannot read ({error})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise corrupt("header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise corrupt("header is not a JSON object")
+    data_start = 8 + header_bytes
+    entries = {}
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        entries[key] = _entry(file, key, info, data_start, size, corrupt)
+    return entries
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def _entry(file: Path, key: str, info: Any, data_start: int, size: int, corrupt) -> TensorEntry:
+    try:
+        code = info["dtype"]
+        shape = tuple(info["shape"])
+        begin, end = info["data_offsets"]
+        valid = (
+            isinstance(code, str)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (*shape, begin, end))
+            and begin <= end
+        )
+    except (TypeError, KeyError, ValueError):
+        valid = False
+    if not valid:
+        raise corrupt(f"malformed header entry for tensor {key!r}")
+    item = _ITEM_SIZES.get(code)
+    if item is not None and (end - begin) != math.prod(shape) * item:
+        raise corrupt(f"tensor {key!r} has {end - begin} bytes, its shape {list(shape)} {code} needs "
+                      f"{math.prod(shape) * item}")
+    if data_start + end > size:
+        raise ModelLoadError(
+            f"{file}: truncated safetensors file (tensor {key!r} ends at byte {data_start + end}, "
+            f"the file has {size} bytes)"
+        )
+    return TensorEntry(key, file, shape, code, data_start + begin, end - begin)
 
 
 def decoder_entries(folder: Path) -> tuple[list[TensorEntry], bool]:
     """Header facts of every ``decoder.`` tensor in the variant folder, without reading any data."""
     files, sharded = weight_files(folder)
+    if sharded:
+        by_file: dict[Path, list[str]] = {}
+        for key, file in files.items():
+            if key.startswith(DECODER_PREFIX):
+                by_file.setdefault(file, []).append(key)
+    else:
+        single = folder / SINGLE_FILE
+        by_file = {single: [key for key in read_header(single) if key.startswith(DECODER_PREFIX)]}
     entries: list[TensorEntry] = []
-    with ExitStack() as stack:
-        if sharded:
-            by_file: dict[Path, list[str]] = {}
-            for key, file in files.items():
-                if key.startswith(DECODER_PREFIX):
-                    by_file.setdefault(file, []).append(key)
-            groups = sorted(by_file.items())
-        else:
-            single = folder / SINGLE_FILE
-            handle = _open(single, stack)
-            groups = [(single, [k for k in handle.keys() if k.startswith(DECODER_PREFIX)])]
-        for file, keys in groups:
-            handle = _open(file, stack)
-            available = set(handle.keys())
-            for key in keys:
-                if key not in available:
-                    raise ModelLoadError(f"{file}: tensor {key!r} listed in the shard index is not in the file")
-                view = handle.get_slice(key)
-                entries.append(TensorEntry(key, file, tuple(view.get_shape()), str(view.get_dtype())))
+    for file, keys in sorted(by_file.items()):
+        header = read_header(file)
+        for key in keys:
+            if key not in header:
+                raise ModelLoadError(f"{file}: tensor {key!r} listed in the shard index is not in the file")
+            entry = header[key]
+            if entry.storage_dtype not in STORAGE_DTYPES:
+                raise ModelLoadError(
+                    f"{file}: tensor {key!r} is stored as {entry.storage_dtype}, not a floating-point type "
+                    f"({', '.join(STORAGE_DTYPES)})"
+                )
+            entries.append(entry)
     return entries, sharded
+
+
+def _read_tensor(handle: BinaryIO, entry: TensorEntry) -> torch.Tensor:
+    """The tensor's bytes read into a fresh buffer of exactly its size, viewed as its stored dtype."""
+    stored = STORAGE_DTYPES[entry.storage_dtype][0]
+    if entry.nbytes == 0:
+        return torch.empty(entry.shape, dtype=stored)
+    buffer = bytearray(entry.nbytes)
+    handle.seek(entry.offset)
+    count = handle.readinto(buffer)
+    if count != entry.nbytes:
+        raise ModelLoadError(
+            f"{entry.file}: truncated safetensors file (tensor {entry.key!r} has {count} of {entry.nbytes} bytes)"
+        )
+    return torch.frombuffer(buffer, dtype=stored).reshape(entry.shape)
 
 
 def iter_decoder_tensors(
     entries: list[TensorEntry], device: torch.device, dtype: torch.dtype
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name without ``decoder.``, tensor on device in dtype), one tensor in memory at a time."""
-    with ExitStack() as stack:
-        handles = {}
+    """Yield (name without ``decoder.``, tensor on device in dtype), one stored tensor in memory at a time."""
+    handles: dict[Path, BinaryIO] = {}
+    try:
         for entry in entries:
             if entry.file not in handles:
-                handles[entry.file] = _open(entry.file, stack)
+                try:
+                    handles[entry.file] = entry.file.open("rb")
+                except OSError as error:
+                    raise ModelLoadError(f"{entry.file}: cannot read ({error})") from None
             try:
-                tensor = handles[entry.file].get_tensor(entry.key)
-            except (SafetensorError, OSError, RuntimeError, ValueError) as error:
-                raise ModelLoadError(
-                    f"{entry.file}: cannot read tensor {entry.key!r} ({_first_line(error)})"
-                ) from None
-            yield entry.key[len(DECODER_PREFIX):], tensor.to(device=device, dtype=dtype)
-            del tensor
+                stored = _read_tensor(handles[entry.file], entry)
+            except OSError as error:
+                raise ModelLoadError(f"{entry.file}: cannot read tensor {entry.key!r} ({error})") from None
+            yield entry.key[len(DECODER_PREFIX):], stored.to(device=device, dtype=dtype)
+            del stored
+    finally:
+        for handle in handles.values():
+            handle.close()
 
 
-def _check_keys(model: AceStepDecoder, entries: list[TensorEntry], folder: Path) -> None:
+def _check_keys(model: AceStepDecoder, entries: list[TensorEntry], source: Path) -> None:
+    """Names and shapes in the file(s) must be exactly the decoder's; ``source`` names the weights."""
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     found = {entry.key[len(DECODER_PREFIX):]: entry for entry in entries}
     missing = sorted(set(expected) - set(found))
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ModelLoadError(f"{folder}: missing decoder tensor 'decoder.{missing[0]}'{more}")
+        raise ModelLoadError(f"{source}: missing decoder tensor 'decoder.{missing[0]}'{more}")
     unexpected = sorted(set(found) - set(expected))
     if unexpected:
         raise ModelLoadError(
@@ -149,8 +255,8 @@ def load_decoder(
     target = torch.device(device)
     with torch.device("meta"):
         model = AceStepDecoder(config)
-    entries, _ = decoder_entries(folder)
-    _check_keys(model, entries, folder)
+    entries, sharded = decoder_entries(folder)
+    _check_keys(model, entries, folder / (SHARD_INDEX if sharded else SINGLE_FILE))
     state = dict(iter_decoder_tensors(entries, target, dtype))
     model.load_state_dict(state, assign=True)
     model.requires_grad_(False)

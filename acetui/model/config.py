@@ -162,9 +162,13 @@ class _FieldReader:
             raise self._wrong(name, "a positive integer", value)
         return value
 
-    def optional_integer(self, name: str, default: Any = None) -> int | None:
-        value = self._get(name, default)
-        return None if value is None else self.integer(name) if name in self.raw else value
+    def optional_integer(self, name: str, default: int | None = None) -> int | None:
+        """Absent -> ``default``; ``null`` -> None (the field is explicitly unset); else a positive integer."""
+        if name not in self.raw:
+            return default
+        if self.raw[name] is None:
+            return None
+        return self.integer(name)
 
     def number(self, name: str, default: Any = _MISSING) -> float:
         value = self._get(name, default)

@@ -1,8 +1,7 @@
-"""Finding model variants inside a checkpoints root and describing them for a picker."""
+"""Finding model variants inside a checkpoints root by folder name (no file is opened here)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from acetui.errors import ModelLoadError
@@ -19,11 +18,28 @@ OFFICIAL_VARIANTS = (
     "turbo-continuous",
 )
 FOLDER_PREFIX = "acestep-v15-"
+CONFIG_FILE = "config.json"
 
 
 def variant_folder_name(name: str) -> str:
     """Short official names map to ``acestep-v15-<name>``; anything else is taken as a folder name."""
     return f"{FOLDER_PREFIX}{name}" if name in OFFICIAL_VARIANTS else name
+
+
+def short_name(folder_name: str) -> str:
+    """The name a user types for a folder: ``acestep-v15-turbo`` -> ``turbo``; custom folders keep theirs."""
+    short = folder_name.removeprefix(FOLDER_PREFIX)
+    return short if folder_name.startswith(FOLDER_PREFIX) and short in OFFICIAL_VARIANTS else folder_name
+
+
+def variant_folders(root: Path) -> list[Path]:
+    """Every sub-folder of ``root`` holding a config.json, official variants first (in their order), then by name."""
+    try:
+        folders = [child for child in root.iterdir() if child.is_dir() and (child / CONFIG_FILE).is_file()]
+    except OSError:
+        return []
+    order = {name: index for index, name in enumerate(OFFICIAL_VARIANTS)}
+    return sorted(folders, key=lambda f: (order.get(short_name(f.name), len(order)), short_name(f.name)))
 
 
 def resolve_variant(root: Path, variant: str) -> Path:
@@ -34,76 +50,8 @@ def resolve_variant(root: Path, variant: str) -> Path:
         raise ModelLoadError(f"{root}: checkpoint root is not a directory")
     folder = root / variant_folder_name(variant)
     if not folder.is_dir():
-        found = ", ".join(info.name for info in list_variants(root)) or "none"
+        found = ", ".join(short_name(f.name) for f in variant_folders(root)) or "none"
         raise ModelLoadError(f"{folder}: variant {variant!r} not found in {root} (found: {found})")
-    if not (folder / "config.json").is_file():
-        raise ModelLoadError(f"{folder}: no config.json, so this is not a model variant folder")
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelLoadError(f"{folder}: no {CONFIG_FILE}, so this is not a model variant folder")
     return folder
-
-
-@dataclass(frozen=True)
-class VariantInfo:
-    """What a picker shows for one variant; ``problem`` is set instead of the numbers when it is unusable."""
-
-    name: str
-    folder: Path
-    parameters: int = 0
-    storage_dtype: str = ""
-    size_bytes: int = 0
-    hidden_size: int = 0
-    layers: int = 0
-    sharded: bool = False
-    problem: str = ""
-
-
-def _short_name(folder_name: str) -> str:
-    short = folder_name.removeprefix(FOLDER_PREFIX)
-    return short if short in OFFICIAL_VARIANTS and folder_name.startswith(FOLDER_PREFIX) else folder_name
-
-
-def describe_variant(folder: Path) -> VariantInfo:
-    """Read config.json and the safetensors headers (no tensor data) of one variant folder."""
-    from acetui.model.checkpoint import decoder_entries
-    from acetui.model.config import DecoderConfig
-
-    name = _short_name(folder.name)
-    try:
-        config = DecoderConfig.from_json_file(folder / "config.json")
-        entries, sharded = decoder_entries(folder)
-    except ModelLoadError as error:
-        return VariantInfo(name, folder, problem=str(error))
-    files = {entry.file for entry in entries} or set(folder.glob("*.safetensors"))
-    dtypes = sorted({entry.storage_dtype for entry in entries})
-    return VariantInfo(
-        name=name,
-        folder=folder,
-        parameters=sum(_numel(entry.shape) for entry in entries),
-        storage_dtype="/".join(STORAGE_NAMES.get(d, d.lower()) for d in dtypes),
-        size_bytes=sum(file.stat().st_size for file in files),
-        hidden_size=config.hidden_size,
-        layers=config.num_hidden_layers,
-        sharded=sharded,
-    )
-
-
-STORAGE_NAMES = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F64": "fp64"}
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
-def list_variants(root: Path) -> list[VariantInfo]:
-    """Every sub-folder of ``root`` that holds a config.json, described; official names first."""
-    if not root.is_dir():
-        return []
-    try:
-        folders = [child for child in root.iterdir() if child.is_dir() and (child / "config.json").is_file()]
-    except OSError:
-        return []
-    infos = [describe_variant(folder) for folder in folders]
-    order = {name: index for index, name in enumerate(OFFICIAL_VARIANTS)}
-    return sorted(infos, key=lambda info: (order.get(info.name, len(order)), info.name))
