@@ -1,0 +1,190 @@
+"""The ``acetui`` command: the TUI by default, ``estimate`` headless, ``demo``, ``resume``, ``locate``.
+
+Every user-facing failure exits non-zero with one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from acetui import __version__, paths
+from acetui.errors import AcetuiError
+from acetui.estimate import EstimateRequest, EstimateResult, Estimator
+from acetui.history import find_run, load_record
+from acetui.profiles import load_profile
+from acetui.progress import ConsoleReporter, print_ranking, write_outputs
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _batches(text: str) -> str:
+    if text != "auto" and not (text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError("must be a positive integer or 'auto'")
+    return text
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``estimate`` (and accepted by ``demo``); unset ones fall back to the profile."""
+    add = parser.add_argument
+    add("--checkpoint-dir", "-c", type=Path, help="checkpoints root, e.g. ACE-Step-1.5/checkpoints")
+    add("--model-variant", "--model", "-M", dest="variant", help="turbo, base, sft, xl-base, xl-sft, xl-turbo or a folder name")
+    add("--dataset-dir", "-d", type=Path, help="folder of preprocessed .pt samples")
+    add("--estimate-batches", dest="batches", type=_batches, help="batches to run, or 'auto' (default 5)")
+    add("--max-batches", type=int, help="upper limit for --estimate-batches auto (default 50)")
+    add("--stability-target", type=float, help="top-k stability at which 'auto' stops (default 0.9)")
+    add("--top-k", type=int, help="modules highlighted and exported as targets (default 16)")
+    add("--granularity", choices=("module", "layer"), help="rank projections or attention blocks (default module)")
+    add("--seed", type=int, help="seed for batch order, noise and timesteps (default 42)")
+    add("--batch-size", type=int, help="samples per batch (default 1)")
+    add("--device", help="auto, cpu, cuda or cuda:N (default auto)")
+    add("--dtype", choices=("auto", "bf16", "fp16", "fp32"), help="auto = bf16 on CUDA, fp32 on CPU")
+    add("--timestep-focus", help="balanced, texture, structure or LOW,HIGH (default balanced)")
+    add("--modules", choices=("attention", "attention+mlp"), help="which projections to score")
+    add("--crop-frames", type=int, help="crop samples to this many latent frames (25 per second)")
+    add("--activation-checkpointing", choices=("auto", "on", "off"), help="recompute activations to save memory")
+    add("--strict", action="store_true", default=None, help="any bad sample file is an error")
+    add("--profile", help="start from a saved profile; flags given here win")
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--estimate-output", "--output", "-o", dest="output", type=Path, help="write the JSON ranking here")
+    add("--csv", type=Path, help="also write the ranking as CSV")
+    add("--peft-output", type=Path, help="write PEFT target_modules (exact names of the top-k) as JSON")
+    add("--score", choices=("grad-norm", "fisher", "relative"), default="grad-norm", help="score to rank by")
+    add("--quiet", "-q", action="store_true", help="no progress bar on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="acetui", description="Rank ACE-Step 1.5 decoder attention projections by gradient sensitivity."
+    )
+    parser.add_argument("--version", action="version", version=f"acetui {__version__}")
+    parser.add_argument("--profile", help="open the app prefilled from a saved profile, at the parameters step")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    estimate = commands.add_parser("estimate", help="run the estimator headless and print/write the ranking")
+    _add_run_options(estimate)
+    _add_output_options(estimate)
+
+    demo = commands.add_parser("demo", help="open the app on a generated demo checkpoint and dataset")
+    demo.add_argument("--headless", action="store_true", help="run the estimate in the terminal instead of the app")
+
+    resume = commands.add_parser("resume", help="continue a partial run to its requested batch count")
+    resume.add_argument("run", help="run id (or unique prefix) from the history, or a run record file")
+    _add_output_options(resume)
+
+    commands.add_parser("locate", help="print where acetui keeps profiles, history and the demo")
+    return parser
+
+
+def request_from_args(args: argparse.Namespace) -> EstimateRequest:
+    """Profile values first, then every flag the user actually gave."""
+    values = load_profile(args.profile) if args.profile else {}
+    for key in ("checkpoint_dir", "variant", "dataset_dir", "top_k", "granularity", "seed", "batch_size",
+                "device", "dtype", "timestep_focus", "modules", "crop_frames", "activation_checkpointing",
+                "strict", "max_batches", "stability_target"):
+        value = getattr(args, key, None)
+        if value is not None:
+            values[key] = value
+    if args.batches == "auto":
+        values["auto_batches"] = True
+    elif args.batches is not None:
+        values["batches"], values["auto_batches"] = int(args.batches), False
+    missing = [flag for flag, key in (("--checkpoint-dir", "checkpoint_dir"), ("--model-variant", "variant"),
+                                      ("--dataset-dir", "dataset_dir")) if key not in values]
+    if missing:
+        raise AcetuiError(f"missing {', '.join(missing)} (give the flag or a --profile that sets it)")
+    return EstimateRequest.from_dict(values)
+
+
+def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: EstimateResult | None = None) -> int:
+    """Run with a progress line on stderr; signals stop the run after the current batch and keep it."""
+    reporter = ConsoleReporter(quiet=args.quiet)
+    estimator = Estimator(request, on_event=reporter, resume=resume, record_dir=paths.app_dirs().runs)
+    previous = {}
+
+    def stop(signum, frame) -> None:
+        if estimator.stopping:
+            raise KeyboardInterrupt
+        estimator.cancel("interrupted")
+        reporter.note(f"{signal.Signals(signum).name}: stopping after the current batch (again to abort)")
+
+    for name in STOP_SIGNALS:
+        if hasattr(signal, name):
+            previous[name] = signal.signal(getattr(signal, name), stop)
+    try:
+        result = estimator.run()
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+    if result is None:
+        return EXIT_ERROR if reporter.failure is None or reporter.failure.result is None else _keep(reporter)
+    if result.batches and result.included_batches:
+        print_ranking(result, args.score, sys.stdout)
+        write_outputs(result, args)
+    if result.status == "complete":
+        return 0
+    print(f"acetui: run {result.run_id} {result.status}; resume with: acetui resume {result.run_id}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _keep(reporter: ConsoleReporter) -> int:
+    result = reporter.failure.result
+    if result.included_batches:
+        print_ranking(result, "grad-norm", sys.stdout)
+    print(f"acetui: run {result.run_id} kept with {result.completed_batches} batches", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from acetui.demo import demo_request
+
+    request = demo_request()
+    if args.headless:
+        namespace = argparse.Namespace(quiet=False, output=None, csv=None, peft_output=None, score="grad-norm")
+        return run_headless(request, namespace)
+    return _open_app(request=request)
+
+
+def _open_app(request: EstimateRequest | None = None, profile: str | None = None) -> int:
+    from acetui.tui.app import make_app
+
+    make_app(request=request, profile=profile).run()
+    return 0
+
+
+def _locate() -> int:
+    dirs = paths.app_dirs()
+    for label, path in (("profiles", dirs.profiles), ("history", dirs.runs), ("demo", dirs.demo), ("cache", dirs.cache)):
+        print(f"{label:9} {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "estimate":
+            return run_headless(request_from_args(args), args)
+        if args.command == "resume":
+            record = load_record(find_run(args.run))
+            if record.status == "complete":
+                raise AcetuiError(f"run {record.run_id} is already complete ({record.completed_batches} batches)")
+            return run_headless(record.request, args, resume=record)
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "locate":
+            return _locate()
+        return _open_app(profile=args.profile)
+    except AcetuiError as error:
+        print(f"acetui: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("acetui: aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,315 @@
+"""The gradient sensitivity estimator: request in, events out, result saved after every batch.
+
+Per batch: the flow-matching loss of the decoder, one backward, and the Frobenius norm of every scored
+projection's weight gradient, read on the device by ``GradientProbe``. The run can be cancelled from
+another thread (honoured between batches); each completed batch is written to the run record
+atomically, so an interrupted run loses at most the batch in flight and can be resumed exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from acetui import __version__
+from acetui.atomic import write_text_atomic
+from acetui.data import DatasetScan, Sample, batch_plan, collate, load_sample, scan_dataset
+from acetui.errors import AcetuiError, DatasetError
+from acetui.estimate.events import (
+    BatchDone,
+    EngineEvent,
+    ModelInfo,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StageChanged,
+)
+from acetui.estimate.gradients import GradientProbe
+from acetui.estimate.memory import memory_stats, needs_activation_checkpointing
+from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
+from acetui.estimate.request import EstimateRequest, dtype_name, resolve_device, resolve_dtype
+from acetui.estimate.result import BatchRecord, EstimateResult
+from acetui.model import AceStepDecoder, load_decoder
+from acetui.model.checkpoint import decoder_config
+from acetui.model.variants import resolve_variant
+
+OOM_ADVICE = (
+    "out of memory on batch {index}: lower --batch-size, use --dtype bf16, set --crop-frames, "
+    "or turn on --activation-checkpointing; {done} completed batches were kept"
+)
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a short random suffix."""
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def package_versions() -> dict[str, str]:
+    import safetensors
+
+    return {
+        "acetui": __version__,
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class SampleCache:
+    """Keeps loaded samples in memory up to a byte budget, since batches revisit the same files."""
+
+    def __init__(self, budget_bytes: int = 2 * 1024**3) -> None:
+        self.budget = budget_bytes
+        self.used = 0
+        self.samples: dict[Path, Sample] = {}
+
+    def get(self, path: Path, condition_width: int, context_channels: int) -> Sample:
+        if path in self.samples:
+            return self.samples[path]
+        sample = load_sample(path, condition_width=condition_width, context_channels=context_channels)
+        size = sum(t.numel() * t.element_size() for t in (sample.target_latents, sample.context_latents,
+                                                           sample.encoder_hidden_states))
+        if self.used + size <= self.budget:
+            self.samples[path] = sample
+            self.used += size
+        return sample
+
+
+class Estimator:
+    """Runs one request. ``on_event`` is called from the thread that calls ``run``; with ``record_dir``
+    the run record is rewritten there after every batch; ``resume`` continues a saved partial result."""
+
+    def __init__(
+        self,
+        request: EstimateRequest,
+        *,
+        on_event: Callable[[EngineEvent], None] | None = None,
+        record_dir: Path | None = None,
+        resume: EstimateResult | None = None,
+        batch_indices: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.request = request
+        self.on_event = on_event or (lambda event: None)
+        self.record_dir = record_dir
+        self.resume = resume
+        self.owns_batch = batch_indices or (lambda index: True)
+        self._stop = threading.Event()
+        self._stop_status = "cancelled"
+
+    def cancel(self, status: str = "cancelled") -> None:
+        """Ask the run to stop before its next batch (thread-safe). ``status``: cancelled or interrupted."""
+        self._stop_status = status
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def record_path(self, run_id: str) -> Path | None:
+        """Where the run's record is kept (``<record_dir>/<run id>.json``), or None when not kept."""
+        return None if self.record_dir is None else self.record_dir / f"{run_id}.json"
+
+    def _save(self, result: EstimateResult) -> None:
+        path = self.record_path(result.run_id)
+        if path is not None:
+            write_text_atomic(path, json.dumps(result.to_dict(), indent=1))
+
+    def run(self) -> EstimateResult | None:
+        """Run to completion, cancellation or failure; the matching event is the last one emitted."""
+        result: EstimateResult | None = None
+        try:
+            result = self._run()
+        except AcetuiError as error:
+            self._fail(str(error), result)
+            return None
+        return result
+
+    def _fail(self, message: str, result: EstimateResult | None) -> None:
+        if result is not None:
+            result.status, result.message = "failed", message
+            self._save(result)
+        self.on_event(RunFailed(message, result))
+
+    def _prepare(self) -> tuple[torch.device, torch.dtype, DatasetScan]:
+        request = self.request
+        device = resolve_device(request.device)
+        dtype = resolve_dtype(request.dtype, device)
+        TimestepFocus.parse(request.timestep_focus)
+        self.on_event(StageChanged(f"reading {request.variant} config"))
+        config = decoder_config(request.checkpoint_dir, request.variant)
+        self.on_event(StageChanged(f"scanning {request.dataset_dir}"))
+        scan = scan_dataset(
+            request.dataset_dir, condition_width=config.condition_width, context_channels=config.context_channels
+        )
+        scan.require_samples()
+        if request.strict and scan.problems:
+            raise DatasetError(
+                f"{scan.problems[0].path}: {scan.problems[0].reason} "
+                f"(--strict: {len(scan.problems)} bad sample file(s) in {scan.folder})"
+            )
+        return device, dtype, scan
+
+    def _load(self, device: torch.device, dtype: torch.dtype, scan: DatasetScan) -> tuple[AceStepDecoder, ModelInfo]:
+        request = self.request
+        self.on_event(StageChanged(f"loading {request.variant} decoder to {device} as {dtype_name(dtype)}"))
+        started = time.perf_counter()
+        decoder = load_decoder(request.checkpoint_dir, request.variant, dtype=dtype, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        load_seconds = time.perf_counter() - started
+        longest = max(info.frames for info in scan.samples)
+        frames = min(longest, request.crop_frames or longest)
+        decoder.activation_checkpointing = request.activation_checkpointing == "on" or (
+            request.activation_checkpointing == "auto"
+            and needs_activation_checkpointing(decoder.config, frames, request.batch_size, dtype, device)
+        )
+        info = ModelInfo(
+            variant=request.variant,
+            folder=str(resolve_variant(request.checkpoint_dir, request.variant)),
+            parameters=sum(p.numel() for p in decoder.parameters()),
+            layers=decoder.config.num_hidden_layers,
+            hidden_size=decoder.config.hidden_size,
+            dtype=dtype_name(dtype),
+            device=str(device),
+            device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU",
+            scored_modules=len(decoder.attention_projection_names(request.modules == "attention+mlp")),
+            activation_checkpointing=decoder.activation_checkpointing,
+            load_seconds=load_seconds,
+        )
+        return decoder, info
+
+    def _new_result(self, probe: GradientProbe, info: ModelInfo, scan: DatasetScan) -> EstimateResult:
+        if self.resume is not None:
+            return self.resume
+        return EstimateResult(
+            run_id=new_run_id(),
+            request=self.request,
+            modules=[f"decoder.{name}" for name in probe.names],
+            numels=probe.numels,
+            weight_norms=probe.weight_norms(),
+            metadata={
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "model": vars(info),
+                "dataset": {
+                    "folder": str(scan.folder),
+                    "samples": len(scan.samples),
+                    "summary": scan.summary(),
+                    "skipped_samples": [{"path": str(p.path), "reason": p.reason} for p in scan.problems],
+                },
+                "timestep_focus": self.request.timestep_focus,
+                "versions": package_versions(),
+            },
+        )
+
+    def _run(self) -> EstimateResult:
+        request = self.request
+        device, dtype, scan = self._prepare()
+        decoder, info = self._load(device, dtype, scan)
+        names = decoder.attention_projection_names(include_mlp=request.modules == "attention+mlp")
+        probe = GradientProbe(decoder, names)
+        result = self._new_result(probe, info, scan)
+        if result.modules != [f"decoder.{name}" for name in names]:
+            raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
+        result.status = "running"
+        result.metadata["model"] = vars(info)
+        total = request.max_batches if request.auto_batches else request.batches
+        plan = batch_plan(len(scan.samples), total, request.batch_size, request.seed)
+        self.on_event(RunStarted(result.run_id, info, scan, total, result.completed_batches))
+        try:
+            self._loop(decoder, probe, result, scan, plan, device, dtype)
+        finally:
+            probe.close()
+        return result
+
+    def _loop(self, decoder, probe, result, scan, plan, device, dtype) -> None:
+        request = self.request
+        focus = TimestepFocus.parse(request.timestep_focus)
+        config = decoder.config
+        cache = SampleCache()
+        started = time.perf_counter()
+        first = result.completed_batches
+        timed_batches = 0
+        for index in range(first, len(plan)):
+            if self._stop.is_set():
+                result.status, result.message = self._stop_status, f"{self._stop_status} after {index} batches"
+                self._save(result)
+                self.on_event(RunStopped(result))
+                return
+            if not self.owns_batch(index):
+                continue
+            batch_started = time.perf_counter()
+            try:
+                record = self._one_batch(decoder, probe, scan, plan, index, config, cache, focus, device, dtype)
+            except torch.cuda.OutOfMemoryError:
+                probe.reset()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self._fail(OOM_ADVICE.format(index=index + 1, done=result.completed_batches), result)
+                return
+            record.seconds = time.perf_counter() - batch_started
+            result.batches.append(record)
+            self._save(result)
+            timed_batches += 1
+            elapsed = time.perf_counter() - started
+            per_batch = elapsed / timed_batches
+            remaining = sum(1 for later in range(index + 1, len(plan)) if self.owns_batch(later))
+            self.on_event(
+                BatchDone(
+                    index=index,
+                    total=len(plan),
+                    loss=record.loss,
+                    mean_loss=result.mean_loss,
+                    excluded=record.excluded,
+                    elapsed=elapsed,
+                    seconds_per_batch=per_batch,
+                    samples_per_second=request.batch_size / per_batch if per_batch > 0 else math.inf,
+                    eta_seconds=remaining * per_batch,
+                    memory=memory_stats(device),
+                )
+            )
+        result.status = "complete"
+        result.message = ""
+        result.metadata["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._save(result)
+        self.on_event(RunFinished(result))
+
+    def _one_batch(self, decoder, probe, scan, plan, index, config, cache, focus, device, dtype) -> BatchRecord:
+        paths = [scan.samples[i].path for i in plan[index]]
+        generator = batch_generator(self.request.seed, index)
+        try:
+            samples = [cache.get(path, config.condition_width, config.context_channels) for path in paths]
+        except DatasetError as error:
+            return BatchRecord(index, math.nan, [], [str(p) for p in paths], 0.0, excluded=str(error))
+        crop = self.request.crop_frames
+        offsets = None
+        if crop is not None:
+            offsets = [
+                int(torch.randint(0, max(1, s.frames - crop + 1), (1,), generator=generator)) for s in samples
+            ]
+        batch = collate(samples, crop_frames=crop, crop_offsets=offsets)
+        draw = draw_batch(batch, config.timestep_mu, config.timestep_sigma, focus, generator)
+        batch = batch.to(device, dtype)
+        probe.reset()
+        loss = flow_matching_loss(decoder, batch, draw)
+        loss.backward()
+        readout = torch.cat([loss.detach().float().reshape(1), probe.squared_norms.sqrt()]).cpu().tolist()
+        loss_value, norms = readout[0], readout[1:]
+        record = BatchRecord(index, loss_value, draw.timesteps.tolist(), [str(p) for p in paths], 0.0)
+        if not math.isfinite(loss_value):
+            record.excluded = "non-finite loss"
+        elif not all(math.isfinite(n) for n in norms):
+            record.excluded = "non-finite gradient"
+        else:
+            record.norms = norms
+        return record

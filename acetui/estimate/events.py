@@ -1,0 +1,80 @@
+"""What the engine tells its front ends while it runs. Plain data: no UI code on either side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from acetui.data import DatasetScan
+from acetui.estimate.memory import MemoryStats
+from acetui.estimate.result import EstimateResult
+
+
+@dataclass(frozen=True)
+class StageChanged:
+    """A slow step began (scanning, loading the model); front ends show it so nothing looks frozen."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    variant: str
+    folder: str
+    parameters: int
+    layers: int
+    hidden_size: int
+    dtype: str
+    device: str
+    device_name: str
+    scored_modules: int
+    activation_checkpointing: bool
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    model: ModelInfo
+    dataset: DatasetScan
+    total_batches: int
+    first_batch: int
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    """One batch finished. ``index`` is 0-based; ``loss`` is NaN and ``excluded`` set when it was dropped."""
+
+    index: int
+    total: int
+    loss: float
+    mean_loss: float
+    excluded: str
+    elapsed: float
+    seconds_per_batch: float
+    samples_per_second: float
+    eta_seconds: float
+    memory: MemoryStats
+    stability: float | None = None
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    result: EstimateResult
+
+
+@dataclass(frozen=True)
+class RunStopped:
+    """Cancelled or interrupted: the partial result has been saved and can be resumed."""
+
+    result: EstimateResult
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    """The run could not start or could not go on; ``result`` holds completed batches when there are any."""
+
+    message: str
+    result: EstimateResult | None
+
+
+EngineEvent = StageChanged | RunStarted | BatchDone | RunFinished | RunStopped | RunFailed

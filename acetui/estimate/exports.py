@@ -1,0 +1,114 @@
+"""Turning a ranking into what training tools read: Side-Step's estimate JSON, CSV, a
+``--target-modules`` string and PEFT ``target_modules`` lists. Every file is written atomically.
+
+PEFT matches ``target_modules`` entries as name suffixes and LoRA is applied to the decoder itself, so
+PEFT names never carry the ``decoder.`` prefix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+from acetui.atomic import write_text_atomic
+from acetui.estimate.scores import RankedModule
+from acetui.model.decoder import ATTENTION_PROJECTIONS, MLP_PROJECTIONS
+
+DECODER_PREFIX = "decoder."
+TARGET_COVERAGE = 0.75
+
+
+def estimate_json(ranking: list[RankedModule], top_k: int) -> str:
+    """Side-Step's list ``[{"module", "sensitivity"}, ...]``, sorted descending, with extra keys."""
+    entries = [
+        {
+            "module": item.module,
+            "sensitivity": item.sensitivity,
+            "rank": item.rank,
+            "share": item.share,
+            "top_k": item.rank <= top_k,
+        }
+        for item in ranking
+    ]
+    return json.dumps(entries, indent=2) + "\n"
+
+
+def ranking_csv(ranking: list[RankedModule], top_k: int) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["rank", "module", "layer", "attention", "projection", "sensitivity", "share", "top_k"])
+    for item in ranking:
+        writer.writerow(
+            [item.rank, item.module, item.layer, item.kind, item.projection, repr(item.sensitivity),
+             f"{item.share:.6f}", int(item.rank <= top_k)]
+        )
+    return buffer.getvalue()
+
+
+def _top_projections(ranking: list[RankedModule], top_k: int) -> list[str]:
+    """Member projection names of the top-k units (a layer-granularity unit stands for all its members)."""
+    names = []
+    for item in ranking[:top_k]:
+        if item.projection:
+            names.append(item.projection)
+        else:
+            names.extend(MLP_PROJECTIONS if item.kind == "mlp" else ATTENTION_PROJECTIONS)
+    return names
+
+
+def target_modules_string(ranking: list[RankedModule], top_k: int) -> str:
+    """Projection types that dominate the top-k: the most frequent types, in order, that together cover
+    at least 75 % of the top-k entries (e.g. ``"q_proj v_proj"``)."""
+    counts = Counter(_top_projections(ranking, top_k)).most_common()
+    total = sum(count for _, count in counts)
+    chosen, covered = [], 0
+    for projection, count in counts:
+        chosen.append(projection)
+        covered += count
+        if covered >= TARGET_COVERAGE * total:
+            break
+    return " ".join(chosen)
+
+
+def _exact_names(item: RankedModule) -> list[str]:
+    base = item.module.removeprefix(DECODER_PREFIX)
+    if item.projection:
+        return [base]
+    members = MLP_PROJECTIONS if item.kind == "mlp" else ATTENTION_PROJECTIONS
+    return [f"{base}.{projection}" for projection in members]
+
+
+def peft_exact_modules(ranking: list[RankedModule], top_k: int) -> list[str]:
+    """Exact per-layer names of the top-k (``layers.22.self_attn.q_proj``), most sensitive first."""
+    return [name for item in ranking[:top_k] for name in _exact_names(item)]
+
+
+def peft_suffix_modules(ranking: list[RankedModule], top_k: int) -> list[str]:
+    """Per-projection suffixes present in the top-k (``self_attn.q_proj``), for uniform targeting."""
+    suffixes = {".".join(name.split(".")[-2:]) for name in peft_exact_modules(ranking, top_k)}
+    return sorted(suffixes)
+
+
+def peft_config_json(ranking: list[RankedModule], top_k: int, exact: bool = True) -> str:
+    """The ``target_modules`` entry of a PEFT LoraConfig as JSON, ready to paste or load."""
+    modules = peft_exact_modules(ranking, top_k) if exact else peft_suffix_modules(ranking, top_k)
+    return json.dumps({"target_modules": modules}, indent=2) + "\n"
+
+
+EXPORT_FORMATS = {
+    "json": ("Side-Step estimate JSON", estimate_json),
+    "csv": ("CSV table", ranking_csv),
+    "targets": ("--target-modules string", lambda ranking, k: target_modules_string(ranking, k) + "\n"),
+    "peft": ("PEFT target_modules (exact names)", peft_config_json),
+    "peft-suffix": ("PEFT target_modules (suffixes)", lambda ranking, k: peft_config_json(ranking, k, exact=False)),
+}
+
+
+def export(path: Path, fmt: str, ranking: list[RankedModule], top_k: int) -> Path:
+    """Write one export atomically and return its path."""
+    _, render = EXPORT_FORMATS[fmt]
+    write_text_atomic(Path(path).expanduser(), render(ranking, top_k))
+    return Path(path).expanduser()

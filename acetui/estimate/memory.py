@@ -1,0 +1,93 @@
+"""Memory figures for progress displays: CUDA allocator statistics, or the process RSS on the CPU."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """Bytes. On CUDA: allocated/reserved/peak from the caching allocator, total/free from the driver.
+    On the CPU: ``allocated`` is the resident set size and ``peak`` the peak RSS; total is the machine's RAM."""
+
+    device: str
+    allocated: int
+    reserved: int
+    peak: int
+    total: int
+    free: int
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def _page_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE")
+
+
+def process_rss() -> int:
+    """Current resident set size of this process (Linux /proc, falling back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * _page_size()
+    except (OSError, ValueError, IndexError):
+        return peak_rss()
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process; ru_maxrss is KiB on Linux."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _machine_memory() -> tuple[int, int]:
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * _page_size()
+        free = os.sysconf("SC_AVPHYS_PAGES") * _page_size()
+        return total, free
+    except (ValueError, OSError):
+        return 0, 0
+
+
+def memory_stats(device: torch.device, *, query_driver: bool = True) -> MemoryStats:
+    """Current memory use on ``device``.
+
+    ``query_driver=False`` reads only the allocator's host-side counters, so a UI thread can poll it
+    while the worker thread owns the CUDA context.
+    """
+    if device.type == "cuda":
+        total = free = 0
+        if query_driver:
+            free, total = torch.cuda.mem_get_info(device)
+        return MemoryStats(
+            device=str(device),
+            allocated=torch.cuda.memory_allocated(device),
+            reserved=torch.cuda.memory_reserved(device),
+            peak=torch.cuda.max_memory_allocated(device),
+            total=total,
+            free=free,
+        )
+    total, free = _machine_memory()
+    rss = process_rss()
+    return MemoryStats(device="cpu", allocated=rss, reserved=rss, peak=peak_rss(), total=total, free=free)
+
+
+def activation_bytes(config, frames: int, batch_size: int, dtype: torch.dtype) -> int:
+    """Rough bytes of activations kept for backward: per token and layer about 12 D + 4 I values."""
+    tokens = math.ceil(frames / config.patch_size) * batch_size
+    per_token_layer = 12 * config.hidden_size + 4 * config.intermediate_size
+    element = torch.finfo(dtype).bits // 8
+    return tokens * per_token_layer * config.num_hidden_layers * element
+
+
+def needs_activation_checkpointing(config, frames: int, batch_size: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """On CUDA, recompute activations when keeping them would not fit in 80 % of the free memory."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return activation_bytes(config, frames, batch_size, dtype) > 0.8 * free

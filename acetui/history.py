@@ -1,0 +1,66 @@
+"""Run history: one JSON record per run in the user data folder, rewritten atomically after each batch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from acetui import paths
+from acetui.errors import AcetuiError
+from acetui.estimate.result import EstimateResult
+
+
+@dataclass(frozen=True)
+class HistoryProblem:
+    """A record that could not be read; it is moved aside so the history still opens."""
+
+    path: Path
+    reason: str
+
+
+def load_record(path: Path) -> EstimateResult:
+    """Read one run record; AcetuiError naming the file when it does not parse."""
+    try:
+        return EstimateResult.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise AcetuiError(f"{path}: no such run record") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise AcetuiError(f"{path}: cannot read ({error})") from None
+    except json.JSONDecodeError as error:
+        raise AcetuiError(f"{path}: run record is not valid JSON ({error.msg}, line {error.lineno})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise AcetuiError(f"{path}: not a valid run record ({error})") from None
+
+
+def find_run(reference: str) -> Path:
+    """A run id (or unique prefix) from the history, or a path to a record file."""
+    candidate = Path(reference).expanduser()
+    if candidate.is_file():
+        return candidate
+    folder = paths.app_dirs().runs
+    matches = sorted(folder.glob(f"{reference}*.json")) if folder.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise AcetuiError(f"{reference}: no such run id in {folder} and no such file")
+    raise AcetuiError(f"{reference}: ambiguous run id ({len(matches)} runs match)")
+
+
+def list_runs() -> tuple[list[EstimateResult], list[HistoryProblem]]:
+    """Every readable run, newest first; unreadable records are renamed to ``*.bad`` and reported."""
+    folder = paths.app_dirs().runs
+    if not folder.is_dir():
+        return [], []
+    runs, problems = [], []
+    for path in sorted(folder.glob("*.json"), reverse=True):
+        try:
+            runs.append(load_record(path))
+        except AcetuiError as error:
+            aside = path.with_suffix(".json.bad")
+            try:
+                path.replace(aside)
+            except OSError:
+                aside = path
+            problems.append(HistoryProblem(aside, str(error)))
+    return runs, problems

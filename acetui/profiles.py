@@ -1,0 +1,116 @@
+"""Named parameter profiles and the last-used settings, stored as TOML in the user config folder.
+
+A profile holds any subset of the run settings (checkpoint, variant, dataset, batches, ...). Files are
+validated strictly: an unknown key or a wrong type is reported with the file and key, never fatal to
+the app, and the broken file is left in place for the user to fix.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from acetui import paths
+from acetui.atomic import write_text_atomic
+from acetui.errors import AcetuiError
+from acetui.estimate.request import EstimateRequest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TYPES: dict[str, tuple[type, ...]] = {
+    field.name: (str,) if field.name in ("checkpoint_dir", "dataset_dir") else (type(field.default),)
+    for field in fields(EstimateRequest)
+}
+_TYPES["crop_frames"] = (int,)
+_TYPES["stability_target"] = (float, int)
+
+
+class ProfileError(AcetuiError):
+    """A profile name or file that cannot be used."""
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ProfileError(f"profile name {name!r}: use letters, digits, '.', '-' or '_' (at most 64)")
+    return name
+
+
+def profile_path(name: str) -> Path:
+    return paths.app_dirs().profiles / f"{_check_name(name)}.toml"
+
+
+def validate_settings(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Keep known keys with the right types; ProfileError naming the source and key otherwise."""
+    for key, value in values.items():
+        if key not in _TYPES:
+            raise ProfileError(f"{source}: unknown key {key!r}")
+        expected = _TYPES[key]
+        if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+            names = " or ".join(t.__name__ for t in expected)
+            raise ProfileError(f"{source}: key {key!r} should be {names}, found {value!r}")
+    return values
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile") from None
+    except OSError as error:
+        raise ProfileError(f"{path}: cannot read ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"{path}: not valid TOML ({error})") from None
+    return validate_settings(values, str(path))
+
+
+def settings_of(request: EstimateRequest) -> dict[str, Any]:
+    """A request as TOML-ready values (TOML has no null: unset optional values are left out)."""
+    return {key: value for key, value in request.to_dict().items() if value is not None}
+
+
+def write_settings(path: Path, values: dict[str, Any]) -> None:
+    write_text_atomic(path, tomli_w.dumps({k: v for k, v in values.items() if v is not None}))
+
+
+def save_profile(name: str, values: dict[str, Any]) -> Path:
+    path = profile_path(name)
+    write_settings(path, validate_settings(dict(values), str(path)))
+    return path
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    return read_settings(profile_path(name))
+
+
+def list_profiles() -> list[str]:
+    folder = paths.app_dirs().profiles
+    return sorted(path.stem for path in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def delete_profile(name: str) -> None:
+    profile_path(name).unlink(missing_ok=True)
+
+
+def save_last(values: dict[str, Any]) -> None:
+    write_settings(paths.app_dirs().last_settings, values)
+
+
+def load_last() -> tuple[dict[str, Any], str]:
+    """The last used settings and a problem message ('' when fine; missing file is not a problem)."""
+    path = paths.app_dirs().last_settings
+    if not path.exists():
+        return {}, ""
+    try:
+        return read_settings(path), ""
+    except ProfileError as error:
+        return {}, str(error)

@@ -1,0 +1,103 @@
+"""Terminal output of the headless commands: a progress line on stderr, the ranked table on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+from acetui.estimate import (
+    BatchDone,
+    EngineEvent,
+    EstimateResult,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StageChanged,
+    rank_modules,
+)
+from acetui.estimate.exports import export, target_modules_string
+from acetui.estimate.memory import MemoryStats
+from acetui.units import format_bytes, format_duration
+
+
+def memory_text(memory: MemoryStats) -> str:
+    if memory.is_cuda:
+        return f"VRAM {format_bytes(memory.allocated)} (peak {format_bytes(memory.peak)} / {format_bytes(memory.total)})"
+    return f"RSS {format_bytes(memory.allocated)}"
+
+
+class ConsoleReporter:
+    """Engine event callback for the CLI; keeps the failure (if any) for the exit code."""
+
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.failure: RunFailed | None = None
+        self.interactive = self.stream.isatty()
+
+    def note(self, text: str) -> None:
+        self.stream.write(("\n" if self.interactive else "") + f"acetui: {text}\n")
+        self.stream.flush()
+
+    def _line(self, text: str, final: bool = False) -> None:
+        if self.quiet:
+            return
+        if self.interactive:
+            self.stream.write(f"\r\033[K{text}" + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, event: EngineEvent) -> None:
+        if isinstance(event, StageChanged):
+            self._line(event.message + " ...", final=True)
+        elif isinstance(event, RunStarted):
+            model = event.model
+            self._line(
+                f"run {event.run_id}: {model.variant} ({model.parameters / 1e6:.1f} M params, {model.dtype} on "
+                f"{model.device}, loaded in {model.load_seconds:.1f} s); {event.dataset.summary()}",
+                final=True,
+            )
+        elif isinstance(event, BatchDone):
+            loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
+            self._line(
+                f"batch {event.index + 1}/{event.total}  {loss}  {memory_text(event.memory)}  "
+                f"{event.seconds_per_batch:.2f} s/batch  ETA {format_duration(event.eta_seconds)}",
+                final=event.index + 1 == event.total or not self.interactive,
+            )
+        elif isinstance(event, RunFinished):
+            self._line(f"done: {event.result.completed_batches} batches", final=True)
+        elif isinstance(event, RunStopped):
+            self.note(f"{event.result.message}; partial result saved")
+        elif isinstance(event, RunFailed):
+            self.failure = event
+            self.note(event.message)
+
+
+def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:
+    """The top-k as an aligned table plus the suggested target modules."""
+    request = result.request
+    ranking = rank_modules(result, score, request.granularity)
+    width = max(len(item.module) for item in ranking[: request.top_k])
+    stream.write(f"{'rank':>4}  {'module':<{width}}  {score:>12}  {'share':>6}\n")
+    for item in ranking[: request.top_k]:
+        stream.write(f"{item.rank:>4}  {item.module:<{width}}  {item.sensitivity:>12.6g}  {item.share:>6.1%}\n")
+    excluded = len(result.excluded_batches)
+    skipped = len(result.metadata.get("dataset", {}).get("skipped_samples", []))
+    stream.write(
+        f"\n{len(result.included_batches)} batches"
+        + (f", {excluded} excluded" if excluded else "")
+        + (f", {skipped} bad sample files skipped" if skipped else "")
+        + f"; --target-modules \"{target_modules_string(ranking, request.top_k)}\"\n"
+    )
+
+
+def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
+    """The files the user asked for; each written atomically."""
+    ranking = rank_modules(result, args.score, result.request.granularity)
+    top_k = result.request.top_k
+    for path, fmt in ((args.output, "json"), (args.csv, "csv"), (args.peft_output, "peft")):
+        if path is not None:
+            export(path, fmt, ranking, top_k)
