@@ -1,0 +1,100 @@
+"""``acetui estimate`` end to end on tiny checkpoints: files written, their formats, error exits."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from acetui.cli import main
+
+
+def _estimate(checkpoint_root, dataset_dir, *extra: str) -> list[str]:
+    return [
+        "estimate", "--checkpoint-dir", str(checkpoint_root), "--model-variant", "turbo",
+        "--dataset-dir", str(dataset_dir), "--estimate-batches", "3", "--top-k", "5", "--quiet", *extra,
+    ]
+
+
+def test_estimate_writes_json_csv_and_peft(checkpoint_root, dataset_dir, tmp_path, capsys):
+    out, table, peft = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "peft.json"
+    code = main(_estimate(checkpoint_root, dataset_dir, "--estimate-output", str(out), "--csv", str(table),
+                          "--peft-output", str(peft)))
+    assert code == 0
+    entries = json.loads(out.read_text())
+    assert len(entries) == 4 * 8
+    values = [entry["sensitivity"] for entry in entries]
+    assert values == sorted(values, reverse=True) and values[0] > 0
+    assert all(entry["module"].startswith("decoder.layers.") for entry in entries)
+    assert sum(entry["top_k"] for entry in entries) == 5
+
+    rows = list(csv.DictReader(table.open()))
+    assert [row["module"] for row in rows] == [entry["module"] for entry in entries]
+    assert {row["attention"] for row in rows} == {"self_attn", "cross_attn"}
+
+    targets = json.loads(peft.read_text())["target_modules"]
+    assert targets == [entry["module"].removeprefix("decoder.") for entry in entries[:5]]
+
+    printed = capsys.readouterr().out
+    assert entries[0]["module"] in printed and "--target-modules" in printed
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_layer_granularity_ranks_attention_blocks(checkpoint_root, dataset_dir, tmp_path):
+    out = tmp_path / "layers.json"
+    assert main(_estimate(checkpoint_root, dataset_dir, "--granularity", "layer", "-o", str(out))) == 0
+    modules = [entry["module"] for entry in json.loads(out.read_text())]
+    assert sorted(modules) == sorted(f"decoder.layers.{n}.{k}" for n in range(4) for k in ("self_attn", "cross_attn"))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--dataset-dir", "/nonexistent/data"), "/nonexistent/data"),
+        (("--model-variant", "xl-turbo"), "acestep-v15-xl-turbo"),
+        (("--checkpoint-dir", "/nonexistent/ckpt"), "/nonexistent/ckpt"),
+        (("--top-k", "0"), "top-k"),
+        (("--device", "cuda:7"), "cuda:7"),
+    ],
+)
+def test_bad_settings_exit_with_one_line(checkpoint_root, dataset_dir, capsys, change, message):
+    args = _estimate(checkpoint_root, dataset_dir)
+    flag, value = change
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += [flag, value]
+    assert main(args) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("acetui: ") and message in error[0]
+
+
+def test_console_script_runs_as_a_process(checkpoint_root, dataset_dir, tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "acetui", *_estimate(checkpoint_root, dataset_dir)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "decoder.layers." in done.stdout
+    assert len(list((tmp_path / "data" / "acetui" / "runs").glob("*.json"))) == 1
+
+
+def test_engine_does_not_import_textual():
+    code = "import sys, acetui.estimate, acetui.data, acetui.model, acetui.profiles, acetui.history, acetui.cli; " \
+           "print('textual' in sys.modules or 'rich' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+def test_demo_headless_creates_cache_once_and_runs(capsys, isolated_app_dirs):
+    assert main(["demo", "--headless"]) == 0
+    marker = next(isolated_app_dirs.demo.glob("complete-*"))
+    stamp = marker.stat().st_mtime_ns
+    assert "decoder.layers." in capsys.readouterr().out
+    from acetui.demo import ensure_demo
+
+    ensure_demo()
+    assert marker.stat().st_mtime_ns == stamp
