@@ -1,0 +1,69 @@
+"""The engine API: the events a front end receives, cancellation from another thread, the saved record."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from acetui.estimate import (
+    BatchDone,
+    EstimateRequest,
+    EstimateResult,
+    Estimator,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StageChanged,
+)
+
+
+def test_events_of_a_complete_run(checkpoint_root, dataset_dir, tmp_path):
+    events = []
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=4, seed=1)
+    result = Estimator(request, on_event=events.append, record_dir=tmp_path).run()
+
+    kinds = [type(event) for event in events]
+    assert kinds[0] is StageChanged and kinds[-1] is RunFinished
+    started = next(event for event in events if isinstance(event, RunStarted))
+    assert started.model.scored_modules == 32 and started.model.device == "cpu" and started.model.dtype == "fp32"
+    assert len(started.dataset.samples) == 6 and started.total_batches == 4
+    batches = [event for event in events if isinstance(event, BatchDone)]
+    assert [event.index for event in batches] == [0, 1, 2, 3]
+    assert all(event.loss > 0 and event.memory.allocated > 0 and event.elapsed > 0 for event in batches)
+    assert batches[-1].eta_seconds == 0
+    assert batches[-1].mean_loss == result.mean_loss
+
+    saved = EstimateResult.from_dict(json.loads((tmp_path / f"{result.run_id}.json").read_text()))
+    assert saved.status == "complete" and saved.batches == result.batches
+    assert saved.metadata["versions"]["torch"] and saved.metadata["model"]["variant"] == "turbo"
+    assert saved.request == request
+
+
+def test_cancel_from_another_thread_keeps_the_partial_result(checkpoint_root, dataset_dir, tmp_path):
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=500)
+    events = []
+
+    def on_event(event) -> None:
+        events.append(event)
+        if isinstance(event, BatchDone) and event.index == 1:
+            threading.Thread(target=estimator.cancel).start()
+
+    estimator = Estimator(request, on_event=on_event, record_dir=tmp_path)
+    worker = threading.Thread(target=estimator.run)
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    stopped = events[-1]
+    assert isinstance(stopped, RunStopped)
+    assert 2 <= stopped.result.completed_batches < 500 and stopped.result.status == "cancelled"
+    saved = json.loads((tmp_path / f"{stopped.result.run_id}.json").read_text())
+    assert saved["status"] == "cancelled" and len(saved["batches"]) == stopped.result.completed_batches
+
+
+def test_failure_before_start_is_one_event_with_a_message(checkpoint_root, tmp_path):
+    events = []
+    request = EstimateRequest(checkpoint_root, "turbo", tmp_path / "missing")
+    assert Estimator(request, on_event=events.append).run() is None
+    assert isinstance(events[-1], RunFailed) and str(tmp_path / "missing") in events[-1].message
+    assert events[-1].result is None
