@@ -26,12 +26,15 @@ else:
     import tomli as tomllib
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TYPES: dict[str, tuple[type, ...]] = {
-    field.name: (str,) if field.name in ("checkpoint_dir", "dataset_dir") else (type(field.default),)
-    for field in fields(EstimateRequest)
+_TOML_TYPES: dict[str, tuple[type, ...]] = {
+    "Path": (str,),
+    "str": (str,),
+    "int": (int,),
+    "int | None": (int,),
+    "bool": (bool,),
+    "float": (float, int),
 }
-_TYPES["crop_frames"] = (int,)
-_TYPES["stability_target"] = (float, int)
+_TYPES = {field.name: _TOML_TYPES[str(field.type)] for field in fields(EstimateRequest)}
 
 
 class ProfileError(AcetuiError):
