@@ -1,0 +1,82 @@
+"""Helpers shared by the ``test_reliability_*`` files: running the real CLI and writing real samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from acetui import cli
+from acetui.model.synthetic import TINY
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sample_dict(frames: int = 10, tokens: int = 6, width: int = TINY.condition_width) -> dict:
+    """A valid sample for the TINY variants, in the official layout."""
+    return {
+        "target_latents": torch.randn(frames, 64),
+        "attention_mask": torch.ones(frames),
+        "encoder_hidden_states": torch.randn(tokens, width),
+        "encoder_attention_mask": torch.ones(tokens),
+        "context_latents": torch.cat([torch.zeros(frames, 64), torch.ones(frames, 64)], dim=1),
+        "metadata": {"caption": "test", "duration": 0},
+    }
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``acetui.cli.main`` in this process; returns (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = cli.main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    """stderr must be exactly one ``acetui: ...`` line (the CLI runs with -q) and hold no traceback."""
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("acetui: "), err
+    return lines[0]
+
+
+def estimate_args(root: Path, dataset: Path, *more: str, variant: str = "turbo") -> list[str]:
+    return ["estimate", "-q", "-c", str(root), "-M", variant, "-d", str(dataset), "--device", "cpu",
+            "--dtype", "fp32", *more]
+
+
+def run_records(dirs) -> dict[str, dict]:
+    """Every run record in the (isolated) history folder, by run id."""
+    folder = dirs.runs
+    if not folder.is_dir():
+        return {}
+    return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+
+
+def subprocess_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for ``python -m acetui``: private XDG folders, one thread (exact, and fair on 2 cores)."""
+    env = dict(os.environ)
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        folder = tmp_path / name.lower()
+        folder.mkdir(exist_ok=True)
+        env[name] = str(folder)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    return env
+
+
+def subprocess_runs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "xdg_data_home" / "acetui" / "runs"
+
+
+PYTHON = [sys.executable, "-m", "acetui"]
+
+
+def requires_posix_signals(name: str):
+    import signal
+
+    return pytest.mark.skipif(not hasattr(signal, name), reason=f"no {name} on this platform")
