@@ -16,7 +16,7 @@ from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, EstimateResult, Estimator
 from acetui.history import find_run, load_record
 from acetui.profiles import load_profile
-from acetui.progress import ConsoleReporter, print_ranking, write_outputs
+from acetui.progress import ConsoleReporter, fisher_map_target, print_ranking, write_outputs
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -58,6 +58,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     add("--csv", type=Path, help="also write the ranking as CSV")
     add("--peft-output", type=Path, help="write PEFT target_modules (exact names of the top-k) as JSON")
     add("--score", choices=("grad-norm", "fisher", "relative"), default="grad-norm", help="score to rank by")
+    add("--fisher-map", nargs="?", const="", type=str, metavar="PATH",
+        help="write Side-Step's fisher_map.json (default PATH: <dataset-dir>/fisher_map.json)")
+    add("--force", action="store_true", help="replace an existing fisher_map.json")
+    add("--base-rank", "--rank", type=int, default=64, help="fisher map: median LoRA rank (default 64)")
+    add("--rank-min", type=int, default=16, help="fisher map: smallest assigned rank (default 16)")
+    add("--rank-max", type=int, default=128, help="fisher map: largest assigned rank (default 128)")
     add("--quiet", "-q", action="store_true", help="no progress bar on stderr")
 
 
@@ -106,6 +112,7 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
 
 def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: EstimateResult | None = None) -> int:
     """Run with a progress line on stderr; signals stop the run after the current batch and keep it."""
+    fisher_map_target(request, args)  # refuse an existing map before the run, not after it
     reporter = ConsoleReporter(quiet=args.quiet)
     estimator = Estimator(request, on_event=reporter, resume=resume, record_dir=paths.app_dirs().runs)
     previous = {}

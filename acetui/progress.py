@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TextIO
 
+from acetui.errors import AcetuiError
 from acetui.estimate import (
     BatchDone,
     EngineEvent,
+    EstimateRequest,
     EstimateResult,
     RunFailed,
     RunFinished,
@@ -19,6 +22,7 @@ from acetui.estimate import (
 )
 from acetui.estimate.exports import export, target_modules_string
 from acetui.estimate.memory import MemoryStats
+from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
 from acetui.units import format_bytes, format_duration
 
 
@@ -101,3 +105,22 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     for path, fmt in ((args.output, "json"), (args.csv, "csv"), (args.peft_output, "peft")):
         if path is not None:
             export(path, fmt, ranking, top_k)
+    target = fisher_map_target(result.request, args)
+    if target is not None:
+        export_fisher_map(result, target, force=args.force, score=args.score, base_rank=args.base_rank,
+                          rank_min=args.rank_min, rank_max=args.rank_max)
+
+
+def fisher_map_target(request: EstimateRequest, args: argparse.Namespace) -> Path | None:
+    """Where ``--fisher-map`` writes (bare flag: the dataset folder); refuses an existing file without
+    ``--force`` and a bad rank budget, so both fail before a run rather than after it."""
+    value = getattr(args, "fisher_map", None)
+    if value is None:
+        return None
+    check_rank_budget(args.base_rank, args.rank_min, args.rank_max)
+    target = Path(value).expanduser() if value else request.dataset_dir / FISHER_MAP_NAME
+    if target.is_dir():
+        target = target / FISHER_MAP_NAME
+    if target.exists() and not args.force:
+        raise AcetuiError(f"{target} already exists; use --force to replace it")
+    return target

@@ -1,0 +1,402 @@
+"""Side-Step interchange: writing its ``fisher_map.json`` (schema version 2) and reading its files back.
+
+Side-Step's LoRA/DoRA training loads ``<dataset-dir>/fisher_map.json`` by itself and uses three keys:
+``target_modules`` (PEFT suffixes such as ``self_attn.q_proj``), ``rank_pattern`` and ``alpha_pattern``
+(keys are module paths without ``decoder.``, e.g. ``layers.7.cross_attn.k_proj``). A module matched by
+``target_modules`` but missing from ``rank_pattern`` silently gets Side-Step's minimum rank, so the map
+written here gives every targeted module an entry:
+
+* the run's top-k modules (module granularity, by the chosen score) decide which projection suffixes are
+  targeted;
+* every scored module with one of those suffixes is then "selected" and gets a rank from the rank budget
+  (more rank for a higher score and a higher effective rank, median at ``base_rank``, clamped to
+  ``rank_budget`` {min, max}); alpha is always 2 x rank;
+* the other scored modules are listed in ``excluded_modules``.
+
+``fisher_score`` is acetui's ``fisher`` score (mean of squared gradient entries, Side-Step's definition)
+averaged over the included batches; acetui makes one run, so ``num_runs`` is 1 and
+``fisher_cross_run_std`` is the standard error of that mean over batches (what the spread of run means
+estimates). ``dataset_hash`` is Side-Step's own staleness fingerprint, see ``dataset_hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acetui.atomic import write_text_atomic
+from acetui.errors import AcetuiError
+from acetui.estimate.effective_rank import UNKNOWN
+from acetui.estimate.objective import TimestepFocus
+from acetui.estimate.result import EstimateResult
+from acetui.estimate.scores import RankedModule, module_parts, rank_modules, score_table
+from acetui.model.variants import resolve_variant, short_name, variant_folder_name
+
+FISHER_MAP_NAME = "fisher_map.json"
+SCHEMA_VERSION = 2
+DEFAULT_BASE_RANK = 64  # Side-Step's defaults for --rank / --rank-min / --rank-max
+DEFAULT_RANK_MIN = 16
+DEFAULT_RANK_MAX = 128
+RANK_STEP = 8
+DECODER_PREFIX = "decoder."
+DEFAULT_TIMESTEP_PARAMS = {"mu": -0.4, "sigma": 1.0, "data_proportion": 0.5}
+FISHER_MAP_KEYS = (
+    "version", "model_variant", "timestep_focus", "timestep_range", "timestep_params", "num_runs",
+    "batches_per_run", "total_batches", "base_rank", "rank_budget", "dataset_hash", "target_modules",
+    "rank_pattern", "alpha_pattern", "modules", "excluded_modules", "num_hidden_layers",
+)  # fmt: skip
+MODULE_KEYS = ("name", "fisher_score", "fisher_cross_run_std", "effective_rank", "assigned_rank")
+
+
+def dataset_hash(folder: str | Path) -> str:
+    """Side-Step's dataset fingerprint: the first 12 hex digits of the MD5 of the UTF-8 text made of
+    ``name:size`` for every regular ``*.pt`` file directly in ``folder`` (size in bytes), sorted by
+    (name, size), joined with ``|`` and no separator at either end. An empty folder hashes ``""``."""
+    entries = sorted((file.name, file.stat().st_size) for file in Path(folder).glob("*.pt") if file.is_file())
+    payload = "|".join(f"{name}:{size}" for name, size in entries)
+    return hashlib.md5(payload.encode("utf-8")).hexdigest()[:12]
+
+
+def peft_key(module: str) -> str:
+    """``decoder.layers.7.cross_attn.k_proj`` -> ``layers.7.cross_attn.k_proj`` (PEFT's module path)."""
+    return module.removeprefix(DECODER_PREFIX)
+
+
+def projection_suffix(module: str) -> str:
+    """``decoder.layers.7.cross_attn.k_proj`` -> ``cross_attn.k_proj`` (PEFT target_modules suffix)."""
+    parts = module_parts(module)
+    if not parts.projection:
+        raise ValueError(f"{module!r} is a block, not a projection")
+    return f"{parts.kind}.{parts.projection}"
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def budget_ranks(
+    scores: dict[str, float],
+    effective: dict[str, int] | None = None,
+    *,
+    base_rank: int = DEFAULT_BASE_RANK,
+    rank_min: int = DEFAULT_RANK_MIN,
+    rank_max: int = DEFAULT_RANK_MAX,
+) -> dict[str, int]:
+    """A rank per module: ``base_rank * sqrt(score / median score * eff / median eff)`` rounded to a
+    multiple of 8 and clamped to [rank_min, rank_max]. The median module gets ``base_rank``; a module
+    without a known effective rank (or when none is known) uses factor 1 for that part. Keys are kept."""
+    check_rank_budget(base_rank, rank_min, rank_max)
+    score_median = _median([value for value in scores.values() if value > 0])
+    known = {name: rank for name, rank in (effective or {}).items() if rank is not None and rank > 0}
+    rank_median = _median([known[name] for name in scores if name in known])
+    ranks = {}
+    for name, score in scores.items():
+        score_factor = score / score_median if score_median > 0 else 1.0
+        rank_factor = known[name] / rank_median if name in known and rank_median > 0 else 1.0
+        raw = base_rank * math.sqrt(max(score_factor, 0.0) * rank_factor)
+        ranks[name] = max(rank_min, min(rank_max, int(round(raw / RANK_STEP)) * RANK_STEP))
+    return ranks
+
+
+def check_rank_budget(base_rank: int, rank_min: int, rank_max: int) -> None:
+    if rank_min < 1:
+        raise AcetuiError(f"minimum rank must be at least 1, got {rank_min}")
+    if rank_max < rank_min:
+        raise AcetuiError(f"maximum rank {rank_max} is below the minimum rank {rank_min}")
+    if base_rank < 1:
+        raise AcetuiError(f"base rank must be at least 1, got {base_rank}")
+
+
+def _timestep_params(result: EstimateResult) -> dict[str, float]:
+    """mu, sigma and data_proportion from the variant's config.json; Side-Step's defaults otherwise."""
+    params = dict(DEFAULT_TIMESTEP_PARAMS)
+    try:
+        folder = resolve_variant(result.request.checkpoint_dir, result.request.variant)
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (AcetuiError, OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return params
+    for key, config_key in (("mu", "timestep_mu"), ("sigma", "timestep_sigma"), ("data_proportion", "data_proportion")):
+        value = raw.get(config_key) if isinstance(raw, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            params[key] = float(value)
+    return params
+
+
+def _num_hidden_layers(result: EstimateResult) -> int:
+    layers = result.metadata.get("model", {}).get("layers")
+    if isinstance(layers, int):
+        return layers
+    return max(module_parts(name).layer for name in result.modules) + 1
+
+
+def build_fisher_map(
+    result: EstimateResult,
+    *,
+    score: str = "fisher",
+    top_k: int | None = None,
+    base_rank: int = DEFAULT_BASE_RANK,
+    rank_min: int = DEFAULT_RANK_MIN,
+    rank_max: int = DEFAULT_RANK_MAX,
+    effective: dict[str, int] | None = None,
+    ranks: dict[str, int] | None = None,
+    dataset_dir: str | Path | None = None,
+    timestep_params: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The fisher_map dict (schema version 2) for a run with at least one included batch.
+
+    ``score`` ranks the modules for the top-k (``top_k`` defaults to the run's); ``effective`` maps
+    ``decoder.`` names to effective ranks (missing: -1, and factor 1 in the budget); ``ranks`` optionally
+    replaces the built-in budget: ``{name without decoder.: rank}`` covering every selected module.
+    """
+    check_rank_budget(base_rank, rank_min, rank_max)
+    if not result.included_batches:
+        raise AcetuiError(f"run {result.run_id} has no included batches; nothing to write")
+    top_k = result.request.top_k if top_k is None else top_k
+    effective = effective or {}
+    ranking = rank_modules(result, score, "module")
+    suffixes = sorted({projection_suffix(item.module) for item in ranking[:top_k]})
+    selected = [item.module for item in ranking if projection_suffix(item.module) in suffixes]
+    excluded = [item.module for item in ranking if projection_suffix(item.module) not in suffixes]
+
+    fisher = score_table(result, "fisher", "module")
+    fisher_means = dict(zip(fisher.names, fisher.means.tolist()))
+    count = fisher.values.shape[0]
+    errors = (fisher.values.std(dim=0) / math.sqrt(count)).tolist() if count > 1 else [0.0] * len(fisher.names)
+    fisher_errors = dict(zip(fisher.names, errors))
+
+    if ranks is None:
+        chosen = set(selected)
+        chosen_scores = {item.module: item.sensitivity for item in ranking if item.module in chosen}
+        assigned = {peft_key(name): rank for name, rank in budget_ranks(
+            chosen_scores, effective, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max).items()}
+    else:
+        missing = [peft_key(name) for name in selected if peft_key(name) not in ranks]
+        if missing:
+            raise AcetuiError(f"rank pattern has no rank for {missing[0]} ({len(missing)} targeted modules missing)")
+        assigned = {peft_key(name): int(ranks[peft_key(name)]) for name in selected}
+    rank_pattern = {peft_key(name): assigned[peft_key(name)] for name in selected}
+    focus = TimestepFocus.parse(result.request.timestep_focus)
+    return {
+        "version": SCHEMA_VERSION,
+        "model_variant": short_name(variant_folder_name(result.request.variant)),
+        "timestep_focus": focus.name,
+        "timestep_range": [focus.low, focus.high],
+        "timestep_params": dict(timestep_params or _timestep_params(result)),
+        "num_runs": 1,
+        "batches_per_run": count,
+        "total_batches": count,
+        "base_rank": base_rank,
+        "rank_budget": {"min": rank_min, "max": rank_max},
+        "dataset_hash": dataset_hash(dataset_dir if dataset_dir is not None else result.request.dataset_dir),
+        "target_modules": suffixes,
+        "rank_pattern": rank_pattern,
+        "alpha_pattern": {key: 2 * rank for key, rank in rank_pattern.items()},
+        "modules": [
+            {
+                "name": name,
+                "fisher_score": fisher_means[name],
+                "fisher_cross_run_std": fisher_errors[name],
+                "effective_rank": int(effective.get(name, UNKNOWN)),
+                "assigned_rank": rank_pattern[peft_key(name)],
+            }
+            for name in selected
+        ],
+        "excluded_modules": excluded,
+        "num_hidden_layers": _num_hidden_layers(result),
+    }
+
+
+def fisher_map_problems(data: Any) -> list[str]:
+    """What keeps ``data`` from being a complete schema-2 map that Side-Step trains from as intended."""
+    if not isinstance(data, dict):
+        return ["not a JSON object"]
+    problems = [f"missing key {key!r}" for key in FISHER_MAP_KEYS if key not in data]
+    if problems:
+        return problems
+    if data["version"] != SCHEMA_VERSION:
+        problems.append(f"version is {data['version']!r}, not {SCHEMA_VERSION}")
+    targets, ranks, alphas = data["target_modules"], data["rank_pattern"], data["alpha_pattern"]
+    if not (isinstance(targets, list) and targets == sorted(set(targets))):
+        problems.append("target_modules is not a sorted list of unique suffixes")
+    if not isinstance(ranks, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in ranks.values()):
+        return problems + ["rank_pattern is not an object of integer ranks"]
+    if not isinstance(alphas, dict) or alphas != {key: 2 * rank for key, rank in ranks.items()}:
+        problems.append("alpha_pattern is not 2 x rank_pattern for exactly the same modules")
+    budget = data["rank_budget"] if isinstance(data["rank_budget"], dict) else {}
+    if any(not budget.get("min", 0) <= rank <= budget.get("max", 0) for rank in ranks.values()):
+        problems.append("a rank lies outside rank_budget")
+    for key in ranks:
+        if key.startswith(DECODER_PREFIX):
+            problems.append(f"rank_pattern key {key!r} carries the decoder. prefix")
+    modules = data["modules"]
+    names = [entry.get("name") for entry in modules if isinstance(entry, dict)]
+    if len(names) != len(modules) or any(set(entry) != set(MODULE_KEYS) for entry in modules):
+        problems.append(f"modules entries must have exactly {', '.join(MODULE_KEYS)}")
+    scores = [entry.get("fisher_score", 0) for entry in modules if isinstance(entry, dict)]
+    if scores != sorted(scores, reverse=True):
+        problems.append("modules are not in descending fisher_score order")
+    if {peft_key(str(name)) for name in names} != set(ranks):
+        problems.append("modules and rank_pattern name different modules")
+    if isinstance(targets, list):
+        for name in [*names, *data["excluded_modules"]]:
+            try:
+                targeted = projection_suffix(str(name)) in targets
+            except ValueError:
+                continue
+            if targeted and peft_key(str(name)) not in ranks:
+                problems.append(f"{name} is matched by target_modules but has no rank_pattern entry")
+    return problems
+
+
+def write_fisher_map(path: str | Path, fisher_map: dict[str, Any], *, force: bool = False) -> Path:
+    """Write atomically; an existing file is only replaced with ``force`` (the TUI asks first)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / FISHER_MAP_NAME
+    if path.exists() and not force:
+        raise AcetuiError(f"{path} already exists; use --force to replace it")
+    write_text_atomic(path, json.dumps(fisher_map, indent=2) + "\n")
+    return path
+
+
+def default_fisher_map_path(result: EstimateResult) -> Path:
+    """``<dataset-dir>/fisher_map.json``, where Side-Step's training looks for it."""
+    return result.request.dataset_dir / FISHER_MAP_NAME
+
+
+def export_fisher_map(
+    result: EstimateResult,
+    path: str | Path | None = None,
+    *,
+    force: bool = False,
+    score: str = "fisher",
+    base_rank: int = DEFAULT_BASE_RANK,
+    rank_min: int = DEFAULT_RANK_MIN,
+    rank_max: int = DEFAULT_RANK_MAX,
+    ranks: dict[str, int] | None = None,
+    effective: dict[str, int] | None = None,
+) -> Path:
+    """Build and write the map (default path: the run's dataset folder). Effective ranks come from the
+    per-checkpoint cache (computed on first use) unless given; an unreadable checkpoint leaves them -1."""
+    target = Path(path).expanduser() if path is not None else default_fisher_map_path(result)
+    if target.is_dir():
+        target = target / FISHER_MAP_NAME
+    if target.exists() and not force:
+        raise AcetuiError(f"{target} already exists; use --force to replace it")
+    if effective is None:
+        effective = _cached_effective_ranks(result)
+    fisher_map = build_fisher_map(result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max,
+                                  effective=effective, ranks=ranks)
+    return write_fisher_map(target, fisher_map, force=force)
+
+
+def _cached_effective_ranks(result: EstimateResult) -> dict[str, int]:
+    from acetui.estimate.effective_rank import effective_ranks
+
+    try:
+        return effective_ranks(result.request.checkpoint_dir, result.request.variant, result.modules)
+    except AcetuiError:
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------- import
+
+
+@dataclass(frozen=True)
+class ImportedRanking:
+    """A ranking read from another tool's file: ``scores`` maps ``decoder.`` module names to values,
+    most sensitive first. ``kind``: ``estimate`` (a ``[{module, sensitivity}]`` list) or ``fisher_map``;
+    ``score_name``: what the values are (``sensitivity``, ``fisher`` or ``assigned_rank``)."""
+
+    path: Path
+    kind: str
+    score_name: str
+    scores: dict[str, float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def ranked(self) -> list[RankedModule]:
+        """The same rows the results view shows for a run (layer -1 for names it cannot parse)."""
+        total = sum(value for value in self.scores.values() if value > 0)
+        rows = []
+        for position, (name, value) in enumerate(self.scores.items(), start=1):
+            try:
+                parts = module_parts(name)
+                layer, kind, projection = parts.layer, parts.kind, parts.projection
+            except ValueError:
+                layer, kind, projection = -1, "", name.rsplit(".", 1)[-1]
+            share = value / total if total > 0 else math.nan
+            rows.append(RankedModule(position, name, value, share, layer, kind, projection))
+        return rows
+
+
+def _decoder_name(name: str) -> str:
+    return name if name.startswith(DECODER_PREFIX) or not name.startswith("layers.") else DECODER_PREFIX + name
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AcetuiError(f"{where}: score {value!r} is not a finite number")
+    return float(value)
+
+
+def _sorted_scores(pairs: list[tuple[str, float]], path: Path) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for name, value in pairs:
+        if name in scores:
+            raise AcetuiError(f"{path}: module {name} appears twice")
+        scores[name] = value
+    return dict(sorted(scores.items(), key=lambda item: -item[1]))
+
+
+def load_ranking(path: str | Path) -> ImportedRanking:
+    """Read a Side-Step (or acetui) estimate JSON list or a fisher_map.json into a ranking.
+
+    Estimate entries may name the module ``module`` or ``name`` and the value ``sensitivity`` or
+    ``score`` (Side-Step's own reader accepts both). A fisher map gives its ``modules`` by
+    ``fisher_score``, or, for a map without ``modules``, its ``rank_pattern`` ranks. Names are given the
+    ``decoder.`` prefix. Raises AcetuiError naming the file for anything else.
+    """
+    path = Path(path).expanduser()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AcetuiError(f"{path}: cannot read ({error.strerror or error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AcetuiError(f"{path}: not valid JSON ({error})") from None
+    if isinstance(data, list):
+        pairs = []
+        for index, entry in enumerate(data):
+            if not isinstance(entry, dict):
+                raise AcetuiError(f"{path}: entry {index} is not an object")
+            name = entry.get("module", entry.get("name"))
+            value = entry.get("sensitivity", entry.get("score"))
+            if not isinstance(name, str) or value is None:
+                raise AcetuiError(f"{path}: entry {index} has no module/name and sensitivity/score")
+            pairs.append((_decoder_name(name), _number(value, f"{path}: entry {index}")))
+        if not pairs:
+            raise AcetuiError(f"{path}: the ranking is empty")
+        return ImportedRanking(path, "estimate", "sensitivity", _sorted_scores(pairs, path))
+    if isinstance(data, dict) and ("rank_pattern" in data or "modules" in data):
+        metadata = {key: data[key] for key in FISHER_MAP_KEYS if key in data and key not in ("modules", "rank_pattern", "alpha_pattern")}
+        modules = data.get("modules")
+        if isinstance(modules, list) and modules:
+            pairs = []
+            for index, entry in enumerate(modules):
+                if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                    raise AcetuiError(f"{path}: modules entry {index} has no name")
+                pairs.append((_decoder_name(entry["name"]), _number(entry.get("fisher_score"), f"{path}: modules entry {index}")))
+            return ImportedRanking(path, "fisher_map", "fisher", _sorted_scores(pairs, path), metadata)
+        pattern = data.get("rank_pattern")
+        if isinstance(pattern, dict) and pattern:
+            pairs = [(_decoder_name(str(key)), _number(value, f"{path}: rank_pattern {key}")) for key, value in pattern.items()]
+            return ImportedRanking(path, "fisher_map", "assigned_rank", _sorted_scores(pairs, path), metadata)
+        raise AcetuiError(f"{path}: fisher map has no modules or rank_pattern entries")
+    raise AcetuiError(f"{path}: neither an estimate list [{{module, sensitivity}}] nor a fisher_map.json")
