@@ -39,6 +39,8 @@ from acetui.estimate.memory import memory_stats, needs_activation_checkpointing
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
 from acetui.estimate.request import EstimateRequest, dtype_name, resolve_device, resolve_dtype
 from acetui.estimate.result import BatchRecord, EstimateResult
+from acetui.estimate.scores import score_table
+from acetui.estimate.stats import MIN_BATCHES, statistics_record, top_k_stability
 from acetui.model import AceStepDecoder, load_decoder
 from acetui.model.checkpoint import decoder_config
 from acetui.model.variants import resolve_variant
@@ -47,6 +49,9 @@ OOM_ADVICE = (
     "out of memory on batch {index}: lower --batch-size, use --dtype bf16, set --crop-frames, "
     "or turn on --activation-checkpointing; {done} completed batches were kept"
 )
+OUT_OF_MEMORY = "out of memory"
+AUTO_MIN_BATCHES = 3  # --estimate-batches auto never stops before this many included batches
+AUTO_SCORE = "grad-norm"  # the score whose top-k stability the engine tracks (the reference tool's)
 
 
 def new_run_id() -> str:
@@ -97,12 +102,21 @@ class Estimator:
         record_dir: Path | None = None,
         resume: EstimateResult | None = None,
         batch_indices: Callable[[int], bool] | None = None,
+        exchange: Callable[[list[BatchRecord], bool], tuple[list[BatchRecord], bool]] | None = None,
+        round_size: int = 1,
     ) -> None:
+        """``batch_indices``/``exchange``/``round_size`` let several processes share one run (see
+        ``acetui.estimate.distributed``): batches go in rounds of ``round_size``; after each round every
+        process passes its new records and its stop flag to ``exchange``, which returns all processes'
+        records and whether any of them is stopping, so all of them hold the same result."""
         self.request = request
         self.on_event = on_event or (lambda event: None)
         self.record_dir = record_dir
         self.resume = resume
         self.owns_batch = batch_indices or (lambda index: True)
+        self.exchange = exchange or (lambda records, stopping: (records, stopping))
+        self.round_size = round_size
+        self.metadata: dict = {}  # merged into the result's metadata (e.g. the distributed setup)
         self._stop = threading.Event()
         self._stop_status = "cancelled"
 
@@ -121,6 +135,8 @@ class Estimator:
 
     def _save(self, result: EstimateResult) -> None:
         path = self.record_path(result.run_id)
+        if result.status != "running":  # the full figures once, when the run ends; stability every batch
+            result.metadata["statistics"] = statistics_record(result)
         if path is not None:
             write_text_atomic(path, json.dumps(result.to_dict(), indent=1))
 
@@ -223,6 +239,7 @@ class Estimator:
             raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
         result.status = "running"
         result.metadata["model"] = vars(info)
+        result.metadata.update(self.metadata)
         total = request.max_batches if request.auto_batches else request.batches
         plan = batch_plan(len(scan.samples), total, request.batch_size, request.seed)
         self.on_event(RunStarted(result.run_id, info, scan, total, result.completed_batches))
@@ -233,56 +250,100 @@ class Estimator:
         return result
 
     def _loop(self, decoder, probe, result, scan, plan, device, dtype) -> None:
-        request = self.request
-        focus = TimestepFocus.parse(request.timestep_focus)
-        config = decoder.config
+        """Rounds of batches; a single process has rounds of one batch and an identity exchange."""
+        focus = TimestepFocus.parse(self.request.timestep_focus)
         cache = SampleCache()
-        started = time.perf_counter()
-        first = result.completed_batches
-        timed_batches = 0
-        for index in range(first, len(plan)):
-            if self._stop.is_set():
-                result.status, result.message = self._stop_status, f"{self._stop_status} after {index} batches"
-                self._save(result)
-                self.on_event(RunStopped(result))
-                return
-            if not self.owns_batch(index):
-                continue
-            batch_started = time.perf_counter()
-            try:
-                record = self._one_batch(decoder, probe, scan, plan, index, config, cache, focus, device, dtype)
-            except torch.cuda.OutOfMemoryError:
+        clock = {"started": time.perf_counter(), "done": 0, "device": device}
+        result.metadata.pop("stop_reason", None)
+        pending: list[BatchRecord] = []
+        index = result.completed_batches
+        while True:
+            records, stopping = self.exchange(pending, self._stop.is_set())
+            pending = []
+            oom = next((record for record in records if record.excluded == OUT_OF_MEMORY), None)
+            if oom is not None:
                 probe.reset()
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-                self._fail(OOM_ADVICE.format(index=index + 1, done=result.completed_batches), result)
+                self._fail(OOM_ADVICE.format(index=oom.index + 1, done=result.completed_batches), result)
                 return
-            record.seconds = time.perf_counter() - batch_started
+            if self._absorb(result, records, len(plan), clock):
+                break
+            if stopping:
+                status = self._stop_status if self._stop.is_set() else "interrupted"
+                result.status, result.message = status, f"{status} after {result.completed_batches} batches"
+                result.metadata["stop_reason"] = status
+                self._save(result)
+                self.on_event(RunStopped(result))
+                return
+            if index >= len(plan):
+                result.metadata["stop_reason"] = "max_batches" if self.request.auto_batches else "batches"
+                break
+            for own in range(index, min(index + self.round_size, len(plan))):
+                if self.owns_batch(own):
+                    pending.append(self._timed_batch(decoder, probe, scan, plan, own, cache, focus, device, dtype))
+            index = min(index + self.round_size, len(plan))
+        result.status = "complete"
+        result.message = ""
+        result.metadata["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._save(result)
+        self.on_event(RunFinished(result))
+
+    def _timed_batch(self, decoder, probe, scan, plan, index, cache, focus, device, dtype) -> BatchRecord:
+        batch_started = time.perf_counter()
+        try:
+            record = self._one_batch(decoder, probe, scan, plan, index, decoder.config, cache, focus, device, dtype)
+        except torch.cuda.OutOfMemoryError:
+            probe.reset()
+            return BatchRecord(index, math.nan, [], [], 0.0, excluded=OUT_OF_MEMORY)
+        record.seconds = time.perf_counter() - batch_started
+        return record
+
+    def _absorb(self, result: EstimateResult, records: list[BatchRecord], total: int, clock: dict) -> bool:
+        """Add a round's records in batch order, saving and reporting each; True when ``auto`` reached its
+        stability target (later records of the round are dropped, as a single process never ran them)."""
+        request = self.request
+        for record in sorted(records, key=lambda item: item.index):
             result.batches.append(record)
+            stability = self._stability(result)
             self._save(result)
-            timed_batches += 1
-            elapsed = time.perf_counter() - started
-            per_batch = elapsed / timed_batches
-            remaining = sum(1 for later in range(index + 1, len(plan)) if self.owns_batch(later))
+            clock["done"] += 1
+            elapsed = time.perf_counter() - clock["started"]
+            per_batch = elapsed / clock["done"]
             self.on_event(
                 BatchDone(
-                    index=index,
-                    total=len(plan),
+                    index=record.index,
+                    total=total,
                     loss=record.loss,
                     mean_loss=result.mean_loss,
                     excluded=record.excluded,
                     elapsed=elapsed,
                     seconds_per_batch=per_batch,
                     samples_per_second=request.batch_size / per_batch if per_batch > 0 else math.inf,
-                    eta_seconds=remaining * per_batch,
-                    memory=memory_stats(device),
+                    eta_seconds=(total - record.index - 1) * per_batch,
+                    memory=memory_stats(clock["device"]),
+                    stability=stability,
                 )
             )
-        result.status = "complete"
-        result.message = ""
-        result.metadata["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._save(result)
-        self.on_event(RunFinished(result))
+            if (
+                request.auto_batches
+                and stability is not None
+                and len(result.included_batches) >= AUTO_MIN_BATCHES
+                and stability >= request.stability_target
+            ):
+                result.metadata["stop_reason"] = "stable"
+                return True
+        return False
+
+    def _stability(self, result: EstimateResult) -> float | None:
+        """Top-k stability of the ranking so far (None below two included batches), kept in the record."""
+        if len(result.included_batches) < MIN_BATCHES:
+            return None
+        table = score_table(result, AUTO_SCORE, self.request.granularity)
+        stability = top_k_stability(table.values, self.request.top_k, seed=self.request.seed)
+        history = result.metadata.setdefault("stability", [])
+        history.append([result.completed_batches, stability])
+        return stability
 
     def _one_batch(self, decoder, probe, scan, plan, index, config, cache, focus, device, dtype) -> BatchRecord:
         paths = [scan.samples[i].path for i in plan[index]]
