@@ -29,7 +29,9 @@ def load_record(path: Path) -> EstimateResult:
         raise AcetuiError(f"{path}: cannot read ({error})") from None
     except json.JSONDecodeError as error:
         raise AcetuiError(f"{path}: run record is not valid JSON ({error.msg}, line {error.lineno})") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except RecursionError:
+        raise AcetuiError(f"{path}: not a valid run record (nested too deeply)") from None
+    except (KeyError, TypeError, ValueError, AttributeError, AcetuiError) as error:
         raise AcetuiError(f"{path}: not a valid run record ({error})") from None
 
 

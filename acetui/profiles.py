@@ -73,6 +73,8 @@ def read_settings(path: Path) -> dict[str, Any]:
         raise ProfileError(f"{path}: cannot read ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError as error:
+        raise ProfileError(f"{path}: not valid TOML (not UTF-8 text: byte {error.start})") from None
     return validate_settings(values, str(path))
 
 
