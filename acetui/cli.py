@@ -139,7 +139,7 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
     if result.status == "complete":
         return 0
     print(f"acetui: run {result.run_id} {result.status}; resume with: acetui resume {result.run_id}", file=sys.stderr)
-    return EXIT_INTERRUPTED
+    return EXIT_ERROR if result.status == "failed" else EXIT_INTERRUPTED
 
 
 def _keep(reporter: ConsoleReporter) -> int:

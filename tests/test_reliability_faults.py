@@ -1,0 +1,195 @@
+"""Faults during a run, on the real engine: out of memory, non-finite loss or gradient, cancel.
+
+Faults are injected with real hooks on the loaded decoder (an Estimator subclass adds them in
+``_load``), or come from a real sample file whose values overflow the loss in fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from acetui import cli
+from acetui.data import write_dataset
+from acetui.estimate import BatchDone, EstimateRequest, Estimator, RunFailed, RunStopped, rank_modules
+from acetui.model.synthetic import TINY
+from tests.reliability_support import estimate_args, run_cli, run_records, sample_dict
+
+
+class HookedEstimator(Estimator):
+    """The real engine with one fault-injecting hook on a decoder layer, added right after loading."""
+
+    layer = 1
+    install = None  # callable(layer module, call counter list) -> hook handle
+
+    def _load(self, device, dtype, scan):
+        decoder, info = super()._load(device, dtype, scan)
+        type(self).install(decoder.layers[self.layer])
+        return decoder, info
+
+
+def out_of_memory_on_call(number: int):
+    def install(layer):
+        calls = []
+
+        def hook(module, inputs):
+            calls.append(1)
+            if len(calls) == number:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        layer.register_forward_pre_hook(hook)
+
+    return install
+
+
+def infinite_gradient_on_call(number: int):
+    """On the given forward call, the layer's output gradient becomes inf (the loss stays finite)."""
+
+    def install(layer):
+        calls = []
+
+        def hook(module, inputs, output):
+            calls.append(1)
+            if len(calls) == number:
+                output.register_hook(lambda grad: grad * math.inf)
+
+        layer.register_forward_hook(hook)
+
+    return install
+
+
+def _request(root, dataset, **changes) -> EstimateRequest:
+    values = dict(batches=5, seed=11, dtype="fp32", device="cpu")
+    values.update(changes)
+    return EstimateRequest(root, "turbo", dataset, **values)
+
+
+def test_out_of_memory_stops_with_advice_and_keeps_completed_batches(checkpoint_root, dataset_dir, isolated_app_dirs):
+    HookedEstimator.install = staticmethod(out_of_memory_on_call(3))
+    events = []
+    estimator = HookedEstimator(_request(checkpoint_root, dataset_dir), on_event=events.append,
+                                record_dir=isolated_app_dirs.runs)
+    result = estimator.run()
+
+    failure = events[-1]
+    assert isinstance(failure, RunFailed)
+    for advice in ("out of memory on batch 3", "--batch-size", "--dtype bf16", "--crop-frames",
+                   "--activation-checkpointing", "2 completed batches were kept"):
+        assert advice in failure.message
+    assert "\n" not in failure.message
+    assert result is not None and result.status == "failed" and result.message == failure.message
+    assert [batch.index for batch in result.batches] == [0, 1] and len(result.included_batches) == 2
+
+    (record,) = run_records(isolated_app_dirs).values()
+    assert record["status"] == "failed" and record["message"] == failure.message
+    assert [batch["index"] for batch in record["batches"]] == [0, 1]
+    assert all(len(batch["norms"]) == 32 for batch in record["batches"])
+
+
+def test_out_of_memory_through_the_cli(checkpoint_root, dataset_dir, capsys, monkeypatch, isolated_app_dirs):
+    """Exit 1 (a failure, not an interruption), the advice on stderr, the kept batches ranked on stdout."""
+    HookedEstimator.install = staticmethod(out_of_memory_on_call(3))
+    monkeypatch.setattr(cli, "Estimator", HookedEstimator)
+    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "5"))
+    assert code == 1
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("acetui: out of memory on batch 3: lower --batch-size")
+    (run_id,) = run_records(isolated_app_dirs)
+    assert lines[1:] == [f"acetui: run {run_id} failed; resume with: acetui resume {run_id}"]
+    assert "2 batches;" in out
+
+
+def _overflow_dataset(tmp_path: Path) -> tuple[Path, Path]:
+    """Three good samples and one whose finite values (1e30) overflow the squared error in fp32."""
+    folder = tmp_path / "overflow"
+    write_dataset(folder, count=3, condition_width=TINY.condition_width, seed=2, frames=(9, 12))
+    huge = sample_dict()
+    huge["target_latents"] = torch.full((10, 64), 1e30)
+    torch.save(huge, folder / "huge.pt")
+    return folder, folder / "huge.pt"
+
+
+def _means_of_included(record: dict) -> list[float]:
+    included = [batch["norms"] for batch in record["batches"] if not batch["excluded"]]
+    return [sum(column) / len(included) for column in zip(*included)]
+
+
+def test_non_finite_loss_is_excluded_and_counted(tmp_path, checkpoint_root, capsys, isolated_app_dirs):
+    folder, huge = _overflow_dataset(tmp_path)
+    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, folder, "--estimate-batches", "8",
+                                                    "--seed", "4"))
+    assert code == 0, err
+    (record,) = run_records(isolated_app_dirs).values()
+    excluded = [batch for batch in record["batches"] if batch["excluded"]]
+    assert len(excluded) == 2  # the huge sample, once in each of the two epochs
+    assert all(batch["samples"] == [str(huge)] for batch in excluded)
+    assert all(batch["excluded"] == "non-finite loss" and batch["norms"] == [] for batch in excluded)
+    assert not math.isfinite(excluded[0]["loss"])
+    assert f"6 batches, 2 excluded;" in out
+
+    result = cli.load_record(next(isolated_app_dirs.runs.glob("*.json")))
+    assert math.isfinite(result.mean_loss)
+    ranked = {item.module: item.sensitivity for item in rank_modules(result, "grad-norm", "module")}
+    expected = dict(zip(record["modules"], _means_of_included(record)))
+    assert ranked == pytest.approx(expected, rel=1e-12)  # the excluded batches are not averaged in
+
+
+def test_non_finite_gradient_is_excluded_and_counted(checkpoint_root, dataset_dir, isolated_app_dirs):
+    HookedEstimator.install = staticmethod(infinite_gradient_on_call(2))
+    HookedEstimator.layer = 2
+    events = []
+    try:
+        result = HookedEstimator(_request(checkpoint_root, dataset_dir, batches=4), on_event=events.append,
+                                 record_dir=isolated_app_dirs.runs).run()
+    finally:
+        HookedEstimator.layer = 1
+    assert result.status == "complete"
+    (bad,) = result.excluded_batches
+    assert bad.index == 1 and bad.excluded == "non-finite gradient" and bad.norms == []
+    assert math.isfinite(bad.loss)  # only the gradient was poisoned
+    assert [event.excluded for event in events if isinstance(event, BatchDone)] == ["", "non-finite gradient", "", ""]
+
+    (record,) = run_records(isolated_app_dirs).values()
+    assert [batch["excluded"] for batch in record["batches"]] == ["", "non-finite gradient", "", ""]
+    ranked = {item.module: item.sensitivity for item in rank_modules(result, "grad-norm", "module")}
+    assert all(math.isfinite(value) for value in ranked.values())
+    assert ranked == pytest.approx(dict(zip(record["modules"], _means_of_included(record))), rel=1e-12)
+
+    clean = Estimator(_request(checkpoint_root, dataset_dir, batches=4)).run()
+    for index in (0, 2, 3):  # the poisoned batch left nothing behind for the batches after it
+        assert result.batches[index].norms == clean.batches[index].norms
+
+
+def test_cancel_saves_a_partial_result_that_resumes_exactly(checkpoint_root, dataset_dir, isolated_app_dirs):
+    """Cancel arrives while batch 2 is computing (as from the TUI): that batch finishes, then the run stops."""
+    request = _request(checkpoint_root, dataset_dir, batches=5)
+    events = []
+
+    def install(layer):
+        layer.register_forward_pre_hook(lambda module, inputs: cancel_after_first_batch())
+
+    def cancel_after_first_batch():
+        if any(isinstance(event, BatchDone) for event in events):
+            estimator.cancel()
+
+    HookedEstimator.install = staticmethod(install)
+    estimator = HookedEstimator(request, on_event=events.append, record_dir=isolated_app_dirs.runs)
+    partial = estimator.run()
+    assert [type(event).__name__ for event in events][-3:] == ["BatchDone", "BatchDone", "RunStopped"]
+    assert isinstance(events[-1], RunStopped)
+    assert partial.status == "cancelled" and partial.partial and partial.completed_batches == 2
+    (path,) = isolated_app_dirs.runs.glob("*.json")
+    saved = json.loads(path.read_text())
+    assert saved["status"] == "cancelled" and len(saved["batches"]) == 2
+
+    resumed = Estimator(request, resume=cli.load_record(path), record_dir=isolated_app_dirs.runs).run()
+    assert resumed.status == "complete" and resumed.run_id == partial.run_id
+    assert [batch.index for batch in resumed.batches] == [0, 1, 2, 3, 4]
+    straight = Estimator(request).run()
+    assert [b.norms for b in resumed.batches] == [b.norms for b in straight.batches]
+    assert [b.loss for b in resumed.batches] == [b.loss for b in straight.batches]
