@@ -82,6 +82,8 @@ def weight_files(folder: Path) -> tuple[dict[str, Path], bool]:
             raise ModelLoadError(
                 f"{index_path}: shard index is not valid JSON ({error.msg}, line {error.lineno})"
             ) from None
+        except RecursionError:
+            raise ModelLoadError(f"{index_path}: shard index is not valid JSON (nested too deeply)") from None
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             raise ModelLoadError(f"{index_path}: shard index has no 'weight_map' object of tensor -> file name")
@@ -116,7 +118,7 @@ def read_header(file: Path) -> dict[str, TensorEntry]:
         raise ModelLoadError(f"{file}: cannot read ({error})") from None
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise corrupt("header is not valid JSON") from None
     if not isinstance(header, dict):
         raise corrupt("header is not a JSON object")

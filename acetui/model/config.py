@@ -73,6 +73,8 @@ class DecoderConfig:
             raise ModelLoadError(f"{path}: cannot read ({error})") from None
         except json.JSONDecodeError as error:
             raise ModelLoadError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+        except RecursionError:
+            raise ModelLoadError(f"{path}: not valid JSON (nested too deeply)") from None
         if not isinstance(raw, dict):
             raise ModelLoadError(f"{path}: expected a JSON object, found {type(raw).__name__}")
         return cls.from_dict(raw, source=str(path))
