@@ -6,6 +6,7 @@ Every user-facing failure exits non-zero with one line on stderr, never a traceb
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from acetui import __version__, paths
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, EstimateResult, Estimator
+from acetui.estimate.distributed import world_from_env
 from acetui.history import find_run, load_record
 from acetui.profiles import load_profile
 from acetui.progress import ConsoleReporter, fisher_map_target, print_ranking, write_outputs
@@ -67,6 +69,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     add("--quiet", "-q", action="store_true", help="no progress bar on stderr")
 
 
+def _add_nproc_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nproc", type=int, help="split the batches over N local processes (one per GPU; "
+                        "gloo on CPU); under torchrun this is set by torchrun instead")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acetui", description="Rank ACE-Step 1.5 decoder attention projections by gradient sensitivity."
@@ -78,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = commands.add_parser("estimate", help="run the estimator headless and print/write the ranking")
     _add_run_options(estimate)
     _add_output_options(estimate)
+    _add_nproc_option(estimate)
 
     demo = commands.add_parser("demo", help="open the app on a generated demo checkpoint and dataset")
     demo.add_argument("--headless", action="store_true", help="run the estimate in the terminal instead of the app")
@@ -85,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue a partial run to its requested batch count")
     resume.add_argument("run", help="run id (or unique prefix) from the history, or a run record file")
     _add_output_options(resume)
+    _add_nproc_option(resume)
+
+    compare = commands.add_parser("compare", help="compare two rankings: run records or estimate JSON files")
+    compare.add_argument("first", type=Path, help="run record, estimate JSON export or fisher_map.json")
+    compare.add_argument("second", type=Path, help="the ranking to compare it with")
+    compare.add_argument("--score", choices=("grad-norm", "fisher", "relative"), default="grad-norm",
+                         help="score used for run records (default grad-norm)")
+    compare.add_argument("--granularity", choices=("module", "layer"), help="for run records (default: the run's)")
+    compare.add_argument("--top", type=int, default=10, help="rows of modules that differ most (default 10)")
+    compare.add_argument("--top-k", type=int, default=16, help="size of the top sets compared (default 16)")
+    compare.add_argument("--output", "-o", type=Path, help="also write the full comparison as JSON")
 
     commands.add_parser("locate", help="print where acetui keeps profiles, history and the demo")
     return parser
@@ -113,8 +132,15 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
 def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: EstimateResult | None = None) -> int:
     """Run with a progress line on stderr; signals stop the run after the current batch and keep it."""
     fisher_map_target(request, args)  # refuse an existing map before the run, not after it
-    reporter = ConsoleReporter(quiet=args.quiet)
-    estimator = Estimator(request, on_event=reporter, resume=resume, record_dir=paths.app_dirs().runs)
+    world = world_from_env()
+    reporter = ConsoleReporter(quiet=args.quiet or not world.main)
+    if world.distributed:
+        from acetui.estimate.distributed import distributed_estimator
+
+        estimator = distributed_estimator(request, world, on_event=reporter, resume=resume,
+                                          record_dir=paths.app_dirs().runs)
+    else:
+        estimator = Estimator(request, on_event=reporter, resume=resume, record_dir=paths.app_dirs().runs)
     previous = {}
 
     def stop(signum, frame) -> None:
@@ -131,6 +157,13 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
+        if world.distributed:
+            from acetui.estimate.distributed import shutdown
+
+            shutdown()
+    if not world.main:  # rank 0 reports and writes; the others only say how it ended
+        return EXIT_ERROR if result is None or result.status == "failed" else (
+            0 if result.status == "complete" else EXIT_INTERRUPTED)
     if result is None:
         return EXIT_ERROR if reporter.failure is None or reporter.failure.result is None else _keep(reporter)
     if result.batches and result.included_batches:
@@ -174,9 +207,39 @@ def _locate() -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from acetui.atomic import write_text_atomic
+    from acetui.estimate.compare import compare_sensitivities, comparison_text, load_sensitivities
+
+    first = load_sensitivities(args.first, score=args.score, granularity=args.granularity)
+    second = load_sensitivities(args.second, score=args.score, granularity=args.granularity)
+    comparison = compare_sensitivities(first, second, top_k=args.top_k, label_a=str(args.first),
+                                       label_b=str(args.second))
+    sys.stdout.write(comparison_text(comparison, args.top))
+    if args.output is not None:
+        write_text_atomic(args.output.expanduser(), json.dumps(comparison.to_dict(args.top), indent=2) + "\n")
+    return 0
+
+
+def _spawn(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
+    """``--nproc N`` outside torchrun: start N ranks of this same command line; None when not asked."""
+    if not getattr(args, "nproc", None) or args.nproc == 1 or world_from_env().distributed:
+        return None
+    if args.command == "estimate":
+        request_from_args(args)  # bad flags are reported once, not by every rank
+    from acetui.estimate.distributed import spawn_local, strip_nproc
+
+    return spawn_local(args.nproc, strip_nproc(sys.argv[1:] if argv is None else argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        spawned = _spawn(args, argv)
+        if spawned is not None:
+            return spawned
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "estimate":
             return run_headless(request_from_args(args), args)
         if args.command == "resume":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -22,6 +23,7 @@ from acetui.estimate import (
 )
 from acetui.estimate.exports import export, target_modules_string
 from acetui.estimate.memory import MemoryStats
+from acetui.estimate.stats import RankingStats, result_stats
 from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
 from acetui.units import format_bytes, format_duration
 
@@ -67,7 +69,9 @@ class ConsoleReporter:
         elif isinstance(event, BatchDone):
             loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
             self._line(
-                f"batch {event.index + 1}/{event.total}  {loss}  {memory_text(event.memory)}  "
+                f"batch {event.index + 1}/{event.total}  {loss}  "
+                + (f"stability {event.stability:.2f}  " if event.stability is not None else "")
+                + f"{memory_text(event.memory)}  "
                 f"{event.seconds_per_batch:.2f} s/batch  ETA {format_duration(event.eta_seconds)}",
                 final=event.index + 1 == event.total or not self.interactive,
             )
@@ -84,10 +88,22 @@ def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:
     """The top-k as an aligned table plus the suggested target modules."""
     request = result.request
     ranking = rank_modules(result, score, request.granularity)
+    stats = result_stats(result, score)
+    figures = stats.by_name()
     width = max(len(item.module) for item in ranking[: request.top_k])
-    stream.write(f"{'rank':>4}  {'module':<{width}}  {score:>12}  {'share':>6}\n")
+    stream.write(
+        f"{'rank':>4}  {'module':<{width}}  {score:>12}  {'share':>6}  {'std err':>9}  {'95% interval':>21}  "
+        f"{'P(top-' + str(stats.top_k) + ')':>9}\n"
+    )
     for item in ranking[: request.top_k]:
-        stream.write(f"{item.rank:>4}  {item.module:<{width}}  {item.sensitivity:>12.6g}  {item.share:>6.1%}\n")
+        unit = figures[item.module]
+        interval = f"{_figure(unit.ci_low)} .. {_figure(unit.ci_high)}"
+        chance = f"{unit.p_top_k:.0%}" if math.isfinite(unit.p_top_k) else "n/a"
+        stream.write(
+            f"{item.rank:>4}  {item.module:<{width}}  {item.sensitivity:>12.6g}  {item.share:>6.1%}  "
+            f"{_figure(unit.stderr):>9}  {interval:>21}  {chance:>9}\n"
+        )
+    stream.write(stability_line(result, stats) + "\n")
     excluded = len(result.excluded_batches)
     skipped = len(result.metadata.get("dataset", {}).get("skipped_samples", []))
     stream.write(
@@ -98,13 +114,33 @@ def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:
     )
 
 
+def _figure(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else "n/a"
+
+
+def stability_line(result: EstimateResult, stats: RankingStats) -> str:
+    """How stable the top-k set is, and why an auto run stopped."""
+    if not math.isfinite(stats.stability):
+        text = f"top-{stats.top_k} stability: n/a (needs at least 2 batches)"
+    else:
+        text = (f"top-{stats.top_k} stability {stats.stability:.2f} (share of the top-{stats.top_k} kept across "
+                f"{stats.resamples} bootstrap resamples of {stats.batches} batches)")
+    reason = result.metadata.get("stop_reason")
+    if result.request.auto_batches and reason == "stable":
+        text += f"; auto stopped: target {result.request.stability_target:g} reached"
+    elif result.request.auto_batches and reason == "max_batches":
+        text += f"; auto stopped at --max-batches {result.request.max_batches} before reaching " \
+                f"{result.request.stability_target:g}"
+    return text
+
+
 def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     """The files the user asked for; each written atomically."""
     ranking = rank_modules(result, args.score, result.request.granularity)
     top_k = result.request.top_k
     for path, fmt in ((args.output, "json"), (args.csv, "csv"), (args.peft_output, "peft")):
         if path is not None:
-            export(path, fmt, ranking, top_k)
+            export(path, fmt, ranking, top_k, result_stats(result, args.score) if fmt == "json" else None)
     target = fisher_map_target(result.request, args)
     if target is not None:
         export_fisher_map(result, target, force=args.force, score=args.score, base_rank=args.base_rank,

@@ -15,24 +15,31 @@ from pathlib import Path
 
 from acetui.atomic import write_text_atomic
 from acetui.estimate.scores import RankedModule
+from acetui.estimate.stats import RankingStats
 from acetui.model.decoder import ATTENTION_PROJECTIONS, MLP_PROJECTIONS
 
 DECODER_PREFIX = "decoder."
 TARGET_COVERAGE = 0.75
 
 
-def estimate_json(ranking: list[RankedModule], top_k: int) -> str:
-    """Side-Step's list ``[{"module", "sensitivity"}, ...]``, sorted descending, with extra keys."""
-    entries = [
-        {
+def estimate_json(ranking: list[RankedModule], top_k: int, stats: RankingStats | None = None) -> str:
+    """Side-Step's list ``[{"module", "sensitivity"}, ...]``, sorted descending, with extra keys; with
+    ``stats`` (``acetui.estimate.stats``) also ``stderr``, ``ci_low``, ``ci_high`` and ``p_top_k``
+    (null when unknown, i.e. fewer than two batches)."""
+    figures = stats.by_name() if stats is not None else {}
+    entries = []
+    for item in ranking:
+        entry = {
             "module": item.module,
             "sensitivity": item.sensitivity,
             "rank": item.rank,
             "share": item.share,
             "top_k": item.rank <= top_k,
         }
-        for item in ranking
-    ]
+        if item.module in figures:
+            unit = figures[item.module].to_dict()
+            entry.update({key: unit[key] for key in ("stderr", "ci_low", "ci_high", "p_top_k")})
+        entries.append(entry)
     return json.dumps(entries, indent=2) + "\n"
 
 
@@ -107,8 +114,9 @@ EXPORT_FORMATS = {
 }
 
 
-def export(path: Path, fmt: str, ranking: list[RankedModule], top_k: int) -> Path:
-    """Write one export atomically and return its path."""
+def export(path: Path, fmt: str, ranking: list[RankedModule], top_k: int, stats: RankingStats | None = None) -> Path:
+    """Write one export atomically and return its path (``stats`` adds uncertainty keys to ``json``)."""
     _, render = EXPORT_FORMATS[fmt]
-    write_text_atomic(Path(path).expanduser(), render(ranking, top_k))
+    text = estimate_json(ranking, top_k, stats) if fmt == "json" else render(ranking, top_k)
+    write_text_atomic(Path(path).expanduser(), text)
     return Path(path).expanduser()

@@ -1,0 +1,246 @@
+"""Comparing two rankings, e.g. the same model on two datasets (the reference guide's "run on two datasets
+and compare"), or acetui against an imported Side-Step file.
+
+Everything works on plain ``{module: sensitivity}`` maps, so run records, acetui/Side-Step estimate JSON
+lists and fisher maps compare alike. Definitions, for the modules present in both maps:
+
+* **rank**: 1 = most sensitive within its own map (ties: the order of the map);
+* **rank change** = rank in A - rank in B: positive means the module moved *up* in B;
+* **ratio** = sensitivity in B / sensitivity in A (NaN when A is 0); **share ratio** divides the two
+  shares of each map's total, which removes an overall scale difference between the runs (a dataset with
+  a larger loss gives larger gradients everywhere);
+* **Spearman** rank correlation: Pearson correlation of the (tie-averaged) ranks over the common modules;
+  1 = same order, -1 = reversed, NaN with fewer than two common modules or a constant map;
+* **top-k overlap**: |top-k of A & top-k of B| / k over the common modules;
+* the modules that **differ most**: largest |rank change|, then largest |log share ratio|.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acetui.errors import AcetuiError
+from acetui.estimate.result import RECORD_FORMAT, EstimateResult
+from acetui.estimate.scores import rank_modules
+
+DECODER_PREFIX = "decoder."
+
+
+def canonical_name(name: str) -> str:
+    """PEFT-style ``layers.3.self_attn.q_proj`` and ``decoder.layers.3...`` name the same module."""
+    return DECODER_PREFIX + name if name.startswith("layers.") else name
+
+
+def ranks_of(values: Mapping[str, float]) -> dict[str, int]:
+    """1-based ranks, most sensitive first; ties keep the map's order."""
+    names, numbers = list(values), list(values.values())
+    order = sorted(range(len(numbers)), key=lambda i: -numbers[i])
+    return {names[index]: position for position, index in enumerate(order, start=1)}
+
+
+def _average_ranks(values: list[float]) -> list[float]:
+    """Ranks (1 = largest) with tied values sharing their average rank, as Spearman's rho requires."""
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(first: list[float], second: list[float]) -> float:
+    """Spearman's rank correlation of two equally long value lists (NaN when undefined)."""
+    if len(first) != len(second):
+        raise ValueError(f"{len(first)} values against {len(second)}")
+    if len(first) < 2:
+        return math.nan
+    a, b = _average_ranks(first), _average_ranks(second)
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    cov = sum((x - mean_a) * (y - mean_b) for x, y in zip(a, b))
+    var_a = sum((x - mean_a) ** 2 for x in a)
+    var_b = sum((y - mean_b) ** 2 for y in b)
+    if var_a == 0 or var_b == 0:
+        return math.nan
+    return cov / math.sqrt(var_a * var_b)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if denominator == 0:
+        return math.inf if numerator > 0 else math.nan
+    return numerator / denominator
+
+
+@dataclass(frozen=True)
+class ModuleChange:
+    module: str
+    rank_a: int
+    rank_b: int
+    sensitivity_a: float
+    sensitivity_b: float
+    share_a: float
+    share_b: float
+
+    @property
+    def rank_change(self) -> int:
+        """Positive: the module ranks higher (more sensitive) in B than in A."""
+        return self.rank_a - self.rank_b
+
+    @property
+    def ratio(self) -> float:
+        return _ratio(self.sensitivity_b, self.sensitivity_a)
+
+    @property
+    def share_ratio(self) -> float:
+        return _ratio(self.share_b, self.share_a)
+
+    def to_dict(self) -> dict[str, Any]:
+        finite = lambda value: value if math.isfinite(value) else None  # noqa: E731
+        return {
+            "module": self.module, "rank_a": self.rank_a, "rank_b": self.rank_b, "rank_change": self.rank_change,
+            "sensitivity_a": self.sensitivity_a, "sensitivity_b": self.sensitivity_b,
+            "ratio": finite(self.ratio), "share_ratio": finite(self.share_ratio),
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two rankings side by side; ``modules`` in A's order, restricted to the common modules."""
+
+    modules: list[ModuleChange]
+    spearman: float
+    top_k: int
+    top_k_overlap: float
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+    label_a: str = "A"
+    label_b: str = "B"
+
+    def most_different(self, count: int = 10) -> list[ModuleChange]:
+        """The modules whose position changed most (ties: the larger change of share first)."""
+
+        def distance(change: ModuleChange) -> tuple[int, float]:
+            ratio = change.share_ratio
+            log_ratio = abs(math.log(ratio)) if math.isfinite(ratio) and ratio > 0 else math.inf
+            return (abs(change.rank_change), log_ratio)
+
+        return sorted(self.modules, key=distance, reverse=True)[:count]
+
+    def to_dict(self, count: int | None = None) -> dict[str, Any]:
+        return {
+            "a": self.label_a,
+            "b": self.label_b,
+            "spearman": self.spearman if math.isfinite(self.spearman) else None,
+            "top_k": self.top_k,
+            "top_k_overlap": self.top_k_overlap,
+            "only_a": self.only_a,
+            "only_b": self.only_b,
+            "most_different": [change.module for change in self.most_different(count or len(self.modules))],
+            "modules": [change.to_dict() for change in self.modules],
+        }
+
+
+def compare_sensitivities(
+    first: Mapping[str, float], second: Mapping[str, float], *, top_k: int = 16, label_a: str = "A",
+    label_b: str = "B",
+) -> Comparison:
+    """Compare two ``{module: sensitivity}`` maps (names with or without ``decoder.``)."""
+    a = {canonical_name(name): float(value) for name, value in first.items()}
+    b = {canonical_name(name): float(value) for name, value in second.items()}
+    common = [name for name in a if name in b]
+    a_common = {name: a[name] for name in common}
+    b_common = {name: b[name] for name in common}
+    rank_a, rank_b = ranks_of(a_common), ranks_of(b_common)
+    total_a, total_b = sum(a_common.values()), sum(b_common.values())
+    modules = [
+        ModuleChange(name, rank_a[name], rank_b[name], a[name], b[name],
+                     _ratio(a[name], total_a), _ratio(b[name], total_b))
+        for name in sorted(common, key=lambda name: rank_a[name])
+    ]  # fmt: skip
+    k = max(1, min(top_k, len(common))) if common else 0
+    top_a = {name for name, rank in rank_a.items() if rank <= k}
+    top_b = {name for name, rank in rank_b.items() if rank <= k}
+    overlap = len(top_a & top_b) / k if k else math.nan
+    rho = spearman([a[name] for name in common], [b[name] for name in common])
+    return Comparison(
+        modules, rho, k, overlap,
+        only_a=[name for name in a if name not in b], only_b=[name for name in b if name not in a],
+        label_a=label_a, label_b=label_b,
+    )  # fmt: skip
+
+
+def result_sensitivities(result: EstimateResult, score: str = "grad-norm", granularity: str | None = None) -> dict[str, float]:
+    """A run's ``{module: sensitivity}``, most sensitive first."""
+    ranking = rank_modules(result, score, granularity or result.request.granularity)
+    return {item.module: item.sensitivity for item in ranking}
+
+
+def compare_results(
+    first: EstimateResult, second: EstimateResult, *, score: str = "grad-norm", granularity: str | None = None,
+    top_k: int | None = None,
+) -> Comparison:
+    """Compare two runs (the TUI history view): same score and granularity on both sides."""
+    granularity = granularity or first.request.granularity
+    return compare_sensitivities(
+        result_sensitivities(first, score, granularity), result_sensitivities(second, score, granularity),
+        top_k=top_k or first.request.top_k, label_a=first.run_id, label_b=second.run_id,
+    )  # fmt: skip
+
+
+def load_sensitivities(path: str | Path, *, score: str = "grad-norm", granularity: str | None = None) -> dict[str, float]:
+    """``{module: sensitivity}`` from an acetui run record (ranked by ``score``), an acetui/Side-Step
+    estimate JSON list or a Side-Step fisher map. AcetuiError naming the file otherwise."""
+    from acetui.estimate.sidestep import load_ranking
+
+    path = Path(path).expanduser()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AcetuiError(f"{path}: cannot read ({error.strerror or error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AcetuiError(f"{path}: not valid JSON ({error})") from None
+    if isinstance(data, dict) and data.get("format") == RECORD_FORMAT:
+        try:
+            result = EstimateResult.from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise AcetuiError(f"{path}: not a valid run record ({error})") from None
+        if not result.included_batches:
+            raise AcetuiError(f"{path}: run {result.run_id} has no included batches")
+        return result_sensitivities(result, score, granularity)
+    return dict(load_ranking(path).scores)
+
+
+def comparison_text(comparison: Comparison, rows: int = 10) -> str:
+    """The CLI summary: correlation, overlap and the modules that differ most."""
+    rho = f"{comparison.spearman:+.3f}" if math.isfinite(comparison.spearman) else "n/a"
+    lines = [
+        f"A: {comparison.label_a}",
+        f"B: {comparison.label_b}",
+        f"{len(comparison.modules)} common modules; Spearman rank correlation {rho}; "
+        f"top-{comparison.top_k} overlap {comparison.top_k_overlap:.0%}",
+    ]
+    if comparison.only_a or comparison.only_b:
+        lines.append(f"only in A: {len(comparison.only_a)}, only in B: {len(comparison.only_b)}")
+    changes = comparison.most_different(rows)
+    if changes:
+        width = max(len(change.module) for change in changes)
+        lines += ["", f"{'module':<{width}}  {'rank A':>6}  {'rank B':>6}  {'change':>6}  {'B/A':>8}  {'share B/A':>9}"]
+        for change in changes:
+            lines.append(
+                f"{change.module:<{width}}  {change.rank_a:>6}  {change.rank_b:>6}  {change.rank_change:>+6}  "
+                f"{_fmt(change.ratio):>8}  {_fmt(change.share_ratio):>9}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else "n/a"

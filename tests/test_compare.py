@@ -1,0 +1,110 @@
+"""Comparing rankings: known correlations, rank changes, ratios, and the files the CLI accepts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from acetui.cli import main
+from acetui.errors import AcetuiError
+from acetui.estimate import EstimateRequest, Estimator
+from acetui.estimate.compare import (
+    canonical_name,
+    compare_results,
+    compare_sensitivities,
+    load_sensitivities,
+    result_sensitivities,
+    spearman,
+)
+from acetui.estimate.exports import estimate_json
+from acetui.estimate.scores import rank_modules
+
+MODULES = {f"decoder.layers.{n}.self_attn.q_proj": float(10 - n) for n in range(6)}
+
+
+@pytest.fixture(scope="module")
+def run(checkpoint_root, dataset_dir):
+    request = EstimateRequest(checkpoint_dir=checkpoint_root, variant="base", dataset_dir=dataset_dir, batches=3,
+                              device="cpu", top_k=4)
+    return Estimator(request).run()
+
+
+def test_spearman_known_values():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)  # ties share ranks
+    assert math.isnan(spearman([1], [1]))
+    assert math.isnan(spearman([1, 1], [1, 2]))
+
+
+def test_self_comparison_is_identity():
+    comparison = compare_sensitivities(MODULES, MODULES, top_k=3)
+    assert comparison.spearman == pytest.approx(1.0)
+    assert comparison.top_k_overlap == 1.0
+    assert all(change.rank_change == 0 and change.ratio == 1.0 for change in comparison.modules)
+
+
+def test_reversed_ranking():
+    reversed_values = {name: 100.0 - value for name, value in MODULES.items()}
+    comparison = compare_sensitivities(MODULES, reversed_values, top_k=3)
+    assert comparison.spearman == pytest.approx(-1.0)
+    assert comparison.top_k_overlap == 0.0
+    first = comparison.modules[0]
+    assert (first.rank_a, first.rank_b, first.rank_change) == (1, 6, -5)
+    assert {c.module for c in comparison.most_different(2)} == {
+        "decoder.layers.0.self_attn.q_proj", "decoder.layers.5.self_attn.q_proj"}
+
+
+def test_ratios_names_and_missing_modules():
+    second = {name.removeprefix("decoder."): 2 * value for name, value in MODULES.items()}
+    second.pop("layers.5.self_attn.q_proj")
+    second["layers.9.mlp.up_proj"] = 1.0
+    comparison = compare_sensitivities(MODULES, second, top_k=2)
+    assert canonical_name("layers.1.cross_attn.v_proj") == "decoder.layers.1.cross_attn.v_proj"
+    assert all(change.ratio == 2.0 for change in comparison.modules)
+    assert comparison.spearman == pytest.approx(1.0)
+    assert comparison.only_a == ["decoder.layers.5.self_attn.q_proj"]
+    assert comparison.only_b == ["decoder.layers.9.mlp.up_proj"]
+    assert len(comparison.modules) == 5
+    assert comparison.modules[0].share_ratio == pytest.approx(1.0)
+    assert json.loads(json.dumps(comparison.to_dict()))["spearman"] == pytest.approx(1.0)
+
+
+def test_run_against_itself_and_its_export(run, tmp_path):
+    assert compare_results(run, run).spearman == pytest.approx(1.0)
+    exported = tmp_path / "ranking.json"
+    exported.write_text(estimate_json(rank_modules(run), 4))
+    record = tmp_path / "run.json"
+    record.write_text(json.dumps(run.to_dict()))
+    assert load_sensitivities(record) == result_sensitivities(run)
+    assert load_sensitivities(exported) == pytest.approx(result_sensitivities(run))
+    fisher = load_sensitivities(record, score="fisher")
+    assert compare_sensitivities(fisher, load_sensitivities(record)).spearman < 1.0
+
+
+def test_bad_files_are_named(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(AcetuiError, match="broken.json"):
+        load_sensitivities(broken)
+    with pytest.raises(AcetuiError, match="missing.json"):
+        load_sensitivities(tmp_path / "missing.json")
+
+
+def test_cli_compare(run, tmp_path, capsys):
+    record = tmp_path / "run.json"
+    record.write_text(json.dumps(run.to_dict()))
+    exported = tmp_path / "reversed.json"
+    values = result_sensitivities(run)
+    exported.write_text(json.dumps([{"module": name, "sensitivity": -value} for name, value in values.items()]))
+    output = tmp_path / "comparison.json"
+    assert main(["compare", str(record), str(exported), "--top", "3", "--output", str(output)]) == 0
+    text = capsys.readouterr().out
+    assert "Spearman rank correlation -1.000" in text
+    saved = json.loads(output.read_text())
+    assert saved["spearman"] == pytest.approx(-1.0)
+    assert len(saved["modules"]) == len(values)
+    assert main(["compare", str(record), str(tmp_path / "nope.json")]) == 1
