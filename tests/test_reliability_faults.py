@@ -17,7 +17,7 @@ from acetui import cli
 from acetui.data import write_dataset
 from acetui.estimate import BatchDone, EstimateRequest, Estimator, RunFailed, RunStopped, rank_modules
 from acetui.model.synthetic import TINY
-from tests.reliability_support import estimate_args, run_cli, run_records, sample_dict
+from tests.reliability_support import estimate_args, one_error_line, run_cli, run_records, sample_dict
 
 
 class HookedEstimator(Estimator):
@@ -193,3 +193,23 @@ def test_cancel_saves_a_partial_result_that_resumes_exactly(checkpoint_root, dat
     straight = Estimator(request).run()
     assert [b.norms for b in resumed.batches] == [b.norms for b in straight.batches]
     assert [b.loss for b in resumed.batches] == [b.loss for b in straight.batches]
+
+
+def test_resume_refuses_a_dataset_that_changed(tmp_path, checkpoint_root, capsys, isolated_app_dirs):
+    """The batch plan indexes the scanned samples, so a folder that gained a sample cannot resume exactly."""
+    folder = tmp_path / "growing"
+    write_dataset(folder, count=3, condition_width=TINY.condition_width, seed=3, frames=(9, 12))
+    request = _request(checkpoint_root, folder, batches=4)
+    estimator = Estimator(request, record_dir=isolated_app_dirs.runs,
+                          on_event=lambda event: isinstance(event, BatchDone) and estimator.cancel())
+    partial = estimator.run()
+    assert partial.status == "cancelled"
+    torch.save(sample_dict(), folder / "zz_new.pt")
+    code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
+    assert code == 1
+    assert one_error_line(err) == (
+        f"acetui: {folder}: now holds 4 valid samples, run {partial.run_id} had 3; "
+        "it cannot be resumed exactly (start a new run)"
+    )
+    (record,) = run_records(isolated_app_dirs).values()
+    assert record["status"] == "cancelled" and len(record["batches"]) == partial.completed_batches

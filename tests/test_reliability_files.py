@@ -253,3 +253,13 @@ def test_history_record_that_does_not_parse(case, good_record, capsys, isolated_
     assert find_run(good_record["run_id"][:15]) == good
     code, out, err = run_cli(capsys, "resume", good_record["run_id"])
     assert code == 1 and one_error_line(err) == f"acetui: run {good_record['run_id']} is already complete (1 batches)"
+
+
+def test_history_folder_that_cannot_be_written(tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    """The run record cannot be saved (its folder's parent is a file): one line naming it, exit 1."""
+    isolated_app_dirs.data.write_text("a file where the data folder should be\n")
+    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "2"))
+    assert code == 1
+    line = one_error_line(err)
+    assert line.startswith(f"acetui: {isolated_app_dirs.runs}/") and ": cannot write (" in line
+    assert isolated_app_dirs.data.read_text() == "a file where the data folder should be\n"

@@ -237,6 +237,12 @@ class Estimator:
         result = self._new_result(probe, info, scan)
         if result.modules != [f"decoder.{name}" for name in names]:
             raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
+        recorded = result.metadata.get("dataset", {}).get("samples")
+        if self.resume is not None and recorded not in (None, len(scan.samples)):
+            raise AcetuiError(
+                f"{scan.folder}: now holds {len(scan.samples)} valid samples, run {result.run_id} had {recorded}; "
+                "it cannot be resumed exactly (start a new run)"
+            )
         result.status = "running"
         result.metadata["model"] = vars(info)
         result.metadata.update(self.metadata)
