@@ -1,0 +1,162 @@
+"""Spending a LoRA parameter budget where the gradients are: PEFT ``rank_pattern`` / ``alpha_pattern``.
+
+A LoRA adapter of rank r on a projection W of shape [out, in] adds ``r * (in + out)`` parameters. Given a
+ranking, ``assign_ranks`` gives every ranked module a rank proportional to its sensitivity (raised to
+``exponent``; 1 = proportional, 0.5 = square root, gentler), clamped to [min_rank, max_rank] and scaled
+so the adapters' total parameter count fits ``budget_params``. Without a budget the total is what
+``base_rank`` on every one of those modules would cost: the same size as a uniform LoRA, redistributed.
+
+How: the ranks ``clamp(lambda * s_i^exponent, min, max)`` are rounded down to multiples of ``step`` and
+the largest lambda whose cost fits is found by bisection; what is left of the budget then goes, ``step``
+at a time, to the modules furthest below their unrounded target (ties: the more sensitive first).
+Every module gets at least ``min_rank`` (so the budget must cover that), keys never carry ``decoder.``
+(PEFT applies LoRA to the decoder itself), and alpha is always 2 x rank.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+from acetui.errors import AcetuiError
+from acetui.estimate.result import EstimateResult
+from acetui.estimate.scores import RankedModule
+from acetui.model.config import DecoderConfig
+from acetui.model.decoder import AceStepDecoder
+
+DECODER_PREFIX = "decoder."
+Shape = tuple[int, int] | int
+
+
+def peft_name(module: str) -> str:
+    return module.removeprefix(DECODER_PREFIX)
+
+
+def lora_parameters(shape: Shape, rank: int) -> int:
+    """LoRA parameters of one adapter: ``rank * (in + out)``. A bare numel is taken as a square matrix
+    (an approximation, for records whose shapes are not known)."""
+    if isinstance(shape, int):
+        return int(round(rank * 2 * math.sqrt(shape)))
+    out_features, in_features = shape
+    return rank * (in_features + out_features)
+
+
+def projection_shapes(config: DecoderConfig, include_mlp: bool = True) -> dict[str, tuple[int, int]]:
+    """``{layers.N.kind.proj: (out, in)}`` for every projection of a decoder with ``config`` (no memory
+    is allocated: the model is built on the meta device)."""
+    with torch.device("meta"):
+        decoder = AceStepDecoder(config)
+    modules = dict(decoder.named_modules())
+    return {name: tuple(modules[name].weight.shape) for name in decoder.attention_projection_names(include_mlp)}
+
+
+def result_shapes(result: EstimateResult) -> dict[str, Shape]:
+    """Projection shapes for a run: exact from its checkpoint's config.json when that is still there,
+    else the recorded numels (square approximation)."""
+    from acetui.model.checkpoint import decoder_config
+
+    try:
+        config = decoder_config(result.request.checkpoint_dir, result.request.variant)
+    except (AcetuiError, OSError):
+        return {peft_name(name): numel for name, numel in zip(result.modules, result.numels)}
+    return dict(projection_shapes(config, include_mlp=True))
+
+
+def _members(item: RankedModule, shapes: Mapping[str, Shape]) -> list[str]:
+    """The PEFT names a ranked unit stands for (a layer-granularity unit: all its projections)."""
+    name = peft_name(item.module)
+    if name in shapes:
+        return [name]
+    members = [key for key in shapes if key.startswith(name + ".")]
+    if not members:
+        raise AcetuiError(f"no shape known for {item.module}")
+    return members
+
+
+def assign_ranks(
+    ranking: list[RankedModule],
+    shapes: Mapping[str, Shape],
+    *,
+    base_rank: int,
+    min_rank: int,
+    max_rank: int,
+    budget_params: int | None = None,
+    exponent: float = 1.0,
+    step: int = 1,
+) -> dict[str, int]:
+    """``{module name without decoder.: rank}`` for every module in ``ranking`` (pass ``ranking[:k]`` to
+    adapt only the top-k), most sensitive first. ``shapes`` maps names (with or without ``decoder.``) to
+    ``(out, in)`` or numel. Raises AcetuiError for a budget below ``min_rank`` everywhere or bad limits."""
+    if min_rank < 1 or max_rank < min_rank or base_rank < 1 or step < 1:
+        raise AcetuiError(f"ranks need 1 <= min ({min_rank}) <= max ({max_rank}), base >= 1 ({base_rank}), step >= 1")
+    if min_rank % step or max_rank % step:
+        raise AcetuiError(f"min rank {min_rank} and max rank {max_rank} must be multiples of the step {step}")
+    shapes = {peft_name(name): shape for name, shape in shapes.items()}
+    weights: dict[str, float] = {}
+    for item in ranking:
+        for member in _members(item, shapes):
+            weights.setdefault(member, item.sensitivity**exponent if item.sensitivity > 0 else 0.0)
+    if not weights:
+        return {}
+    cost = {name: lora_parameters(shapes[name], 1) for name in weights}
+    budget = budget_params if budget_params is not None else base_rank * sum(cost.values())
+    floor_cost = min_rank * sum(cost.values())
+    if budget < floor_cost:
+        raise AcetuiError(f"a budget of {budget:,} parameters is below {floor_cost:,}, the cost of rank "
+                          f"{min_rank} on all {len(weights)} modules")  # fmt: skip
+    if max(weights.values()) <= 0:  # no signal: uniform weights
+        weights = dict.fromkeys(weights, 1.0)
+
+    def targets(scale: float) -> dict[str, float]:
+        return {name: min(max_rank, max(min_rank, scale * weight)) for name, weight in weights.items()}
+
+    def rounded(values: dict[str, float]) -> dict[str, int]:
+        return {name: max(min_rank, int(value // step) * step) for name, value in values.items()}
+
+    def spent(ranks: dict[str, int]) -> int:
+        return sum(ranks[name] * cost[name] for name in ranks)
+
+    positive = [weight for weight in weights.values() if weight > 0]
+    low, high = 0.0, max_rank / min(positive)
+    if spent(rounded(targets(high))) <= budget:
+        low = high
+    else:
+        for _ in range(100):
+            middle = (low + high) / 2
+            if spent(rounded(targets(middle))) <= budget:
+                low = middle
+            else:
+                high = middle
+    goal = targets(low)
+    ranks = rounded(goal)
+    left = budget - spent(ranks)
+    order = sorted(weights, key=lambda name: (-(goal[name] - ranks[name]), -weights[name]))
+    for name in order:
+        if ranks[name] + step <= max_rank and step * cost[name] <= left:
+            ranks[name] += step
+            left -= step * cost[name]
+    return ranks
+
+
+def alpha_pattern(ranks: Mapping[str, int]) -> dict[str, int]:
+    """alpha = 2 x rank, so every adapter keeps the same scaling alpha / r."""
+    return {name: 2 * rank for name, rank in ranks.items()}
+
+
+def parameter_count(ranks: Mapping[str, int], shapes: Mapping[str, Shape]) -> int:
+    shapes = {peft_name(name): shape for name, shape in shapes.items()}
+    return sum(lora_parameters(shapes[name], rank) for name, rank in ranks.items())
+
+
+def peft_rank_config(ranks: Mapping[str, int], base_rank: int) -> dict:
+    """A PEFT LoraConfig fragment: exact ``target_modules`` plus ``rank_pattern``/``alpha_pattern``
+    (``r``/``lora_alpha`` are only the defaults for modules the patterns do not name)."""
+    return {
+        "r": base_rank,
+        "lora_alpha": 2 * base_rank,
+        "target_modules": list(ranks),
+        "rank_pattern": dict(ranks),
+        "alpha_pattern": alpha_pattern(ranks),
+    }

@@ -1,0 +1,104 @@
+"""Rank budgets: more rank where the gradients are, within the parameters the user allows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from acetui.errors import AcetuiError
+from acetui.estimate import EstimateRequest, Estimator, rank_modules
+from acetui.estimate.rank_budget import (
+    alpha_pattern,
+    assign_ranks,
+    lora_parameters,
+    parameter_count,
+    peft_rank_config,
+    projection_shapes,
+    result_shapes,
+)
+from acetui.estimate.scores import RankedModule, module_parts
+from acetui.model.synthetic import TINY
+
+
+def ranked(values: dict[str, float]) -> list[RankedModule]:
+    order = sorted(values, key=lambda name: -values[name])
+    total = sum(values.values())
+    rows = []
+    for position, name in enumerate(order, start=1):
+        parts = module_parts(name)
+        rows.append(RankedModule(position, name, values[name], values[name] / total if total else 0.0, parts.layer, parts.kind,
+                                 parts.projection))
+    return rows
+
+
+SQUARE = (64, 64)
+
+
+def test_lora_parameter_count():
+    assert lora_parameters((32, 64), 4) == 4 * 96
+    assert lora_parameters(64 * 64, 2) == 2 * 128
+
+
+def test_default_budget_redistributes_the_uniform_one():
+    values = {"decoder.layers.0.self_attn.q_proj": 1.0, "decoder.layers.1.self_attn.q_proj": 3.0}
+    shapes = {"layers.0.self_attn.q_proj": SQUARE, "layers.1.self_attn.q_proj": SQUARE}
+    ranks = assign_ranks(ranked(values), shapes, base_rank=8, min_rank=1, max_rank=64)
+    assert ranks == {"layers.1.self_attn.q_proj": 12, "layers.0.self_attn.q_proj": 4}
+    assert alpha_pattern(ranks) == {"layers.1.self_attn.q_proj": 24, "layers.0.self_attn.q_proj": 8}
+    assert parameter_count(ranks, shapes) == 16 * 128
+
+
+def test_budget_clamps_and_order_on_real_shapes():
+    shapes = projection_shapes(TINY, include_mlp=False)
+    generator = torch.Generator().manual_seed(0)
+    values = {"decoder." + name: float(v) for name, v in zip(shapes, torch.rand(len(shapes), generator=generator) ** 3)}
+    ranking = ranked(values)
+    budget = 200_000
+    ranks = assign_ranks(ranking, shapes, base_rank=16, min_rank=4, max_rank=64, budget_params=budget, step=4)
+    assert set(ranks) == set(shapes)
+    assert all(4 <= rank <= 64 and rank % 4 == 0 for rank in ranks.values())
+    spent = parameter_count(ranks, shapes)
+    assert budget - 4 * max(lora_parameters(shape, 1) for shape in shapes.values()) <= spent <= budget
+    assert ranks[ranking[0].module.removeprefix("decoder.")] == 64
+    # Among projections of the same shape, more sensitive never means less rank (beyond one step).
+    same = [item.module.removeprefix("decoder.") for item in ranking if shapes[item.module[8:]] == SQUARE]
+    assert all(ranks[a] + 4 >= ranks[b] for a, b in zip(same, same[1:]))
+    generous = assign_ranks(ranking, shapes, base_rank=16, min_rank=4, max_rank=64, budget_params=10**9)
+    assert set(generous.values()) == {64}
+
+
+def test_budget_too_small_and_bad_limits():
+    shapes = {"layers.0.self_attn.q_proj": SQUARE}
+    ranking = ranked({"decoder.layers.0.self_attn.q_proj": 1.0})
+    with pytest.raises(AcetuiError, match="below"):
+        assign_ranks(ranking, shapes, base_rank=8, min_rank=4, max_rank=8, budget_params=100)
+    with pytest.raises(AcetuiError):
+        assign_ranks(ranking, shapes, base_rank=8, min_rank=9, max_rank=8)
+    assert assign_ranks([], shapes, base_rank=8, min_rank=1, max_rank=8) == {}
+
+
+def test_no_signal_is_uniform_and_layer_units_expand():
+    shapes = projection_shapes(TINY, include_mlp=False)
+    block = {"decoder.layers.2.cross_attn": 0.0, "decoder.layers.0.self_attn": 0.0}
+    ranks = assign_ranks(ranked(block), shapes, base_rank=8, min_rank=1, max_rank=32)
+    assert set(ranks) == {f"layers.{n}.{kind}.{p}" for n, kind in ((2, "cross_attn"), (0, "self_attn"))
+                          for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
+    assert set(ranks.values()) == {8}
+
+
+def test_run_ranking_applied_with_peft(checkpoint_root, dataset_dir):
+    peft = pytest.importorskip("peft")
+    from acetui.model import load_decoder
+
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=2, top_k=6, device="cpu")
+    result = Estimator(request).run()
+    shapes = result_shapes(result)
+    assert shapes["layers.0.self_attn.k_proj"] == (32, 64)  # GQA: fewer key/value heads than query heads
+    ranks = assign_ranks(rank_modules(result)[:6], shapes, base_rank=8, min_rank=2, max_rank=32)
+    config = peft_rank_config(ranks, base_rank=8)
+    decoder = peft.inject_adapter_in_model(peft.LoraConfig(**config), load_decoder(checkpoint_root, "turbo"))
+    adapted = {name: layer for name, layer in decoder.named_modules() if hasattr(layer, "lora_A")}
+    assert set(adapted) == set(ranks)
+    for name, layer in adapted.items():
+        assert layer.r["default"] == ranks[name]
+        assert layer.lora_alpha["default"] == 2 * ranks[name]
