@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from acetui import cli
@@ -75,8 +74,3 @@ def subprocess_runs_dir(tmp_path: Path) -> Path:
 
 PYTHON = [sys.executable, "-m", "acetui"]
 
-
-def requires_posix_signals(name: str):
-    import signal
-
-    return pytest.mark.skipif(not hasattr(signal, name), reason=f"no {name} on this platform")

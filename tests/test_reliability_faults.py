@@ -130,7 +130,7 @@ def test_non_finite_loss_is_excluded_and_counted(tmp_path, checkpoint_root, caps
     assert all(batch["samples"] == [str(huge)] for batch in excluded)
     assert all(batch["excluded"] == "non-finite loss" and batch["norms"] == [] for batch in excluded)
     assert not math.isfinite(excluded[0]["loss"])
-    assert f"6 batches, 2 excluded;" in out
+    assert "6 batches, 2 excluded;" in out
 
     result = cli.load_record(next(isolated_app_dirs.runs.glob("*.json")))
     assert math.isfinite(result.mean_loss)
