@@ -91,6 +91,53 @@ def sliding_window_mask(length: int, window: int, device: torch.device) -> torch
     return (positions[:, None] - positions[None, :]).abs() <= window
 
 
+class BandedAttention:
+    """Sliding-window attention computed block by block instead of as a dense [T', T'] masked product.
+
+    Queries are cut into blocks of ``2 * window``; each block attends to its own keys plus ``window`` on
+    either side (a ``4 * window`` span), under the same |i - j| <= window band and with the padded keys
+    masked out. Masked scores contribute exactly zero in the dense form too, so this is the same
+    attention up to floating-point summation order, with O(T' * window) work and memory instead of
+    O(T'^2). Built once per forward and shared by every sliding layer.
+    """
+
+    def __init__(self, length: int, window: int, device: torch.device) -> None:
+        self.length, self.window = length, window
+        self.block = 2 * window
+        self.blocks = math.ceil(length / self.block)
+        self.padding = self.blocks * self.block - length
+        rows = torch.arange(self.block, device=device)[:, None]
+        columns = torch.arange(self.block + 2 * window, device=device)[None, :]
+        band = (columns >= rows) & (columns <= rows + 2 * window)
+        starts = torch.arange(self.blocks, device=device)[:, None, None] * self.block
+        keys = starts - window + columns
+        mask = band & (keys >= 0) & (keys < length)
+        # Padded query rows (cropped from the output) keep their band so no row is fully masked.
+        self.mask = torch.where(starts + rows >= length, band, mask)[:, None]  # [blocks, 1, block, span]
+
+    def __call__(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
+        batch, heads, _, width = query.shape
+        blocks, block, window = self.blocks, self.block, self.window
+        query = F.pad(query, (0, 0, 0, self.padding)).view(batch, heads, blocks, block, width)
+        query = query.transpose(1, 2).reshape(batch * blocks, heads, block, width)
+
+        def spans(x: torch.Tensor) -> torch.Tensor:
+            x = F.pad(x, (0, 0, window, self.padding + window)).unfold(2, block + 2 * window, block)
+            return x.permute(0, 2, 1, 4, 3).reshape(batch * blocks, heads, block + 2 * window, width)
+
+        mask = self.mask.repeat(batch, 1, 1, 1) if batch > 1 else self.mask
+        attended = F.scaled_dot_product_attention(query, spans(key), spans(value), attn_mask=mask, scale=scale)
+        attended = attended.view(batch, blocks, heads, block, width).transpose(1, 2)
+        return attended.reshape(batch, heads, blocks * block, width)[:, :, : self.length]
+
+
+def sliding_window_attention(length: int, window: int, device: torch.device, blocked: bool = True):
+    """The sliding layers' mask: banded blocks once T' >= 8 windows (where they pay off), else dense."""
+    if blocked and length >= 8 * window:
+        return BandedAttention(length, window, device)
+    return sliding_window_mask(length, window, device)
+
+
 class Attention(nn.Module):
     """Grouped-query attention with per-head q/k RMSNorm; used for self- and cross-attention."""
 
@@ -128,7 +175,10 @@ class Attention(nn.Module):
         if group > 1:
             key = key.repeat_interleave(group, dim=1)
             value = value.repeat_interleave(group, dim=1)
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.head_dim**-0.5)
+        if isinstance(mask, BandedAttention):
+            attended = mask(query, key, value, self.head_dim**-0.5)
+        else:
+            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.head_dim**-0.5)
         return self.o_proj(attended.transpose(1, 2).flatten(2))
 
 
@@ -163,7 +213,7 @@ class DecoderLayer(nn.Module):
         modulation: torch.Tensor,
         condition: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        sliding_mask: torch.Tensor | None,
+        sliding_mask: torch.Tensor | BandedAttention | None,
     ) -> torch.Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (self.scale_shift_table + modulation).chunk(6, dim=1)
         mask = sliding_mask if self.window is not None else None
@@ -182,6 +232,7 @@ class AceStepDecoder(nn.Module):
         self.config = config
         width = config.hidden_size
         self.activation_checkpointing = False
+        self.banded_attention = True  # False: the dense [T', T'] sliding mask, as the official SDPA path
         self.proj_in = nn.Sequential(
             ChannelsFirst(),
             nn.Conv1d(config.in_channels, width, config.patch_size, stride=config.patch_size),
@@ -231,7 +282,9 @@ class AceStepDecoder(nn.Module):
         rope = rope_tables(tokens, self.config, x.device, x.dtype)
         window = self.config.sliding_window if self.config.use_sliding_window else None
         needs_mask = window is not None and tokens > window + 1
-        sliding_mask = sliding_window_mask(tokens, window, x.device) if needs_mask else None
+        sliding_mask = (
+            sliding_window_attention(tokens, window, x.device, self.banded_attention) if needs_mask else None
+        )
         for layer in self.layers:
             if self.activation_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(layer, x, modulation, condition, rope, sliding_mask, use_reentrant=False)
