@@ -66,6 +66,9 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     add("--base-rank", "--rank", type=int, default=64, help="fisher map: median LoRA rank (default 64)")
     add("--rank-min", type=int, default=16, help="fisher map: smallest assigned rank (default 16)")
     add("--rank-max", type=int, default=128, help="fisher map: largest assigned rank (default 128)")
+    add("--rank-budget", type=int, metavar="PARAMS",
+        help="with --peft-output: add rank_pattern/alpha_pattern for the top-k, more rank to more sensitive "
+             "modules, PARAMS LoRA parameters in all (0: what --base-rank on each would cost)")
     add("--quiet", "-q", action="store_true", help="no progress bar on stderr")
 
 

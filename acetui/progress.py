@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
 from typing import TextIO
 
+from acetui.atomic import write_text_atomic
 from acetui.errors import AcetuiError
 from acetui.estimate import (
     BatchDone,
@@ -23,6 +25,7 @@ from acetui.estimate import (
 )
 from acetui.estimate.exports import export, target_modules_string
 from acetui.estimate.memory import MemoryStats
+from acetui.estimate.rank_budget import assign_ranks, peft_rank_config, result_shapes
 from acetui.estimate.stats import RankingStats, result_stats
 from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
 from acetui.units import format_bytes, format_duration
@@ -138,9 +141,16 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     """The files the user asked for; each written atomically."""
     ranking = rank_modules(result, args.score, result.request.granularity)
     top_k = result.request.top_k
-    for path, fmt in ((args.output, "json"), (args.csv, "csv"), (args.peft_output, "peft")):
+    budget = getattr(args, "rank_budget", None)
+    peft_plain = args.peft_output if budget is None else None
+    for path, fmt in ((args.output, "json"), (args.csv, "csv"), (peft_plain, "peft")):
         if path is not None:
             export(path, fmt, ranking, top_k, result_stats(result, args.score) if fmt == "json" else None)
+    if args.peft_output is not None and budget is not None:
+        ranks = assign_ranks(ranking[:top_k], result_shapes(result), base_rank=args.base_rank,
+                             min_rank=args.rank_min, max_rank=args.rank_max, budget_params=budget or None)
+        text = json.dumps(peft_rank_config(ranks, args.base_rank), indent=2) + "\n"
+        write_text_atomic(Path(args.peft_output).expanduser(), text)
     target = fisher_map_target(result.request, args)
     if target is not None:
         export_fisher_map(result, target, force=args.force, score=args.score, base_rank=args.base_rank,

@@ -102,3 +102,20 @@ def test_run_ranking_applied_with_peft(checkpoint_root, dataset_dir):
     for name, layer in adapted.items():
         assert layer.r["default"] == ranks[name]
         assert layer.lora_alpha["default"] == 2 * ranks[name]
+
+
+def test_cli_peft_output_with_rank_budget(checkpoint_root, dataset_dir, tmp_path):
+    import json
+
+    from acetui.cli import main
+
+    out = tmp_path / "peft.json"
+    argv = ["estimate", "-c", str(checkpoint_root), "-M", "turbo", "-d", str(dataset_dir), "--estimate-batches",
+            "2", "--top-k", "4", "--device", "cpu", "-q", "--peft-output", str(out), "--rank-budget", "0",
+            "--base-rank", "8", "--rank-min", "2", "--rank-max", "16"]
+    assert main(argv) == 0
+    config = json.loads(out.read_text())
+    assert len(config["rank_pattern"]) == 4 and config["r"] == 8
+    assert config["alpha_pattern"] == {name: 2 * rank for name, rank in config["rank_pattern"].items()}
+    assert set(config["target_modules"]) == set(config["rank_pattern"])
+    assert all(2 <= rank <= 16 for rank in config["rank_pattern"].values())
