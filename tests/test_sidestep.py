@@ -204,3 +204,22 @@ def test_import_errors_name_the_file(tmp_path, content, message):
     assert str(path) in str(caught.value)
     with pytest.raises(AcetuiError, match="cannot read"):
         load_ranking(tmp_path / "missing.json")
+
+
+def test_selection_follows_the_chosen_score_and_modules_stay_in_fisher_order(mlp_result):
+    data = build_fisher_map(mlp_result, score="grad-norm", top_k=3, effective={})
+    top = rank_modules(mlp_result, "grad-norm", "module")[:3]
+    assert data["target_modules"] == sorted({_suffix(item.module) for item in top})
+    scores = [entry["fisher_score"] for entry in data["modules"]]
+    assert scores == sorted(scores, reverse=True) and fisher_map_problems(data) == []
+
+
+def test_ranks_from_the_rank_budget_module_plug_in(mlp_result):
+    rank_budget = pytest.importorskip("acetui.estimate.rank_budget")
+    plain = build_fisher_map(mlp_result, effective={})
+    chosen = [item for item in rank_modules(mlp_result, "fisher")
+              if item.module.removeprefix("decoder.") in plain["rank_pattern"]]
+    ranks = rank_budget.assign_ranks(chosen, rank_budget.result_shapes(mlp_result), base_rank=16, min_rank=8,
+                                     max_rank=48)
+    data = build_fisher_map(mlp_result, effective={}, ranks=ranks, base_rank=16, rank_min=8, rank_max=48)
+    assert data["rank_pattern"] == ranks and fisher_map_problems(data) == []

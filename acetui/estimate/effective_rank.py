@@ -109,7 +109,8 @@ def effective_ranks(
             del weight
             if progress is not None:
                 progress(done, len(missing))
-        record = {"format": CACHE_FORMAT, "folder": str(folder), "energy": energy, "ranks": dict(sorted(cached.items()))}
+        ranks = dict(sorted(cached.items()))
+        record = {"format": CACHE_FORMAT, "folder": str(folder), "energy": energy, "ranks": ranks}
         try:
             write_text_atomic(path, json.dumps(record, indent=1) + "\n")
         except AcetuiError:

@@ -13,6 +13,9 @@ written here gives every targeted module an entry:
   ``rank_budget`` {min, max}); alpha is always 2 x rank;
 * the other scored modules are listed in ``excluded_modules``.
 
+The top-k and the budget follow the chosen score (``fisher`` by default, as in Side-Step); ``modules`` is
+always listed by descending ``fisher_score``.
+
 ``fisher_score`` is acetui's ``fisher`` score (mean of squared gradient entries, Side-Step's definition)
 averaged over the included batches; acetui makes one run, so ``num_runs`` is 1 and
 ``fisher_cross_run_std`` is the standard error of that mean over batches (what the spread of run means
@@ -207,7 +210,7 @@ def build_fisher_map(
                 "effective_rank": int(effective.get(name, UNKNOWN)),
                 "assigned_rank": rank_pattern[peft_key(name)],
             }
-            for name in selected
+            for name in sorted(selected, key=lambda name: -fisher_means[name])
         ],
         "excluded_modules": excluded,
         "num_hidden_layers": _num_hidden_layers(result),
@@ -372,31 +375,42 @@ def load_ranking(path: str | Path) -> ImportedRanking:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise AcetuiError(f"{path}: not valid JSON ({error})") from None
     if isinstance(data, list):
-        pairs = []
-        for index, entry in enumerate(data):
-            if not isinstance(entry, dict):
-                raise AcetuiError(f"{path}: entry {index} is not an object")
-            name = entry.get("module", entry.get("name"))
-            value = entry.get("sensitivity", entry.get("score"))
-            if not isinstance(name, str) or value is None:
-                raise AcetuiError(f"{path}: entry {index} has no module/name and sensitivity/score")
-            pairs.append((_decoder_name(name), _number(value, f"{path}: entry {index}")))
-        if not pairs:
-            raise AcetuiError(f"{path}: the ranking is empty")
-        return ImportedRanking(path, "estimate", "sensitivity", _sorted_scores(pairs, path))
+        return ImportedRanking(path, "estimate", "sensitivity", _estimate_scores(data, path))
     if isinstance(data, dict) and ("rank_pattern" in data or "modules" in data):
-        metadata = {key: data[key] for key in FISHER_MAP_KEYS if key in data and key not in ("modules", "rank_pattern", "alpha_pattern")}
-        modules = data.get("modules")
-        if isinstance(modules, list) and modules:
-            pairs = []
-            for index, entry in enumerate(modules):
-                if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-                    raise AcetuiError(f"{path}: modules entry {index} has no name")
-                pairs.append((_decoder_name(entry["name"]), _number(entry.get("fisher_score"), f"{path}: modules entry {index}")))
-            return ImportedRanking(path, "fisher_map", "fisher", _sorted_scores(pairs, path), metadata)
-        pattern = data.get("rank_pattern")
-        if isinstance(pattern, dict) and pattern:
-            pairs = [(_decoder_name(str(key)), _number(value, f"{path}: rank_pattern {key}")) for key, value in pattern.items()]
-            return ImportedRanking(path, "fisher_map", "assigned_rank", _sorted_scores(pairs, path), metadata)
-        raise AcetuiError(f"{path}: fisher map has no modules or rank_pattern entries")
+        return _fisher_map_ranking(data, path)
     raise AcetuiError(f"{path}: neither an estimate list [{{module, sensitivity}}] nor a fisher_map.json")
+
+
+def _estimate_scores(data: list[Any], path: Path) -> dict[str, float]:
+    pairs = []
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise AcetuiError(f"{path}: entry {index} is not an object")
+        name = entry.get("module", entry.get("name"))
+        value = entry.get("sensitivity", entry.get("score"))
+        if not isinstance(name, str) or value is None:
+            raise AcetuiError(f"{path}: entry {index} has no module/name and sensitivity/score")
+        pairs.append((_decoder_name(name), _number(value, f"{path}: entry {index}")))
+    if not pairs:
+        raise AcetuiError(f"{path}: the ranking is empty")
+    return _sorted_scores(pairs, path)
+
+
+def _fisher_map_ranking(data: dict[str, Any], path: Path) -> ImportedRanking:
+    skip = ("modules", "rank_pattern", "alpha_pattern")
+    metadata = {key: data[key] for key in FISHER_MAP_KEYS if key in data and key not in skip}
+    modules = data.get("modules")
+    if isinstance(modules, list) and modules:
+        pairs = []
+        for index, entry in enumerate(modules):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise AcetuiError(f"{path}: modules entry {index} has no name")
+            value = _number(entry.get("fisher_score"), f"{path}: modules entry {index}")
+            pairs.append((_decoder_name(entry["name"]), value))
+        return ImportedRanking(path, "fisher_map", "fisher", _sorted_scores(pairs, path), metadata)
+    pattern = data.get("rank_pattern")
+    if isinstance(pattern, dict) and pattern:
+        where = f"{path}: rank_pattern"
+        pairs = [(_decoder_name(str(key)), _number(value, f"{where} {key}")) for key, value in pattern.items()]
+        return ImportedRanking(path, "fisher_map", "assigned_rank", _sorted_scores(pairs, path), metadata)
+    raise AcetuiError(f"{path}: fisher map has no modules or rank_pattern entries")
