@@ -302,11 +302,17 @@ def export_fisher_map(
 
 
 def _cached_effective_ranks(result: EstimateResult) -> dict[str, int]:
+    """Cached effective ranks; a first computation runs on the run's CUDA device when there is one."""
+    import torch
+
     from acetui.estimate.effective_rank import effective_ranks
 
+    device = str(result.metadata.get("model", {}).get("device", "cpu"))
+    if not (device.startswith("cuda") and torch.cuda.is_available()):
+        device = "cpu"
     try:
-        return effective_ranks(result.request.checkpoint_dir, result.request.variant, result.modules)
-    except AcetuiError:
+        return effective_ranks(result.request.checkpoint_dir, result.request.variant, result.modules, device=device)
+    except (AcetuiError, RuntimeError):
         return {}
 
 
