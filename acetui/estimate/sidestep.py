@@ -346,6 +346,16 @@ class ImportedRanking:
         return rows
 
 
+def read_json(path: Path) -> Any:
+    """Parsed JSON of ``path``; AcetuiError naming the file when it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AcetuiError(f"{path}: cannot read ({error.strerror or error})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AcetuiError(f"{path}: not valid JSON ({error})") from None
+
+
 def _decoder_name(name: str) -> str:
     return name if name.startswith(DECODER_PREFIX) or not name.startswith("layers.") else DECODER_PREFIX + name
 
@@ -374,12 +384,7 @@ def load_ranking(path: str | Path) -> ImportedRanking:
     ``decoder.`` prefix. Raises AcetuiError naming the file for anything else.
     """
     path = Path(path).expanduser()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise AcetuiError(f"{path}: cannot read ({error.strerror or error})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AcetuiError(f"{path}: not valid JSON ({error})") from None
+    data = read_json(path)
     if isinstance(data, list):
         return ImportedRanking(path, "estimate", "sensitivity", _estimate_scores(data, path))
     if isinstance(data, dict) and ("rank_pattern" in data or "modules" in data):
