@@ -1,0 +1,78 @@
+"""The application: holds the settings being edited (``draft``) and opens the first screen.
+
+``make_app`` is the one factory, used by the CLI and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from acetui.estimate import EstimateRequest
+from acetui.profiles import ProfileError, load_last, load_profile, save_last, settings_of
+from acetui.tui.commands import ScreenCommands
+from acetui.tui.screens.checkpoint import CheckpointScreen
+from acetui.tui.screens.dataset import DatasetScreen
+from acetui.tui.screens.history import HistoryScreen
+from acetui.tui.screens.parameters import ParametersScreen
+
+STEPS = ((CheckpointScreen, ()), (DatasetScreen, ("checkpoint_dir", "variant")), (ParametersScreen, ("dataset_dir",)))
+
+
+class AcetuiApp(App):
+    """Steps are screens pushed in order (escape goes back); history is reachable from every screen."""
+
+    TITLE = "acetui"
+    SUB_TITLE = "ACE-Step 1.5 attention sensitivity"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {ScreenCommands}
+    BINDINGS = [
+        Binding("ctrl+g", "history", "History", tooltip="Past runs: open, compare, resume", id="history"),
+    ]
+
+    def __init__(self, draft: dict[str, Any], *, open_parameters: bool, problems: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.draft = draft
+        self.score = "grad-norm"
+        self.open_parameters = open_parameters
+        self.problems = list(problems)
+
+    def on_mount(self) -> None:
+        for problem in self.problems:
+            self.notify(problem, title="Settings not loaded", severity="error", timeout=15)
+        for screen, needs in STEPS:
+            if any(key not in self.draft for key in needs) or (screen is not CheckpointScreen and not self.open_parameters):
+                break
+            self.push_screen(screen())
+
+    def remember(self, request: EstimateRequest) -> None:
+        """The last used settings, restored at the next start."""
+        save_last(settings_of(request))
+
+    def action_history(self) -> None:
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("view: history", "Past runs: open, compare, resume", self.action_history)
+
+
+def make_app(request: EstimateRequest | None = None, profile: str | None = None) -> AcetuiApp:
+    """``request`` (e.g. the demo) or ``profile`` open prefilled at the parameters step; otherwise the
+    last used settings prefill the checkpoint step. A broken profile or settings file is reported, not fatal."""
+    draft, problem = load_last()
+    problems = [problem] if problem else []
+    open_parameters = request is not None
+    if profile is not None:
+        try:
+            draft = {**draft, **load_profile(profile)}
+            open_parameters = True
+        except ProfileError as error:
+            problems.append(str(error))
+    if request is not None:
+        draft = settings_of(request)
+    return AcetuiApp(draft, open_parameters=open_parameters, problems=problems)

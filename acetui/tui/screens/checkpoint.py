@@ -1,0 +1,124 @@
+"""Step 1: pick a checkpoints root and a model variant; each variant's problem is shown in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from acetui.model.catalog import VariantInfo, list_variants
+from acetui.tui.screens.dataset import DatasetScreen
+from acetui.tui.widgets.path_picker import PathPicker
+from acetui.units import format_bytes
+
+COLUMNS = ("variant", "params", "dtype", "size", "layers×hidden", "files")
+
+
+def variant_cells(info: VariantInfo) -> tuple[Text, ...]:
+    if info.problem:
+        return (Text(info.name, style="bold red"), Text("problem: see below", style="red"), *[Text("")] * 4)
+    return (
+        Text(info.name, style="bold"),
+        Text(f"{info.parameters / 1e6:,.1f} M", justify="right"),
+        Text(info.storage_dtype),
+        Text(format_bytes(info.size_bytes), justify="right"),
+        Text(f"{info.layers}×{info.hidden_size}", justify="right"),
+        Text("sharded" if info.sharded else "single"),
+    )
+
+
+class CheckpointScreen(Screen):
+    """Type or browse to a checkpoints root (e.g. ACE-Step-1.5/checkpoints), then choose a variant."""
+
+    CSS_PATH = "checkpoint.tcss"
+    TITLE = "1 · Checkpoint"
+    BINDINGS = [
+        Binding("ctrl+n", "next", "Next: dataset", priority=True, tooltip="Use the highlighted variant", id="next"),
+        Binding("ctrl+l", "rescan", "Rescan", priority=True, tooltip="List the variants again", id="rescan"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.variants: list[VariantInfo] = []
+        self.root = Path()
+
+    def compose(self) -> ComposeResult:
+        draft = self.app.draft
+        yield Header()
+        with Horizontal():
+            yield PathPicker(str(draft.get("checkpoint_dir", "")), placeholder="checkpoints root folder", id="picker")
+            with Vertical(id="variants-pane"):
+                yield Static("Variants", classes="section")
+                yield DataTable(cursor_type="row", id="variants")
+                yield Static(id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#variants", DataTable).add_columns(*COLUMNS)
+        self.query_one(PathPicker).choose()
+
+    @on(PathPicker.Chosen)
+    def root_chosen(self, event: PathPicker.Chosen) -> None:
+        self.query_one("#detail", Static).update(f"reading {event.path} ...")
+        self.load_variants(event.path)
+
+    @work(thread=True, exclusive=True, group="variants", exit_on_error=False, description="reading variants")
+    def load_variants(self, root: Path) -> None:
+        variants = list_variants(root)
+        self.app.call_from_thread(self.show_variants, root, variants)
+
+    def show_variants(self, root: Path, variants: list[VariantInfo]) -> None:
+        self.root = root
+        self.variants = variants
+        table = self.query_one("#variants", DataTable)
+        table.clear()
+        for info in variants:
+            table.add_row(*variant_cells(info), key=info.name)
+        wanted = self.app.draft.get("variant")
+        names = [info.name for info in variants]
+        if wanted in names:
+            table.move_cursor(row=names.index(wanted))
+        if not variants:
+            self.query_one("#detail", Static).update(Text(f"{root}: no variant folders (sub-folders with config.json)", style="red"))
+        else:
+            self.describe(table.cursor_row)
+            table.focus()
+
+    def describe(self, row: int) -> None:
+        if not 0 <= row < len(self.variants):
+            return
+        info = self.variants[row]
+        detail = self.query_one("#detail", Static)
+        if info.problem:
+            detail.update(Text(f"{info.name}: {info.problem}", style="red"))
+        else:
+            detail.update(Text(f"{info.name}: {info.folder}", style="dim"))
+
+    @on(DataTable.RowHighlighted, "#variants")
+    def highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.describe(event.cursor_row)
+
+    @on(DataTable.RowSelected, "#variants")
+    def selected(self) -> None:
+        self.action_next()
+
+    def action_rescan(self) -> None:
+        self.query_one(PathPicker).choose()
+
+    def action_next(self) -> None:
+        row = self.query_one("#variants", DataTable).cursor_row
+        if not 0 <= row < len(self.variants):
+            self.notify("Choose a checkpoints root with at least one variant first", severity="warning")
+            return
+        info = self.variants[row]
+        if info.problem:
+            self.notify(info.problem, title=f"{info.name} cannot be used", severity="error")
+            return
+        self.app.draft.update(checkpoint_dir=str(self.root), variant=info.name)
+        self.app.push_screen(DatasetScreen())

@@ -1,0 +1,26 @@
+"""A yes/no question; dismisses with the answer."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    CSS_PATH = "dialog.tcss"
+    BINDINGS = [
+        Binding("y", "dismiss(True)", "Yes", id="yes"),
+        Binding("n,escape", "dismiss(False)", "No", id="no"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="dialog-title")
+            yield Label("y: yes · n or escape: no", classes="dialog-help")

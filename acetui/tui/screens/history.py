@@ -1,0 +1,141 @@
+"""Every recorded run: open its results, resume a partial one, or mark two and compare them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from acetui.estimate import EstimateResult, rank_modules
+from acetui.history import list_runs
+from acetui.tui.screens.compare import CompareScreen
+from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.screens.run import RunScreen
+
+STATUS_STYLES = {"complete": "green", "cancelled": "yellow", "interrupted": "yellow", "failed": "red", "running": "cyan"}
+
+
+class HistoryScreen(Screen):
+    CSS_PATH = "history.tcss"
+    TITLE = "History"
+    BINDINGS = [
+        Binding("enter", "open", "Open", tooltip="Open the run's results", id="open"),
+        Binding("space", "mark", "Mark", tooltip="Mark up to two runs to compare", id="mark"),
+        Binding("c", "compare", "Compare", tooltip="Compare the two marked runs", id="compare"),
+        Binding("r", "resume", "Resume", tooltip="Continue a partial run", id="resume"),
+        Binding("ctrl+l", "reload", "Reload", id="reload"),
+        Binding("escape", "app.pop_screen", "Back", id="back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[EstimateResult] = []
+        self.marked: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="problems")
+        yield DataTable(cursor_type="row", zebra_stripes=True, id="runs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        for label, key in (("", "mark"), ("run", "run"), ("status", "status"), ("variant", "variant"),
+                           ("dataset", "dataset"), ("batches", "batches"), ("top module", "top")):
+            table.add_column(label, key=key)
+        self.action_reload()
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self.runs, problems = list_runs()
+        for problem in problems:
+            self.notify(problem.reason, title="Broken run record moved aside", severity="warning", timeout=10)
+        notice = self.query_one("#problems", Static)
+        notice.update(Text("\n".join(f"skipped {p.path.name}: {p.reason}" for p in problems), style="yellow"))
+        notice.display = bool(problems)
+        ids = {run.run_id for run in self.runs}
+        self.marked = [run_id for run_id in self.marked if run_id in ids]
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for run in self.runs:
+            table.add_row(*self.cells(run), key=run.run_id)
+        if not self.runs:
+            notice.update(Text("No runs recorded yet.", style="dim"))
+            notice.display = True
+
+    def cells(self, run: EstimateResult) -> tuple[Text, ...]:
+        request = run.request
+        total = request.max_batches if request.auto_batches else request.batches
+        return (
+            Text("✔" if run.run_id in self.marked else " ", style="bold green"),
+            Text(run.run_id),
+            Text(run.status, style=STATUS_STYLES.get(run.status, "")),
+            Text(request.variant),
+            Text(Path(request.dataset_dir).name),
+            Text(f"{run.completed_batches}/{total}", justify="right"),
+            Text(self.top_module(run), style="dim"),
+        )
+
+    @staticmethod
+    def top_module(run: EstimateResult) -> str:
+        if not run.included_batches:
+            return "-"
+        return rank_modules(run)[0].module.removeprefix("decoder.")
+
+    def current(self) -> EstimateResult | None:
+        table = self.query_one("#runs", DataTable)
+        if not self.runs or not 0 <= table.cursor_row < len(self.runs):
+            return None
+        return self.runs[table.cursor_row]
+
+    @on(DataTable.RowSelected, "#runs")
+    def row_selected(self) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        run = self.current()
+        if run is None:
+            return
+        if not run.included_batches:
+            self.notify(f"run {run.run_id} has no completed batch to rank", severity="warning")
+            return
+        self.app.push_screen(ResultsScreen(run, self.app.score))
+
+    def action_mark(self) -> None:
+        run = self.current()
+        if run is None:
+            return
+        if run.run_id in self.marked:
+            self.marked.remove(run.run_id)
+        else:
+            self.marked = [*self.marked, run.run_id][-2:]
+        table = self.query_one("#runs", DataTable)
+        for row in self.runs:
+            table.update_cell(row.run_id, "mark", Text("✔" if row.run_id in self.marked else " ", style="bold green"))
+
+    def action_compare(self) -> None:
+        if len(self.marked) != 2:
+            self.notify("Mark two runs with space first", severity="warning")
+            return
+        first, second = (next(run for run in self.runs if run.run_id == run_id) for run_id in self.marked)
+        for run in (first, second):
+            if not run.included_batches:
+                self.notify(f"run {run.run_id} has no completed batch to compare", severity="warning")
+                return
+        self.app.push_screen(CompareScreen(first, second, self.app.score))
+
+    def action_resume(self) -> None:
+        run = self.current()
+        if run is None:
+            return
+        if not run.partial:
+            self.notify(f"run {run.run_id} is already complete", severity="warning")
+            return
+        self.app.push_screen(RunScreen(run.request, resume=run))

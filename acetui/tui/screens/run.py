@@ -1,0 +1,190 @@
+"""Step 4: the estimator in a thread worker, reporting by messages: progress, loss, speed, memory, log."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ProgressBar, RichLog, Sparkline, Static
+from textual.worker import Worker, WorkerState
+
+from acetui import paths
+from acetui.errors import AcetuiError
+from acetui.estimate import (
+    BatchDone,
+    EstimateRequest,
+    EstimateResult,
+    Estimator,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+    StageChanged,
+)
+from acetui.estimate.request import resolve_device
+from acetui.tui.messages import EngineMessage
+from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.widgets.memory_gauge import MemoryGauge
+from acetui.units import format_duration
+
+
+def gauge_device(request: EstimateRequest) -> torch.device:
+    try:
+        return resolve_device(request.device)
+    except AcetuiError:
+        return torch.device("cpu")
+
+
+def batch_text(event: BatchDone) -> Text:
+    text = Text(f"batch {event.index + 1}/{event.total}  ", style="bold")
+    if event.excluded:
+        text.append(f"excluded: {event.excluded}", style="yellow")
+    else:
+        text.append(f"loss {event.loss:.4f}  mean {event.mean_loss:.4f}")
+    text.append(
+        f"\n{event.samples_per_second:.2f} samples/s  {event.seconds_per_batch:.2f} s/batch  "
+        f"elapsed {format_duration(event.elapsed)}  ETA {format_duration(event.eta_seconds)}"
+    )
+    return text
+
+
+class RunScreen(Screen):
+    CSS_PATH = "run.tcss"
+    TITLE = "4 · Run"
+    BINDINGS = [
+        Binding("c", "cancel", "Cancel run", tooltip="Stop after the current batch, keeping the partial result", id="cancel"),
+        Binding("r", "results", "Results", tooltip="Open the (partial) ranking", id="results"),
+        Binding("escape", "back", "Back", tooltip="Back to the parameters", id="back"),
+    ]
+
+    running = reactive(True, bindings=True)
+    result: reactive[EstimateResult | None] = reactive(None, bindings=True)
+
+    def __init__(self, request: EstimateRequest, resume: EstimateResult | None = None) -> None:
+        super().__init__()
+        self.request = request
+        self.estimator = Estimator(
+            request, on_event=self.forward, record_dir=paths.app_dirs().runs, resume=resume
+        )
+        self.losses: list[float] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"starting {self.request.variant} on {self.request.dataset_dir} ...", id="stage")
+        yield ProgressBar(show_eta=False, id="progress")
+        yield Static(id="stats")
+        yield Sparkline([], id="loss")
+        yield MemoryGauge(gauge_device(self.request), id="memory")
+        yield RichLog(wrap=True, markup=False, id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.estimate()
+
+    def on_unmount(self) -> None:
+        self.estimator.cancel("interrupted")
+
+    def forward(self, event) -> None:
+        """Engine callback, called on the worker thread: hand the event to the UI thread."""
+        self.post_message(EngineMessage(event))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="estimate", description="estimating")
+    def estimate(self) -> EstimateResult | None:
+        return self.estimator.run()
+
+    def log_line(self, text: str) -> None:
+        self.query_one("#log", RichLog).write(text)
+
+    @on(EngineMessage)
+    def engine_event(self, message: EngineMessage) -> None:
+        event = message.event
+        if isinstance(event, StageChanged):
+            self.query_one("#stage", Static).update(event.message + " ...")
+            self.log_line(event.message)
+        elif isinstance(event, RunStarted):
+            self.started(event)
+        elif isinstance(event, BatchDone):
+            self.batch_done(event)
+        elif isinstance(event, (RunFinished, RunStopped)):
+            self.ended(event.result, "finished" if isinstance(event, RunFinished) else event.result.message)
+        elif isinstance(event, RunFailed):
+            self.failed(event.message, event.result)
+
+    def started(self, event: RunStarted) -> None:
+        model = event.model
+        stage = (
+            f"run {event.run_id}: {model.variant} {model.parameters / 1e6:.1f} M params, {model.dtype} on "
+            f"{model.device} ({model.device_name})"
+        )
+        self.query_one("#stage", Static).update(stage)
+        self.query_one("#progress", ProgressBar).update(total=event.total_batches, progress=event.first_batch)
+        self.log_line(f"{stage}; loaded in {model.load_seconds:.1f} s")
+        self.log_line(f"dataset: {event.dataset.summary()}")
+        if event.first_batch:
+            self.log_line(f"resuming after batch {event.first_batch}")
+
+    def batch_done(self, event: BatchDone) -> None:
+        self.query_one("#progress", ProgressBar).update(total=event.total, progress=event.index + 1)
+        self.query_one("#stats", Static).update(batch_text(event))
+        self.query_one("#memory", MemoryGauge).set_total(event.memory.total)
+        if math.isfinite(event.loss):
+            self.losses.append(event.loss)
+            self.query_one("#loss", Sparkline).data = list(self.losses)
+        if event.excluded:
+            self.log_line(f"batch {event.index + 1} excluded: {event.excluded}")
+
+    def ended(self, result: EstimateResult, message: str) -> None:
+        self.running = False
+        self.result = result
+        self.query_one("#stage", Static).update(f"run {result.run_id} {result.status}: {message}")
+        self.log_line(f"{result.status}: {message}; {result.completed_batches} batches recorded")
+        if result.included_batches:
+            self.app.push_screen(ResultsScreen(result, self.app.score))
+        else:
+            self.notify("No batch completed, so there is no ranking", severity="warning")
+
+    def failed(self, message: str, result: EstimateResult | None) -> None:
+        self.running = False
+        self.result = result
+        self.query_one("#stage", Static).update(Text(f"failed: {message}", style="bold red"))
+        self.log_line(f"failed: {message}")
+        self.notify(message, title="Run failed", severity="error", timeout=10)
+
+    @on(Worker.StateChanged)
+    def worker_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "estimate" and event.state == WorkerState.ERROR:
+            self.failed(f"unexpected error: {event.worker.error!r}", self.result)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.running
+        if action == "results":
+            return self.result is not None and bool(self.result.included_batches)
+        return True
+
+    def action_cancel(self) -> None:
+        question = "Stop the run after the current batch? The partial result is kept and can be resumed."
+        self.app.push_screen(ConfirmScreen(question), self.confirm_cancel)
+
+    def confirm_cancel(self, stop: bool | None) -> None:
+        if stop and self.running:
+            self.estimator.cancel()
+            self.query_one("#stage", Static).update("stopping after the current batch ...")
+            self.log_line("cancel requested")
+
+    def action_results(self) -> None:
+        if self.result is not None:
+            self.app.push_screen(ResultsScreen(self.result, self.app.score))
+
+    def action_back(self) -> None:
+        if self.running:
+            self.action_cancel()
+        else:
+            self.app.pop_screen()

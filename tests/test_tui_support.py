@@ -1,0 +1,52 @@
+"""Helpers shared by the TUI tests (no tests here): waiting for the app's own workers, filling fields."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import DataTable, Input
+
+from acetui.tui.screens.checkpoint import CheckpointScreen
+from acetui.tui.screens.dataset import DatasetScreen
+from acetui.tui.screens.parameters import ParametersScreen
+
+SIZE = (80, 24)
+TREE_LOADER = "_loader"  # DirectoryTree's long-lived loading worker never completes
+
+
+async def settle(pilot, rounds: int = 50) -> None:
+    """Wait until no worker of ours is running and the messages they posted are handled."""
+    for _ in range(rounds):
+        await pilot.pause()
+        busy = [w for w in pilot.app.workers if w.group != TREE_LOADER and not w.is_finished]
+        if not busy:
+            await pilot.pause()
+            return
+        await asyncio.gather(*(worker.wait() for worker in busy), return_exceptions=True)
+    raise AssertionError("workers still running")
+
+
+async def submit(pilot, ident: str, value: str) -> None:
+    field = pilot.app.screen.query_one(f"#{ident}", Input)
+    field.focus()
+    field.value = value
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+def fill(pilot, **values: str) -> None:
+    for ident, value in values.items():
+        pilot.app.screen.query_one(f"#{ident.replace('_', '-')}", Input).value = value
+
+
+async def pick_to_parameters(pilot, checkpoint_root, dataset_dir) -> None:
+    assert isinstance(pilot.app.screen, CheckpointScreen)
+    await submit(pilot, "path", str(checkpoint_root))
+    assert pilot.app.screen.query_one("#variants", DataTable).row_count == 3
+    await pilot.press("enter")
+    assert isinstance(pilot.app.screen, DatasetScreen)
+    await submit(pilot, "path", str(dataset_dir))
+    assert "6 valid samples" in str(pilot.app.screen.query_one("#summary").render())
+    await pilot.press("ctrl+n")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ParametersScreen)
