@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from acetui import paths
 from acetui.errors import AcetuiError
 from acetui.estimate.result import EstimateResult
+from acetui.jsonfile import read_json
 
 
 @dataclass(frozen=True)
@@ -21,14 +21,9 @@ class HistoryProblem:
 
 def load_record(path: Path) -> EstimateResult:
     """Read one run record; AcetuiError naming the file when it does not parse."""
+    data = read_json(path)
     try:
-        return EstimateResult.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise AcetuiError(f"{path}: no such run record") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise AcetuiError(f"{path}: cannot read ({error})") from None
-    except json.JSONDecodeError as error:
-        raise AcetuiError(f"{path}: run record is not valid JSON ({error.msg}, line {error.lineno})") from None
+        return EstimateResult.from_dict(data)
     except RecursionError:
         raise AcetuiError(f"{path}: not a valid run record (nested too deeply)") from None
     except (KeyError, TypeError, ValueError, AttributeError, AcetuiError) as error:

@@ -190,14 +190,14 @@ def _nested(depth: int) -> str:
 
 
 BAD_RECORDS = {
-    "empty": (b"", "run record is not valid JSON"),
-    "truncated": (None, "run record is not valid JSON"),
+    "empty": (b"", "not valid JSON"),
+    "truncated": (None, "not valid JSON"),
     "not-utf8": (b"\xff\xfe{}", "cannot read"),
     "a-list": (b"[1, 2]", "not a valid run record"),
     "other-format": (b'{"format": "something-else"}', "not a valid run record"),
     "bad-request": (None, "not a valid run record"),
     "bad-batches": (None, "not a valid run record"),
-    "deeply-nested": (_nested(100_000).encode(), "not a valid run record"),
+    "deeply-nested": (_nested(100_000).encode(), "not valid JSON"),
 }
 
 

@@ -202,7 +202,7 @@ def test_import_errors_name_the_file(tmp_path, content, message):
     with pytest.raises(AcetuiError, match=message) as caught:
         load_ranking(path)
     assert str(path) in str(caught.value)
-    with pytest.raises(AcetuiError, match="cannot read"):
+    with pytest.raises(AcetuiError, match="file not found"):
         load_ranking(tmp_path / "missing.json")
 
 

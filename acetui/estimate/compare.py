@@ -17,7 +17,6 @@ lists and fisher maps compare alike. Definitions, for the modules present in bot
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 from acetui.errors import AcetuiError
 from acetui.estimate.result import RECORD_FORMAT, EstimateResult
 from acetui.estimate.scores import rank_modules
+from acetui.jsonfile import read_json
 
 DECODER_PREFIX = "decoder."
 
@@ -150,7 +150,11 @@ class Comparison:
 
 
 def compare_sensitivities(
-    first: Mapping[str, float], second: Mapping[str, float], *, top_k: int = 16, label_a: str = "A",
+    first: Mapping[str, float],
+    second: Mapping[str, float],
+    *,
+    top_k: int = 16,
+    label_a: str = "A",
     label_b: str = "B",
 ) -> Comparison:
     """Compare two ``{module: sensitivity}`` maps (names with or without ``decoder.``)."""
@@ -178,14 +182,20 @@ def compare_sensitivities(
     )  # fmt: skip
 
 
-def result_sensitivities(result: EstimateResult, score: str = "grad-norm", granularity: str | None = None) -> dict[str, float]:
+def result_sensitivities(
+    result: EstimateResult, score: str = "grad-norm", granularity: str | None = None
+) -> dict[str, float]:
     """A run's ``{module: sensitivity}``, most sensitive first."""
     ranking = rank_modules(result, score, granularity or result.request.granularity)
     return {item.module: item.sensitivity for item in ranking}
 
 
 def compare_results(
-    first: EstimateResult, second: EstimateResult, *, score: str = "grad-norm", granularity: str | None = None,
+    first: EstimateResult,
+    second: EstimateResult,
+    *,
+    score: str = "grad-norm",
+    granularity: str | None = None,
     top_k: int | None = None,
 ) -> Comparison:
     """Compare two runs (the TUI history view): same score and granularity on both sides."""
@@ -196,18 +206,15 @@ def compare_results(
     )  # fmt: skip
 
 
-def load_sensitivities(path: str | Path, *, score: str = "grad-norm", granularity: str | None = None) -> dict[str, float]:
+def load_sensitivities(
+    path: str | Path, *, score: str = "grad-norm", granularity: str | None = None
+) -> dict[str, float]:
     """``{module: sensitivity}`` from an acetui run record (ranked by ``score``), an acetui/Side-Step
     estimate JSON list or a Side-Step fisher map. AcetuiError naming the file otherwise."""
     from acetui.estimate.sidestep import load_ranking
 
     path = Path(path).expanduser()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise AcetuiError(f"{path}: cannot read ({error.strerror or error})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AcetuiError(f"{path}: not valid JSON ({error})") from None
+    data = read_json(path)
     if isinstance(data, dict) and data.get("format") == RECORD_FORMAT:
         try:
             result = EstimateResult.from_dict(data)

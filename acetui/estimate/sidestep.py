@@ -37,6 +37,7 @@ from acetui.estimate.effective_rank import UNKNOWN
 from acetui.estimate.objective import TimestepFocus
 from acetui.estimate.result import EstimateResult
 from acetui.estimate.scores import RankedModule, module_parts, rank_modules, score_table
+from acetui.jsonfile import read_json
 from acetui.model.variants import resolve_variant, short_name, variant_folder_name
 
 FISHER_MAP_NAME = "fisher_map.json"
@@ -344,16 +345,6 @@ class ImportedRanking:
             share = value / total if total > 0 else math.nan
             rows.append(RankedModule(position, name, value, share, layer, kind, projection))
         return rows
-
-
-def read_json(path: Path) -> Any:
-    """Parsed JSON of ``path``; AcetuiError naming the file when it cannot be read or parsed."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise AcetuiError(f"{path}: cannot read ({error.strerror or error})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AcetuiError(f"{path}: not valid JSON ({error})") from None
 
 
 def _decoder_name(name: str) -> str:

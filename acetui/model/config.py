@@ -6,12 +6,12 @@ the official loader does. Every problem is reported with the file and the field 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from acetui.errors import ModelLoadError
+from acetui.jsonfile import read_json
 
 SLIDING = "sliding_attention"
 FULL = "full_attention"
@@ -65,16 +65,7 @@ class DecoderConfig:
     @classmethod
     def from_json_file(cls, path: Path) -> DecoderConfig:
         """Read ``config.json``; raise ModelLoadError naming the file and field on any problem."""
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelLoadError(f"{path}: file not found") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise ModelLoadError(f"{path}: cannot read ({error})") from None
-        except json.JSONDecodeError as error:
-            raise ModelLoadError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
-        except RecursionError:
-            raise ModelLoadError(f"{path}: not valid JSON (nested too deeply)") from None
+        raw = read_json(path, ModelLoadError)
         if not isinstance(raw, dict):
             raise ModelLoadError(f"{path}: expected a JSON object, found {type(raw).__name__}")
         return cls.from_dict(raw, source=str(path))
