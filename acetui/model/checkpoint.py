@@ -184,26 +184,37 @@ def decoder_entries(folder: Path) -> tuple[list[TensorEntry], bool]:
     return entries, sharded
 
 
-def _read_tensor(handle: BinaryIO, entry: TensorEntry) -> torch.Tensor:
-    """The tensor's bytes read into a fresh buffer of exactly its size, viewed as its stored dtype."""
+def _read_tensor(handle: BinaryIO, entry: TensorEntry, staging: torch.Tensor | None = None) -> torch.Tensor:
+    """The tensor's bytes, viewed as its stored dtype: read into the front of ``staging`` (a reusable
+    uint8 buffer at least ``entry.nbytes`` long, so the result is only valid until the next read) or,
+    without one, into a fresh buffer of exactly its size."""
     stored = STORAGE_DTYPES[entry.storage_dtype][0]
     if entry.nbytes == 0:
         return torch.empty(entry.shape, dtype=stored)
-    buffer = bytearray(entry.nbytes)
+    buffer = bytearray(entry.nbytes) if staging is None else staging[: entry.nbytes]
     handle.seek(entry.offset)
-    count = handle.readinto(buffer)
+    count = handle.readinto(buffer if staging is None else buffer.numpy())
     if count != entry.nbytes:
         raise ModelLoadError(
             f"{entry.file}: truncated safetensors file (tensor {entry.key!r} has {count} of {entry.nbytes} bytes)"
         )
+    if staging is not None:
+        return buffer.view(stored).reshape(entry.shape)
     return torch.frombuffer(buffer, dtype=stored).reshape(entry.shape)
 
 
 def iter_decoder_tensors(
     entries: list[TensorEntry], device: torch.device, dtype: torch.dtype
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name without ``decoder.``, tensor on device in dtype), one stored tensor in memory at a time."""
+    """Yield (name without ``decoder.``, tensor on device in dtype), one stored tensor in memory at a time.
+
+    Every tensor is read into one staging buffer the size of the largest (pinned when loading to CUDA)
+    and copied from there straight into its own tensor on the device in the run dtype: no per-tensor
+    host allocation, and the staging memory is touched once, not once per tensor.
+    """
     handles: dict[Path, BinaryIO] = {}
+    largest = max((entry.nbytes for entry in entries), default=0)
+    staging = torch.empty(largest, dtype=torch.uint8, pin_memory=device.type == "cuda" and largest > 0)
     try:
         for entry in entries:
             if entry.file not in handles:
@@ -212,11 +223,13 @@ def iter_decoder_tensors(
                 except OSError as error:
                     raise ModelLoadError(f"{entry.file}: cannot read ({error})") from None
             try:
-                stored = _read_tensor(handles[entry.file], entry)
+                stored = _read_tensor(handles[entry.file], entry, staging)
             except OSError as error:
                 raise ModelLoadError(f"{entry.file}: cannot read tensor {entry.key!r} ({error})") from None
-            yield entry.key[len(DECODER_PREFIX):], stored.to(device=device, dtype=dtype)
+            tensor = torch.empty(entry.shape, dtype=dtype, device=device)
+            tensor.copy_(stored)  # the stored bytes, converted once, into the tensor's final place
             del stored
+            yield entry.key[len(DECODER_PREFIX):], tensor
     finally:
         for handle in handles.values():
             handle.close()
