@@ -6,6 +6,9 @@ import asyncio
 
 from textual.widgets import DataTable, Input
 
+from acetui import paths
+from acetui.estimate import BatchDone, EstimateRequest, EstimateResult, Estimator
+
 from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.parameters import ParametersScreen
@@ -50,3 +53,18 @@ async def pick_to_parameters(pilot, checkpoint_root, dataset_dir) -> None:
     await pilot.press("ctrl+n")
     await settle(pilot)
     assert isinstance(pilot.app.screen, ParametersScreen)
+
+
+def record_run(checkpoint_root, dataset_dir, *, stop_after: int | None = None, **settings) -> EstimateResult:
+    """A real run recorded in the (test's) history; ``stop_after`` cancels it after that many batches."""
+    request = EstimateRequest(checkpoint_dir=checkpoint_root, variant="turbo", dataset_dir=dataset_dir, **settings)
+    estimator: Estimator
+
+    def on_event(event) -> None:
+        if stop_after is not None and isinstance(event, BatchDone) and event.index + 1 >= stop_after:
+            estimator.cancel()
+
+    estimator = Estimator(request, on_event=on_event, record_dir=paths.app_dirs().runs)
+    result = estimator.run()
+    assert result is not None
+    return result

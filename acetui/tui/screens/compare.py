@@ -1,10 +1,9 @@
-"""Two runs side by side: each module's rank in both, the rank change, sensitivity difference and ratio,
-and the Spearman rank correlation of the two rankings."""
+"""Two runs side by side (``acetui.estimate.compare``): each module's rank in both, the rank change, the
+sensitivity difference and ratio, the Spearman rank correlation and the top-k overlap."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -14,44 +13,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from acetui.estimate import SCORES, EstimateResult, RankedModule, rank_modules
+from acetui.estimate import SCORES, EstimateResult
+from acetui.estimate.compare import Comparison, compare_results
 from acetui.tui.widgets.ranking_table import short_module
-
-
-@dataclass(frozen=True)
-class Pair:
-    module: str
-    first: RankedModule
-    second: RankedModule
-
-    @property
-    def rank_change(self) -> int:
-        """Positive when the module ranks higher (a smaller rank number) in the second run."""
-        return self.first.rank - self.second.rank
-
-    @property
-    def difference(self) -> float:
-        return self.second.sensitivity - self.first.sensitivity
-
-    @property
-    def ratio(self) -> float:
-        return self.second.sensitivity / self.first.sensitivity if self.first.sensitivity else math.nan
-
-
-def pair_rankings(first: list[RankedModule], second: list[RankedModule]) -> list[Pair]:
-    """Modules ranked in both runs, in the first run's order."""
-    others = {module.module: module for module in second}
-    return [Pair(m.module, m, others[m.module]) for m in first if m.module in others]
-
-
-def spearman(pairs: list[Pair]) -> float:
-    """Rank correlation over the shared modules (re-ranked among themselves; rankings have no ties)."""
-    n = len(pairs)
-    if n < 2:
-        return math.nan
-    second_order = {p.module: rank for rank, p in enumerate(sorted(pairs, key=lambda p: p.second.rank))}
-    squared = sum((rank - second_order[p.module]) ** 2 for rank, p in enumerate(pairs))
-    return 1 - 6 * squared / (n * (n * n - 1))
 
 
 def change_text(change: int) -> Text:
@@ -80,7 +44,7 @@ class CompareScreen(Screen):
         super().__init__()
         self.first, self.second = first, second
         self.set_reactive(CompareScreen.score, score)
-        self.pairs: list[Pair] = []
+        self.comparison: Comparison | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,32 +63,29 @@ class CompareScreen(Screen):
         self.show()
 
     def show(self) -> None:
-        granularity = self.first.request.granularity
-        self.pairs = pair_rankings(
-            rank_modules(self.first, self.score, granularity), rank_modules(self.second, self.score, granularity)
-        )
-        rho = spearman(self.pairs)
+        self.comparison = comparison = compare_results(self.first, self.second, score=self.score)
+        rho = f"{comparison.spearman:+.3f}" if math.isfinite(comparison.spearman) else "n/a"
         heading = Text()
         heading.append("A ", style="bold")
         heading.append(run_label(self.first) + "\n")
         heading.append("B ", style="bold")
         heading.append(run_label(self.second) + "\n")
-        heading.append(f"Spearman rank correlation {rho:.3f}", style="bold")
-        heading.append(f" over {len(self.pairs)} shared modules, score {self.score}", style="dim")
+        heading.append(f"Spearman {rho}  top-{comparison.top_k} overlap {comparison.top_k_overlap:.0%}", style="bold")
+        heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
         self.query_one("#heading", Static).update(heading)
         table = self.query_one("#pairs", DataTable)
         table.clear()
-        for pair in self.pairs:
+        for change in comparison.modules:
             table.add_row(
-                short_module(pair.module),
-                Text(str(pair.first.rank), justify="right"),
-                Text(str(pair.second.rank), justify="right"),
-                change_text(pair.rank_change),
-                Text(f"{pair.first.sensitivity:.4g}", justify="right"),
-                Text(f"{pair.second.sensitivity:.4g}", justify="right"),
-                Text(f"{pair.difference:+.3g}", justify="right"),
-                Text(f"{pair.ratio:.2f}×", justify="right"),
-                key=pair.module,
+                short_module(change.module),
+                Text(str(change.rank_a), justify="right"),
+                Text(str(change.rank_b), justify="right"),
+                change_text(change.rank_change),
+                Text(f"{change.sensitivity_a:.4g}", justify="right"),
+                Text(f"{change.sensitivity_b:.4g}", justify="right"),
+                Text(f"{change.sensitivity_b - change.sensitivity_a:+.3g}", justify="right"),
+                Text(f"{change.ratio:.2f}×" if math.isfinite(change.ratio) else "n/a", justify="right"),
+                key=change.module,
             )
 
     def action_next_score(self) -> None:

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane, Tabs
 
 from acetui.errors import AcetuiError
 from acetui.estimate import SCORES, EstimateResult, RankedModule, rank_modules
@@ -102,6 +102,10 @@ class ResultsScreen(Screen):
     def action_next_view(self) -> None:
         views = self.query_one(TabbedContent)
         views.active = VIEWS[(VIEWS.index(views.active) + 1) % len(VIEWS)]
+        if views.active == "ranking":
+            self.query_one(RankingTable).focus()
+        else:
+            views.query_one(Tabs).focus()
 
     def action_filter(self) -> None:
         self.query_one(TabbedContent).active = "ranking"

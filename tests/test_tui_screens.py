@@ -1,0 +1,237 @@
+"""Each screen's behaviour at 80x24: cancel, bad datasets, profiles, filter and sort, history, compare."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+from textual.widgets import DataTable, Input, ProgressBar
+
+from acetui import paths
+from acetui.history import list_runs
+from acetui.profiles import load_last, profile_path
+from acetui.tui.app import make_app
+from acetui.tui.screens.checkpoint import CheckpointScreen
+from acetui.tui.screens.compare import CompareScreen
+from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.dataset import DatasetScreen
+from acetui.tui.screens.history import HistoryScreen
+from acetui.tui.screens.parameters import ParametersScreen
+from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.screens.run import RunScreen
+from acetui.tui.widgets.ranking_table import RankingTable
+from tests.test_tui_support import SIZE, fill, pick_to_parameters, record_run, settle, submit
+
+
+async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pick_to_parameters(pilot, checkpoint_root, dataset_dir)
+        fill(pilot, batches="5000")
+        await pilot.press("ctrl+r")
+        assert isinstance(app.screen, RunScreen)
+        progress = app.screen.query_one(ProgressBar)
+        while not progress.progress:
+            await pilot.pause(0.05)
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen)
+        partial = app.screen.result
+        assert partial.status == "cancelled" and 0 < partial.completed_batches < 5000
+        assert "cancelled" in str(app.screen.query_one("#heading").render())
+    runs, _ = list_runs()
+    assert [(run.run_id, run.status) for run in runs] == [(partial.run_id, "cancelled")]
+    assert runs[0].completed_batches == partial.completed_batches
+
+
+async def test_bad_dataset_lists_each_file_with_its_reason(checkpoint_root, dataset_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for sample in sorted(dataset_dir.glob("*.pt"))[:2]:
+        shutil.copy(sample, folder / sample.name)
+    (folder / "empty.pt").write_bytes(b"")
+    (folder / "garbage.pt").write_bytes(b"not a torch file at all")
+    torch.save({"target_latents": torch.zeros(3)}, folder / "missing.pt")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(checkpoint_root))
+        await pilot.press("enter")
+        assert isinstance(app.screen, DatasetScreen)
+        await submit(pilot, "path", str(folder))
+        summary = str(app.screen.query_one("#summary").render())
+        assert "2 valid samples" in summary and "3 invalid" in summary
+        problems = app.screen.query_one("#problems", DataTable)
+        rows = {str(problems.get_row_at(i)[0]): str(problems.get_row_at(i)[1]) for i in range(problems.row_count)}
+        assert set(rows) == {"empty.pt", "garbage.pt", "missing.pt"}
+        assert all(reason for reason in rows.values())
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert isinstance(app.screen, ParametersScreen)
+
+
+async def test_checkpoint_problem_shown_in_place(checkpoint_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(checkpoint_root / "acestep-v15-turbo", root / "acestep-v15-turbo")
+    (root / "acestep-v15-base").mkdir()
+    (root / "acestep-v15-base" / "config.json").write_text("{ not json")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(root))
+        table = app.screen.query_one("#variants", DataTable)
+        assert table.row_count == 2
+        table.move_cursor(row=1)
+        await pilot.pause()
+        assert "base" in str(app.screen.query_one("#detail").render())
+        await pilot.press("enter")
+        assert isinstance(app.screen, CheckpointScreen)
+
+
+async def test_profile_save_and_reload(checkpoint_root, dataset_dir):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pick_to_parameters(pilot, checkpoint_root, dataset_dir)
+        fill(pilot, seed="7", top_k="3", batches="auto")
+        await pilot.press("ctrl+s")
+        await pilot.press(*"mine", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ParametersScreen)
+    assert profile_path("mine").is_file()
+    app = make_app(profile="mine")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ParametersScreen)
+        assert app.screen.query_one("#seed", Input).value == "7"
+        assert app.screen.query_one("#batches", Input).value == "auto"
+        fill(pilot, seed="8")
+        await pilot.press("ctrl+o")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen.query_one("#seed", Input).value == "7"
+
+
+async def test_broken_profile_is_reported_not_fatal():
+    path = profile_path("broken")
+    path.parent.mkdir(parents=True)
+    path.write_text("seed = [unclosed")
+    app = make_app(profile="broken")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, CheckpointScreen)
+        assert any("broken.toml" in note.message for note in app._notifications)
+
+
+async def test_last_settings_restored_after_a_run(checkpoint_root, dataset_dir):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pick_to_parameters(pilot, checkpoint_root, dataset_dir)
+        fill(pilot, batches="2", seed="11")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+    last, problem = load_last()
+    assert not problem and last["seed"] == 11
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one("#path", Input).value == str(checkpoint_root)
+        assert app.screen.query_one("#variants", DataTable).row_count == 3
+
+
+async def test_filter_and_sort(checkpoint_root, dataset_dir):
+    result = record_run(checkpoint_root, dataset_dir, batches=2, top_k=4)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(ResultsScreen(result))
+        await settle(pilot)
+        table = app.screen.query_one(RankingTable)
+        await pilot.press("slash", *"cross_attn")
+        assert table.row_count == 16 and all(m.kind == "cross_attn" for m in table.visible)
+        app.screen.query_one("#filter", Input).value = r"layers\.(0|3)\.self"
+        await pilot.pause()
+        assert {(m.layer, m.kind) for m in table.visible} == {(0, "self_attn"), (3, "self_attn")}
+        app.screen.query_one("#filter", Input).value = "q_proj["
+        await pilot.pause()
+        assert table.row_count == 0
+        app.screen.query_one("#filter", Input).value = ""
+        await pilot.press("enter")
+        assert table.has_focus and table.row_count == 32
+        await pilot.press("3")
+        assert [m.layer for m in table.visible] == sorted(m.layer for m in table.visible)
+        await pilot.press("6")
+        values = [m.sensitivity for m in table.visible]
+        assert values == sorted(values, reverse=True)
+        await pilot.press("6")
+        assert [m.sensitivity for m in table.visible] == sorted(values)
+        await pilot.press("s")
+        assert app.screen.score == "fisher"
+        await pilot.press("v")
+        await pilot.pause()
+        assert str(app.screen.query_one("TabbedContent").active) == "heat-map"
+
+
+async def test_export_error_keeps_the_result(checkpoint_root, dataset_dir, tmp_path):
+    result = record_run(checkpoint_root, dataset_dir, batches=1)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(ResultsScreen(result))
+        await settle(pilot)
+        await pilot.press("e")
+        app.screen.query_one("#path", Input).value = str(tmp_path)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ResultsScreen)
+        assert any("directory" in note.message for note in app._notifications)
+
+
+async def test_history_compare_and_broken_record(checkpoint_root, dataset_dir):
+    record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
+    record_run(checkpoint_root, dataset_dir, batches=2, seed=2)
+    runs_dir = paths.app_dirs().runs
+    (runs_dir / "00000000-broken.json").write_text("{ truncated")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        assert isinstance(app.screen, HistoryScreen)
+        assert app.screen.query_one("#runs", DataTable).row_count == 2
+        assert any("broken" in note.message for note in app._notifications)
+        await pilot.press("space", "down", "space", "c")
+        await settle(pilot)
+        assert isinstance(app.screen, CompareScreen)
+        assert app.screen.query_one("#pairs", DataTable).row_count == 32
+        assert "Spearman" in str(app.screen.query_one("#heading").render())
+        await pilot.press("escape", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen)
+    assert (runs_dir / "00000000-broken.json.bad").exists()
+
+
+async def test_history_resumes_a_partial_run(checkpoint_root, dataset_dir):
+    partial = record_run(checkpoint_root, dataset_dir, batches=4, stop_after=1)
+    assert partial.status == "cancelled"
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen)
+        assert app.screen.result.run_id == partial.run_id
+        assert app.screen.result.status == "complete" and app.screen.result.completed_batches == 4
+
+
+async def test_request_opens_prefilled_at_parameters(checkpoint_root, dataset_dir):
+    from acetui.estimate import EstimateRequest
+
+    request = EstimateRequest(checkpoint_dir=checkpoint_root, variant="base", dataset_dir=dataset_dir, batches=9)
+    app = make_app(request=request)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ParametersScreen)
+        assert app.screen.query_one("#batches", Input).value == "9"
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, DatasetScreen)
+        assert "6 valid samples" in str(app.screen.query_one("#summary").render())
