@@ -62,10 +62,9 @@ async def test_bad_dataset_lists_each_file_with_its_reason(checkpoint_root, data
         await submit(pilot, "path", str(folder))
         summary = str(app.screen.query_one("#summary").render())
         assert "2 valid samples" in summary and "3 invalid" in summary
-        problems = app.screen.query_one("#problems", DataTable)
-        rows = {str(problems.get_row_at(i)[0]): str(problems.get_row_at(i)[1]) for i in range(problems.row_count)}
-        assert set(rows) == {"empty.pt", "garbage.pt", "missing.pt"}
-        assert all(reason for reason in rows.values())
+        lines = str(app.screen.query_one("#problem-list").render()).splitlines()
+        assert [line.split()[0] for line in lines] == ["empty.pt", "garbage.pt", "missing.pt"]
+        assert all(len(line.split()) > 1 for line in lines)
         await pilot.press("ctrl+n")
         await settle(pilot)
         assert isinstance(app.screen, ParametersScreen)
@@ -156,12 +155,12 @@ async def test_filter_and_sort(checkpoint_root, dataset_dir):
         app.screen.query_one("#filter", Input).value = ""
         await pilot.press("enter")
         assert table.has_focus and table.row_count == 32
-        await pilot.press("3")
-        assert [m.layer for m in table.visible] == sorted(m.layer for m in table.visible)
         await pilot.press("6")
+        assert [m.layer for m in table.visible] == sorted(m.layer for m in table.visible)
+        await pilot.press("3")
         values = [m.sensitivity for m in table.visible]
         assert values == sorted(values, reverse=True)
-        await pilot.press("6")
+        await pilot.press("3")
         assert [m.sensitivity for m in table.visible] == sorted(values)
         await pilot.press("s")
         assert app.screen.score == "fisher"

@@ -20,17 +20,35 @@ from acetui.units import format_bytes
 COLUMNS = ("variant", "params", "dtype", "size", "layers×hidden", "files")
 
 
+def parameter_count(count: int) -> str:
+    return f"{count / 1e9:.2f} B" if count >= 1e9 else f"{count / 1e6:.1f} M"
+
+
 def variant_cells(info: VariantInfo) -> tuple[Text, ...]:
     if info.problem:
-        return (Text(info.name, style="bold red"), Text("problem: see below", style="red"), *[Text("")] * 4)
+        return (Text(info.name, style="bold red"), Text("unusable", style="red"), *[Text("")] * 4)
     return (
         Text(info.name, style="bold"),
-        Text(f"{info.parameters / 1e6:,.1f} M", justify="right"),
+        Text(parameter_count(info.parameters), justify="right"),
         Text(info.storage_dtype),
         Text(format_bytes(info.size_bytes), justify="right"),
         Text(f"{info.layers}×{info.hidden_size}", justify="right"),
         Text("sharded" if info.sharded else "single"),
     )
+
+
+def variant_detail(info: VariantInfo) -> Text:
+    """Everything about the highlighted variant, so nothing depends on the table's width."""
+    if info.problem:
+        return Text(f"{info.name}: {info.problem}", style="red")
+    text = Text(f"{info.name}", style="bold")
+    text.append(f" in {info.folder}\n", style="dim")
+    text.append(
+        f"{parameter_count(info.parameters)} decoder parameters, {info.storage_dtype}, "
+        f"{format_bytes(info.size_bytes)} on disk, {info.layers} layers × {info.hidden_size} hidden, "
+        f"{'sharded' if info.sharded else 'single file'}"
+    )
+    return text
 
 
 class CheckpointScreen(Screen):
@@ -57,7 +75,7 @@ class CheckpointScreen(Screen):
                 yield Static("Variants", classes="section")
                 yield DataTable(cursor_type="row", id="variants")
                 yield Static(id="detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#variants", DataTable).add_columns(*COLUMNS)
@@ -93,12 +111,7 @@ class CheckpointScreen(Screen):
     def describe(self, row: int) -> None:
         if not 0 <= row < len(self.variants):
             return
-        info = self.variants[row]
-        detail = self.query_one("#detail", Static)
-        if info.problem:
-            detail.update(Text(f"{info.name}: {info.problem}", style="red"))
-        else:
-            detail.update(Text(f"{info.name}: {info.folder}", style="dim"))
+        self.query_one("#detail", Static).update(variant_detail(self.variants[row]))
 
     @on(DataTable.RowHighlighted, "#variants")
     def highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -50,7 +50,7 @@ class CompareScreen(Screen):
         yield Header()
         yield Static(id="heading")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="pairs")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#pairs", DataTable)
@@ -81,9 +81,9 @@ class CompareScreen(Screen):
                 Text(str(change.rank_a), justify="right"),
                 Text(str(change.rank_b), justify="right"),
                 change_text(change.rank_change),
-                Text(f"{change.sensitivity_a:.4g}", justify="right"),
-                Text(f"{change.sensitivity_b:.4g}", justify="right"),
-                Text(f"{change.sensitivity_b - change.sensitivity_a:+.3g}", justify="right"),
+                Text(f"{change.sensitivity_a:#.4g}", justify="right"),
+                Text(f"{change.sensitivity_b:#.4g}", justify="right"),
+                Text(f"{change.sensitivity_b - change.sensitivity_a:+#.3g}", justify="right"),
                 Text(f"{change.ratio:.2f}×" if math.isfinite(change.ratio) else "n/a", justify="right"),
                 key=change.module,
             )

@@ -8,9 +8,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Static
 
 from acetui.data import DatasetScan, scan_dataset
 from acetui.errors import AcetuiError
@@ -32,6 +32,15 @@ def scan_text(scan: DatasetScan) -> Text:
             f"\nduration {scan.total_seconds:.1f} s total, {scan.min_seconds:.1f}-{scan.max_seconds:.1f} s each"
             f"\ncondition length {low}-{high} tokens"
         )
+    return text
+
+
+def problems_text(scan: DatasetScan) -> Text:
+    """Each invalid file with its full reason (reasons are long, so a wrapping list rather than a table)."""
+    text = Text()
+    for problem in scan.problems:
+        text.append(problem.path.name, style="bold")
+        text.append(f"  {problem.reason}\n", style="red")
     return text
 
 
@@ -58,14 +67,11 @@ class DatasetScreen(Screen):
             with Vertical(id="scan-pane"):
                 yield Static(f"for {draft.get('variant', '?')}", classes="section", id="variant")
                 yield Static("Choose a folder: type it and press enter, or browse the tree.", id="summary")
-                yield DataTable(cursor_type="row", id="problems")
-        yield Footer()
+                with VerticalScroll(id="problems"):
+                    yield Static(id="problem-list")
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#problems", DataTable)
-        table.add_column("invalid file", key="file")
-        table.add_column("reason", key="reason")
-        table.display = False
         self.query_one(PathPicker).choose()
 
     @on(PathPicker.Chosen)
@@ -87,16 +93,12 @@ class DatasetScreen(Screen):
 
     def show_error(self, message: str) -> None:
         self.query_one("#summary", Static).update(Text(message, style="red"))
-        self.query_one("#problems", DataTable).display = False
+        self.query_one("#problem-list", Static).update("")
 
     def show_scan(self, scan: DatasetScan) -> None:
         self.scan = scan
         self.query_one("#summary", Static).update(scan_text(scan))
-        table = self.query_one("#problems", DataTable)
-        table.clear()
-        for problem in scan.problems:
-            table.add_row(problem.path.name, Text(problem.reason, style="red"))
-        table.display = bool(scan.problems)
+        self.query_one("#problem-list", Static).update(problems_text(scan))
 
     def action_rescan(self) -> None:
         self.query_one(PathPicker).choose()

@@ -41,7 +41,7 @@ class HistoryScreen(Screen):
         yield Header()
         yield Static(id="problems")
         yield DataTable(cursor_type="row", zebra_stripes=True, id="runs")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)

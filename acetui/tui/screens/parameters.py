@@ -28,32 +28,31 @@ GIB = 1024**3
 VRAM_HINTS = ((48, "10-20 batches"), (24, "10 batches"), (12, "5 batches"), (8, "3 batches"))
 
 
-def batches_hint(device: str, free: int | None) -> str:
-    """The reference tool's table: 8 GB free -> 3 batches, 12 -> 5, 24 -> 10, 48 -> 10-20."""
+def batches_hint(free: tuple[bool, int] | None) -> str:
+    """The reference tool's table for ``(is_cuda, free bytes)``: 8 GB -> 3 batches, 12 -> 5, 24 -> 10, 48 -> 10-20."""
     if free is None:
         return "free memory unknown: start with 3-5 batches"
-    if device == "cpu":
-        return f"CPU, {format_bytes(free)} RAM free: slow but fine; 3-5 batches to start"
+    is_cuda, available = free
+    if not is_cuda:
+        return f"CPU, {format_bytes(available)} RAM free: slow but fine; 3-5 batches to start"
     for gigabytes, advice in VRAM_HINTS:
-        if free >= gigabytes * GIB:
-            return f"{format_bytes(free)} VRAM free: {advice}"
-    return f"{format_bytes(free)} VRAM free: 1-3 batches; use bf16 and crop frames"
+        if available >= gigabytes * GIB:
+            return f"{format_bytes(available)} VRAM free: {advice}"
+    return f"{format_bytes(available)} VRAM free: 1-3 batches; use bf16 and crop frames"
 
 
-def probe_devices() -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """(label, value) options and free bytes per device; CUDA is queried only when it is available."""
-    cpu_free = memory_stats(torch.device("cpu")).free
-    options, free = [("auto", "auto")], {"cpu": cpu_free}
+def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]]]:
+    """(label, value) options and (is_cuda, free bytes) per option; CUDA is queried only when available."""
+    cpu = (False, memory_stats(torch.device("cpu")).free)
+    options, free = [("auto", "auto")], {"cpu": cpu, "auto": cpu}
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
             available, _ = torch.cuda.mem_get_info(index)
             name = f"cuda:{index}"
             options.append((f"{name} {torch.cuda.get_device_name(index)} ({format_bytes(available)} free)", name))
-            free[name] = available
+            free[name] = (True, available)
         free["auto"] = free["cuda:0"]
-    else:
-        free["auto"] = cpu_free
-    options.append((f"cpu ({format_bytes(cpu_free)} RAM free)", "cpu"))
+    options.append((f"cpu ({format_bytes(cpu[1])} RAM free)", "cpu"))
     return options, free
 
 
@@ -78,7 +77,7 @@ class ParametersScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.free: dict[str, int] = {}
+        self.free: dict[str, tuple[bool, int]] = {}
         self.devices_ready = False
 
     def compose(self) -> ComposeResult:
@@ -88,7 +87,7 @@ class ParametersScreen(Screen):
             yield Static(self.source_text(), id="source")
             yield SettingsForm(form_values(draft, self.app.score), id="form")
             yield Static(id="hint")
-        yield Footer()
+        yield Footer(compact=True)
 
     def source_text(self) -> Text:
         draft = self.app.draft
@@ -104,7 +103,7 @@ class ParametersScreen(Screen):
         self.find_devices()
 
     @work(thread=True, exclusive=True, group="devices", exit_on_error=False, description="listing devices")
-    def find_devices(self) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    def find_devices(self) -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]]]:
         return probe_devices()
 
     @on(Worker.StateChanged)
@@ -122,7 +121,7 @@ class ParametersScreen(Screen):
     @on(Select.Changed, "#device")
     def show_hint(self) -> None:
         device = self.query_one("#device", Select).value
-        self.query_one("#hint", Static).update(Text("hint: " + batches_hint(str(device), self.free.get(str(device)))))
+        self.query_one("#hint", Static).update(Text("hint: " + batches_hint(self.free.get(str(device)))))
 
     def request(self) -> EstimateRequest | None:
         """The form as a request, or None after telling the user what is wrong."""

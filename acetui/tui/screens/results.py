@@ -45,7 +45,7 @@ class ResultsScreen(Screen):
         Binding("v", "next_view", "View", tooltip="Ranking, heat map or summary", id="view"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter modules by substring or regex", id="filter"),
         Binding("e", "export", "Export", tooltip="Write JSON, CSV, targets or PEFT to a file", id="export"),
-        Binding("y", "copy_targets", "Copy targets", tooltip="Copy the --target-modules string (OSC 52)", id="copy"),
+        Binding("y", "copy_targets", "Copy", tooltip="Copy the --target-modules string (OSC 52)", id="copy"),
         Binding("escape", "back", "Back", id="back"),
     ]
 
@@ -70,7 +70,7 @@ class ResultsScreen(Screen):
             with TabPane("Summary", id="summary"):
                 with VerticalScroll():
                     yield RunSummary()
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.show()

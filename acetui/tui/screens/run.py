@@ -83,7 +83,7 @@ class RunScreen(Screen):
         yield Sparkline([], id="loss")
         yield MemoryGauge(gauge_device(self.request), id="memory")
         yield RichLog(wrap=True, markup=False, id="log")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.estimate()

@@ -10,6 +10,9 @@ from textual.color import Color
 from textual.widgets import Static
 
 from acetui.estimate import RankedModule
+from acetui.model.decoder import ATTENTION_PROJECTIONS, MLP_PROJECTIONS
+
+KINDS = ("self_attn", "cross_attn", "mlp")
 
 COLD = Color.parse("#1b2a4a")
 HOT = Color.parse("#ff5f1f")
@@ -21,6 +24,13 @@ def column_name(kind: str, projection: str) -> str:
     return f"{head}.{projection.removesuffix('_proj')}" if projection else head
 
 
+def column_order(column: tuple[str, str]) -> tuple[int, int]:
+    """self, cross, then mlp; projections in the decoder's order (q, k, v, o / gate, up, down)."""
+    kind, projection = column
+    projections = ("", *ATTENTION_PROJECTIONS, *MLP_PROJECTIONS)
+    return (KINDS.index(kind) if kind in KINDS else len(KINDS), projections.index(projection) if projection in projections else len(projections))
+
+
 class HeatMap(Static):
     """Rows are layers, columns the (attention type, projection) pairs present in the ranking."""
 
@@ -29,7 +39,7 @@ class HeatMap(Static):
     """
 
     def show(self, ranking: list[RankedModule]) -> None:
-        columns = sorted({(m.kind, m.projection) for m in ranking}, key=lambda c: (c[0] != "self_attn", c))
+        columns = sorted({(m.kind, m.projection) for m in ranking}, key=column_order)
         layers = sorted({m.layer for m in ranking})
         shares = {(m.layer, m.kind, m.projection): m.share for m in ranking}
         hottest = max((s for s in shares.values() if math.isfinite(s)), default=0.0)

@@ -70,9 +70,9 @@ class PathPicker(Vertical):
         self.placeholder = placeholder
 
     def compose(self) -> ComposeResult:
-        start = Path(self.value).expanduser() if self.value else Path.cwd()
+        start = Path(self.value).expanduser()
         yield Input(self.value, placeholder=self.placeholder, suggester=FolderSuggester(), id="path")
-        yield FolderTree(start if start.is_dir() else Path.cwd(), id="tree")
+        yield FolderTree(start if self.value and start.is_dir() else Path("."), id="tree")
 
     @property
     def path(self) -> Path:

@@ -27,15 +27,20 @@ class Column:
     descending: bool = False
 
 
+def _share(module: RankedModule) -> float:
+    return module.share if math.isfinite(module.share) else -1.0
+
+
+# The columns that matter most come first so they fit in 80 columns; the rest scroll horizontally.
 COLUMNS = (
     Column("rank", "rank", lambda m: m.rank),
     Column("module", "module", lambda m: m.module),
+    Column("sensitivity", "sensitivity", lambda m: m.sensitivity, descending=True),
+    Column("share", "share", _share, descending=True),
+    Column("bar", "", _share, descending=True),
     Column("layer", "layer", lambda m: (m.layer, m.kind, m.projection)),
     Column("attention", "attention", lambda m: (m.kind, m.layer, m.projection)),
     Column("projection", "proj", lambda m: (m.projection, m.layer, m.kind)),
-    Column("sensitivity", "sensitivity", lambda m: m.sensitivity, descending=True),
-    Column("share", "share", lambda m: m.share if math.isfinite(m.share) else -1.0, descending=True),
-    Column("bar", "", lambda m: m.share if math.isfinite(m.share) else -1.0, descending=True),
 )
 
 
@@ -60,7 +65,7 @@ class RankingTable(DataTable):
 
     BINDINGS = [
         Binding("o", "sort_next", "Sort", tooltip="Sort by the next column", id="sort-next"),
-        Binding("O", "sort_reverse", "Reverse", key_display="O", tooltip="Reverse the sort order", id="sort-reverse"),
+        Binding("O", "sort_reverse", "Reverse", key_display="O", show=False, tooltip="Reverse the sort order", id="sort-reverse"),
         *(
             Binding(str(number), f"sort_by({number - 1})", f"Sort by {column.key}", show=False, id=f"sort-{column.key}")
             for number, column in enumerate(COLUMNS, start=1)
@@ -104,12 +109,12 @@ class RankingTable(DataTable):
             self.add_row(
                 Text(f"{'●' if top else ' '}{module.rank:>3}", style="bold green" if top else "dim"),
                 Text(short_module(module.module), style=style),
+                Text(f"{module.sensitivity:#.4g}", justify="right", style=style),
+                Text(f"{module.share:.1%}" if math.isfinite(module.share) else "N/A", justify="right"),
+                bar(module.share / top_share if top_share else math.nan, BAR_WIDTH, "green" if top else "blue"),
                 Text(str(module.layer), justify="right"),
                 Text(module.kind),
                 Text(module.projection or "-"),
-                Text(f"{module.sensitivity:.4g}", justify="right", style=style),
-                Text(f"{module.share:.1%}" if math.isfinite(module.share) else "N/A", justify="right"),
-                bar(module.share / top_share if top_share else math.nan, BAR_WIDTH, "green" if top else "blue"),
                 key=module.module,
             )
 
