@@ -234,3 +234,25 @@ async def test_request_opens_prefilled_at_parameters(checkpoint_root, dataset_di
         await settle(pilot)
         assert isinstance(app.screen, DatasetScreen)
         assert "6 valid samples" in str(app.screen.query_one("#summary").render())
+
+
+async def test_palette_offers_the_screens_commands(checkpoint_root, dataset_dir, tmp_path):
+    result = record_run(checkpoint_root, dataset_dir, batches=1, top_k=4)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(ResultsScreen(result))
+        await settle(pilot)
+        await pilot.press("ctrl+p", *"export: csv")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        target = tmp_path / "ranking.csv"
+        app.screen.query_one("#path", Input).value = str(target)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert target.read_text().splitlines()[0].startswith("rank,module")
+        await pilot.press("ctrl+p", *"score relative")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.score == "relative"

@@ -5,7 +5,6 @@ A screen offers commands by defining ``palette_commands()`` returning (title, he
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -26,4 +25,4 @@ class ScreenCommands(Provider):
         for title, help_text, callback in self.commands():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(callback), help=help_text)
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)

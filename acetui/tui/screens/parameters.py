@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields
+from functools import partial
 from typing import Any
 
 import torch
@@ -19,6 +21,7 @@ from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest
 from acetui.estimate.memory import memory_stats
 from acetui.profiles import ProfileError, list_profiles, load_profile, save_profile, settings_of
+from acetui.tui.commands import PaletteCommand
 from acetui.tui.screens.profile import ProfileScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.settings_form import FIELD_KEYS, SettingsForm
@@ -163,6 +166,11 @@ class ParametersScreen(Screen):
             self.notify("No saved profiles yet (ctrl+s saves one)", severity="warning")
             return
         self.app.push_screen(ProfileScreen("Load profile", names, existing_only=True), self.load_profile)
+
+    def palette_commands(self) -> Iterator[PaletteCommand]:
+        yield "profile: save", "Save these settings as a named profile", self.action_save_profile
+        for name in list_profiles():
+            yield f"profile: load {name}", "Fill the form from this profile", partial(self.load_profile, name)
 
     def load_profile(self, name: str | None) -> None:
         if not name:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 from rich.text import Text
@@ -15,10 +17,11 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 
 from acetui.errors import AcetuiError
 from acetui.estimate import SCORES, EstimateResult, RankedModule, rank_modules
-from acetui.estimate.exports import export, target_modules_string
+from acetui.estimate.exports import EXPORT_FORMATS, export, target_modules_string
+from acetui.tui.commands import PaletteCommand
 from acetui.tui.screens.export import ExportScreen
 from acetui.tui.widgets.heat_map import HeatMap
-from acetui.tui.widgets.ranking_table import RankingTable
+from acetui.tui.widgets.ranking_table import COLUMNS, RankingTable
 from acetui.tui.widgets.run_summary import RunSummary
 
 VIEWS = ("ranking", "heat-map", "summary")
@@ -101,11 +104,27 @@ class ResultsScreen(Screen):
 
     def action_next_view(self) -> None:
         views = self.query_one(TabbedContent)
-        views.active = VIEWS[(VIEWS.index(views.active) + 1) % len(VIEWS)]
-        if views.active == "ranking":
+        self.show_view(VIEWS[(VIEWS.index(views.active) + 1) % len(VIEWS)])
+
+    def show_view(self, view: str) -> None:
+        views = self.query_one(TabbedContent)
+        views.active = view
+        if view == "ranking":
             self.query_one(RankingTable).focus()
         else:
             views.query_one(Tabs).focus()
+
+    def palette_commands(self) -> Iterator[PaletteCommand]:
+        for fmt, (title, _) in EXPORT_FORMATS.items():
+            yield f"export: {fmt}", f"Write the ranking as {title}", partial(self.action_export, fmt)
+        yield "export: copy target modules", "Copy the --target-modules string (OSC 52)", self.action_copy_targets
+        for score in SCORES:
+            yield f"view: score {score}", "Rank by this score", partial(setattr, self, "score", score)
+        for view in VIEWS:
+            yield f"view: {view}", "Show this view of the ranking", partial(self.show_view, view)
+        table = self.query_one(RankingTable)
+        for index, column in enumerate(COLUMNS):
+            yield f"view: sort by {column.key}", "Sort the ranking (again to reverse)", partial(table.sort_by, index)
 
     def action_filter(self) -> None:
         self.query_one(TabbedContent).active = "ranking"
