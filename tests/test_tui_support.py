@@ -8,7 +8,6 @@ from textual.widgets import DataTable, Input
 
 from acetui import paths
 from acetui.estimate import BatchDone, EstimateRequest, EstimateResult, Estimator
-
 from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.parameters import ParametersScreen

@@ -44,7 +44,9 @@ class AcetuiApp(App):
         for problem in self.problems:
             self.notify(problem, title="Settings not loaded", severity="error", timeout=15)
         for screen, needs in STEPS:
-            if any(key not in self.draft for key in needs) or (screen is not CheckpointScreen and not self.open_parameters):
+            if any(key not in self.draft for key in needs) or (
+                screen is not CheckpointScreen and not self.open_parameters
+            ):
                 break
             self.push_screen(screen())
 

@@ -8,12 +8,11 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 
 from acetui.model.catalog import VariantInfo, list_variants
 from acetui.tui.screens.dataset import DatasetScreen
+from acetui.tui.screens.path_step import PathStepScreen
 from acetui.tui.widgets.path_picker import PathPicker
 from acetui.units import format_bytes
 
@@ -51,14 +50,15 @@ def variant_detail(info: VariantInfo) -> Text:
     return text
 
 
-class CheckpointScreen(Screen):
+class CheckpointScreen(PathStepScreen):
     """Type or browse to a checkpoints root (e.g. ACE-Step-1.5/checkpoints), then choose a variant."""
 
-    CSS_PATH = "checkpoint.tcss"
+    CSS_PATH = ["path_step.tcss", "checkpoint.tcss"]
     TITLE = "1 · Checkpoint"
+    DRAFT_KEY = "checkpoint_dir"
+    PLACEHOLDER = "checkpoints root folder"
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: dataset", priority=True, tooltip="Use the highlighted variant", id="next"),
-        Binding("ctrl+l", "rescan", "Rescan", priority=True, tooltip="List the variants again", id="rescan"),
     ]
 
     def __init__(self) -> None:
@@ -66,20 +66,12 @@ class CheckpointScreen(Screen):
         self.variants: list[VariantInfo] = []
         self.root = Path()
 
-    def compose(self) -> ComposeResult:
-        draft = self.app.draft
-        yield Header()
-        with Horizontal():
-            yield PathPicker(str(draft.get("checkpoint_dir", "")), placeholder="checkpoints root folder", id="picker")
-            with Vertical(id="variants-pane"):
-                yield Static("Variants", classes="section")
-                yield DataTable(cursor_type="row", id="variants")
-                yield Static(id="detail")
-        yield Footer(compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#variants", DataTable).add_columns(*COLUMNS)
-        self.query_one(PathPicker).choose()
+    def compose_pane(self) -> ComposeResult:
+        yield Static("Variants", classes="section")
+        table = DataTable(cursor_type="row", id="variants")
+        table.add_columns(*COLUMNS)
+        yield table
+        yield Static(id="detail")
 
     @on(PathPicker.Chosen)
     def root_chosen(self, event: PathPicker.Chosen) -> None:
@@ -103,7 +95,9 @@ class CheckpointScreen(Screen):
         if wanted in names:
             table.move_cursor(row=names.index(wanted))
         if not variants:
-            self.query_one("#detail", Static).update(Text(f"{root}: no variant folders (sub-folders with config.json)", style="red"))
+            self.query_one("#detail", Static).update(
+                Text(f"{root}: no variant folders (sub-folders with config.json)", style="red")
+            )
         else:
             self.describe(table.cursor_row)
             table.focus()
@@ -120,9 +114,6 @@ class CheckpointScreen(Screen):
     @on(DataTable.RowSelected, "#variants")
     def selected(self) -> None:
         self.action_next()
-
-    def action_rescan(self) -> None:
-        self.query_one(PathPicker).choose()
 
     def action_next(self) -> None:
         row = self.query_one("#variants", DataTable).cursor_row

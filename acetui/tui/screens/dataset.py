@@ -8,14 +8,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.containers import VerticalScroll
+from textual.widgets import Static
 
 from acetui.data import DatasetScan, scan_dataset
 from acetui.errors import AcetuiError
 from acetui.model.checkpoint import decoder_config
 from acetui.tui.screens.parameters import ParametersScreen
+from acetui.tui.screens.path_step import PathStepScreen
 from acetui.tui.widgets.path_picker import PathPicker
 
 
@@ -44,14 +44,15 @@ def problems_text(scan: DatasetScan) -> Text:
     return text
 
 
-class DatasetScreen(Screen):
+class DatasetScreen(PathStepScreen):
     """Folders of preprocessed ``.pt`` samples; the scan checks them against the chosen variant's config."""
 
-    CSS_PATH = "dataset.tcss"
+    CSS_PATH = ["path_step.tcss", "dataset.tcss"]
     TITLE = "2 · Dataset"
+    DRAFT_KEY = "dataset_dir"
+    PLACEHOLDER = "dataset folder of .pt files"
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: parameters", priority=True, tooltip="Use this dataset", id="next"),
-        Binding("ctrl+l", "rescan", "Rescan", priority=True, tooltip="Scan the folder again", id="rescan"),
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the checkpoint", id="back"),
     ]
 
@@ -59,20 +60,11 @@ class DatasetScreen(Screen):
         super().__init__()
         self.scan: DatasetScan | None = None
 
-    def compose(self) -> ComposeResult:
-        draft = self.app.draft
-        yield Header()
-        with Horizontal():
-            yield PathPicker(str(draft.get("dataset_dir", "")), placeholder="dataset folder of .pt files", id="picker")
-            with Vertical(id="scan-pane"):
-                yield Static(f"for {draft.get('variant', '?')}", classes="section", id="variant")
-                yield Static("Choose a folder: type it and press enter, or browse the tree.", id="summary")
-                with VerticalScroll(id="problems"):
-                    yield Static(id="problem-list")
-        yield Footer(compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one(PathPicker).choose()
+    def compose_pane(self) -> ComposeResult:
+        yield Static(f"for {self.app.draft.get('variant', '?')}", classes="section", id="variant")
+        yield Static("Choose a folder: type it and press enter, or browse the tree.", id="summary")
+        with VerticalScroll(id="problems"):
+            yield Static(id="problem-list")
 
     @on(PathPicker.Chosen)
     def folder_chosen(self, event: PathPicker.Chosen) -> None:
@@ -85,7 +77,9 @@ class DatasetScreen(Screen):
         draft = self.app.draft
         try:
             config = decoder_config(Path(draft["checkpoint_dir"]), draft["variant"])
-            scan = scan_dataset(folder, condition_width=config.condition_width, context_channels=config.context_channels)
+            scan = scan_dataset(
+                folder, condition_width=config.condition_width, context_channels=config.context_channels
+            )
         except AcetuiError as error:
             self.app.call_from_thread(self.show_error, str(error))
             return
@@ -99,9 +93,6 @@ class DatasetScreen(Screen):
         self.scan = scan
         self.query_one("#summary", Static).update(scan_text(scan))
         self.query_one("#problem-list", Static).update(problems_text(scan))
-
-    def action_rescan(self) -> None:
-        self.query_one(PathPicker).choose()
 
     def action_next(self) -> None:
         if self.scan is None or not self.scan.samples:

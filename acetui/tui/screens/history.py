@@ -17,7 +17,13 @@ from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 
-STATUS_STYLES = {"complete": "green", "cancelled": "yellow", "interrupted": "yellow", "failed": "red", "running": "cyan"}
+STATUS_STYLES = {
+    "complete": "green",
+    "cancelled": "yellow",
+    "interrupted": "yellow",
+    "failed": "red",
+    "running": "cyan",
+}
 
 
 class HistoryScreen(Screen):
@@ -45,8 +51,15 @@ class HistoryScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
-        for label, key in (("", "mark"), ("run", "run"), ("status", "status"), ("variant", "variant"),
-                           ("dataset", "dataset"), ("batches", "batches"), ("top module", "top")):
+        for label, key in (
+            ("", "mark"),
+            ("run", "run"),
+            ("status", "status"),
+            ("variant", "variant"),
+            ("dataset", "dataset"),
+            ("batches", "batches"),
+            ("top module", "top"),
+        ):
             table.add_column(label, key=key)
         self.action_reload()
 

@@ -46,7 +46,9 @@ class ResultsScreen(Screen):
     BINDINGS = [
         Binding("s", "next_score", "Score", tooltip="Switch between grad-norm, fisher and relative", id="score"),
         Binding("v", "next_view", "View", tooltip="Ranking, heat map or summary", id="view"),
-        Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter modules by substring or regex", id="filter"),
+        Binding(
+            "slash", "filter", "Filter", key_display="/", tooltip="Filter modules by substring or regex", id="filter"
+        ),
         Binding("e", "export", "Export", tooltip="Write JSON, CSV, targets or PEFT to a file", id="export"),
         Binding("y", "copy_targets", "Copy", tooltip="Copy the --target-modules string (OSC 52)", id="copy"),
         Binding("escape", "back", "Back", id="back"),
@@ -65,7 +67,11 @@ class ResultsScreen(Screen):
         yield Static(id="heading")
         with TabbedContent(id="views"):
             with TabPane("Ranking", id="ranking"):
-                yield Input(placeholder=r"filter: substring or regex, e.g. cross_attn or layers\.(1[89]|2\d)", compact=True, id="filter")
+                yield Input(
+                    placeholder=r"filter: substring or regex, e.g. cross_attn or layers\.(1[89]|2\d)",
+                    compact=True,
+                    id="filter",
+                )
                 yield RankingTable(id="table")
             with TabPane("Heat map", id="heat-map"):
                 with VerticalScroll():

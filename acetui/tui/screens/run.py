@@ -59,7 +59,9 @@ class RunScreen(Screen):
     CSS_PATH = "run.tcss"
     TITLE = "4 · Run"
     BINDINGS = [
-        Binding("c", "cancel", "Cancel run", tooltip="Stop after the current batch, keeping the partial result", id="cancel"),
+        Binding(
+            "c", "cancel", "Cancel run", tooltip="Stop after the current batch, keeping the partial result", id="cancel"
+        ),
         Binding("r", "results", "Results", tooltip="Open the (partial) ranking", id="results"),
         Binding("escape", "back", "Back", tooltip="Back to the parameters", id="back"),
     ]
@@ -70,9 +72,7 @@ class RunScreen(Screen):
     def __init__(self, request: EstimateRequest, resume: EstimateResult | None = None) -> None:
         super().__init__()
         self.request = request
-        self.estimator = Estimator(
-            request, on_event=self.forward, record_dir=paths.app_dirs().runs, resume=resume
-        )
+        self.estimator = Estimator(request, on_event=self.forward, record_dir=paths.app_dirs().runs, resume=resume)
         self.losses: list[float] = []
 
     def compose(self) -> ComposeResult:

@@ -28,7 +28,10 @@ def column_order(column: tuple[str, str]) -> tuple[int, int]:
     """self, cross, then mlp; projections in the decoder's order (q, k, v, o / gate, up, down)."""
     kind, projection = column
     projections = ("", *ATTENTION_PROJECTIONS, *MLP_PROJECTIONS)
-    return (KINDS.index(kind) if kind in KINDS else len(KINDS), projections.index(projection) if projection in projections else len(projections))
+    return (
+        KINDS.index(kind) if kind in KINDS else len(KINDS),
+        projections.index(projection) if projection in projections else len(projections),
+    )
 
 
 class HeatMap(Static):

@@ -35,7 +35,7 @@ class FolderSuggester(Suggester):
             return None
         if not names:
             return None
-        return value + names[0][len(stem):] + "/"
+        return value + names[0][len(stem) :] + "/"
 
 
 class FolderTree(DirectoryTree):
@@ -55,7 +55,9 @@ class PathPicker(Vertical):
     """
 
     BINDINGS = [
-        Binding("backspace", "parent", "Up a folder", tooltip="Browse the parent of the tree's folder", id="tree-parent"),
+        Binding(
+            "backspace", "parent", "Up a folder", tooltip="Browse the parent of the tree's folder", id="tree-parent"
+        ),
     ]
 
     class Chosen(Message):

@@ -65,7 +65,15 @@ class RankingTable(DataTable):
 
     BINDINGS = [
         Binding("o", "sort_next", "Sort", tooltip="Sort by the next column", id="sort-next"),
-        Binding("O", "sort_reverse", "Reverse", key_display="O", show=False, tooltip="Reverse the sort order", id="sort-reverse"),
+        Binding(
+            "O",
+            "sort_reverse",
+            "Reverse",
+            key_display="O",
+            show=False,
+            tooltip="Reverse the sort order",
+            id="sort-reverse",
+        ),
         *(
             Binding(str(number), f"sort_by({number - 1})", f"Sort by {column.key}", show=False, id=f"sort-{column.key}")
             for number, column in enumerate(COLUMNS, start=1)

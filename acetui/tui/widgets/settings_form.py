@@ -11,10 +11,10 @@ from textual.suggester import SuggestFromList
 from textual.validation import Function, Integer
 from textual.widgets import Input, Label, Select
 
-from acetui.estimate import SCORES
-from acetui.estimate.request import DTYPES, GRANULARITIES, MODULE_SETS
-from acetui.estimate.objective import TimestepFocus
 from acetui.errors import AcetuiError
+from acetui.estimate import SCORES
+from acetui.estimate.objective import TimestepFocus
+from acetui.estimate.request import DTYPES, GRANULARITIES, MODULE_SETS
 
 FOCUS_PRESETS = ("balanced", "texture", "structure")
 
@@ -81,10 +81,24 @@ class SettingsForm(Grid):
                 options.append((str(value), value))
             return Select(options, value=value or field.choices[0], allow_blank=False, compact=True, id=ident)
         if field.key == "batches":
-            return Input(str(value), validators=[Function(_batches_ok, "a positive number or auto")], compact=True, id=ident)
+            return Input(
+                str(value), validators=[Function(_batches_ok, "a positive number or auto")], compact=True, id=ident
+            )
         if field.key == "timestep_focus":
-            return Input(str(value), suggester=SuggestFromList(FOCUS_PRESETS), validators=[Function(_focus_ok, "balanced, texture, structure or LOW,HIGH")], compact=True, id=ident)
-        return Input(str(value), type="integer", validators=[Integer(minimum=0 if field.key == "seed" else 1)], compact=True, id=ident)
+            return Input(
+                str(value),
+                suggester=SuggestFromList(FOCUS_PRESETS),
+                validators=[Function(_focus_ok, "balanced, texture, structure or LOW,HIGH")],
+                compact=True,
+                id=ident,
+            )
+        return Input(
+            str(value),
+            type="integer",
+            validators=[Integer(minimum=0 if field.key == "seed" else 1)],
+            compact=True,
+            id=ident,
+        )
 
     def set_devices(self, devices: list[tuple[str, str]], current: str) -> None:
         select = self.query_one("#device", Select)
