@@ -28,7 +28,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("variant", ["turbo", "base", "xl-base"])
-@pytest.mark.parametrize("frames", [13, 24])
+@pytest.mark.parametrize("frames", [13, 24, 81])
 @pytest.mark.parametrize("r_equals_t", [True, False])
 def test_output_and_projection_gradients_match_diffusers(checkpoint_root, variant, frames, r_equals_t):
     ours = load_decoder(checkpoint_root, variant, dtype=torch.float32)
