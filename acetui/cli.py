@@ -32,7 +32,7 @@ def _batches(text: str) -> str:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``estimate`` (and accepted by ``demo``); unset ones fall back to the profile."""
+    """Options of ``estimate``; unset ones fall back to the profile."""
     add = parser.add_argument
     add("--checkpoint-dir", "-c", type=Path, help="checkpoints root, e.g. ACE-Step-1.5/checkpoints")
     add("--model-variant", "--model", "-M", dest="variant", help="turbo, base, sft, xl-base, xl-sft, xl-turbo or a folder name")
@@ -164,26 +164,24 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
             from acetui.estimate.distributed import shutdown
 
             shutdown()
-    if not world.main:  # rank 0 reports and writes; the others only say how it ended
-        return EXIT_ERROR if result is None or result.status == "failed" else (
-            0 if result.status == "complete" else EXIT_INTERRUPTED)
-    if result is None:
-        return EXIT_ERROR if reporter.failure is None or reporter.failure.result is None else _keep(reporter)
-    if result.batches and result.included_batches:
+    if result is not None and world.main and result.included_batches:
         print_ranking(result, args.score, sys.stdout)
         write_outputs(result, args)
-    if result.status == "complete":
+    return _finish(result, announce=world.main)
+
+
+def _finish(result: EstimateResult | None, announce: bool) -> int:
+    """Exit code for how the run ended; a kept partial run also gets the command that resumes it."""
+    if result is None or result.status == "failed":
+        code = EXIT_ERROR
+    elif result.status == "complete":
         return 0
-    print(f"acetui: run {result.run_id} {result.status}; resume with: acetui resume {result.run_id}", file=sys.stderr)
-    return EXIT_ERROR if result.status == "failed" else EXIT_INTERRUPTED
-
-
-def _keep(reporter: ConsoleReporter) -> int:
-    result = reporter.failure.result
-    if result.included_batches:
-        print_ranking(result, "grad-norm", sys.stdout)
-    print(f"acetui: run {result.run_id} kept with {result.completed_batches} batches", file=sys.stderr)
-    return EXIT_ERROR
+    else:
+        code = EXIT_INTERRUPTED
+    if result is not None and announce:
+        print(f"acetui: run {result.run_id} {result.status}; resume with: acetui resume {result.run_id}",
+              file=sys.stderr)
+    return code
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -191,8 +189,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     request = demo_request()
     if args.headless:
-        namespace = argparse.Namespace(quiet=False, output=None, csv=None, peft_output=None, score="grad-norm")
-        return run_headless(request, namespace)
+        return run_headless(request, build_parser().parse_args(["estimate"]))
     return _open_app(request=request)
 
 
