@@ -111,12 +111,17 @@ def _read(path: Path) -> object:
         if refused:
             raise SampleFileError(
                 path,
-                f"holds code or objects that are not plain tensors ({refused.group(1)}); "
+                f"holds code or objects that are not plain tensors ({_printable(refused.group(1))}); "
                 "not loaded, because unpickling it could run arbitrary code",
             ) from None
         raise SampleFileError(path, _CORRUPT) from None
     except Exception:  # whatever the parser trips on, the file is unusable
         raise SampleFileError(path, _CORRUPT) from None
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """A name taken from a damaged file, made safe for a one-line terminal message."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 class _Checker:
