@@ -90,6 +90,18 @@ def test_other_python_objects_are_refused(tmp_path):
     assert "not plain tensors" in reason and "Opaque" in reason
 
 
+def test_refused_names_from_a_file_never_reach_the_terminal_raw(tmp_path):
+    hostile_name = "Clear\x1b[2JScreen"
+    hostile = type(hostile_name, (), {"__module__": __name__})
+    globals()[hostile_name] = hostile  # so pickle can save it by name
+    try:
+        path = save(tmp_path / "hostile.pt", {**sample_dict(), "extra": hostile()})
+    finally:
+        del globals()[hostile_name]
+    reason = error_for(path)
+    assert "not plain tensors" in reason and "Clear?[2JScreen" in reason and reason.isprintable()
+
+
 @pytest.mark.parametrize(
     "content",
     [b"", b"definitely not a torch file\n", bytes(range(256)) * 4],
