@@ -10,7 +10,7 @@ from acetui.history import list_runs
 from acetui.tui.app import make_app
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.ranking_table import RankingTable
-from tests.test_tui_support import SIZE, fill, pick_to_parameters, settle
+from tests.tui_support import SIZE, fill, pick_to_parameters, settle
 
 
 async def test_whole_flow_to_export(checkpoint_root, dataset_dir, tmp_path):

@@ -20,7 +20,7 @@ from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import RankingTable
-from tests.test_tui_support import SIZE, fill, pick_to_parameters, record_run, settle, submit
+from tests.tui_support import SIZE, fill, pick_to_parameters, record_run, settle, submit
 
 
 async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):

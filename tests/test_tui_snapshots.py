@@ -14,7 +14,7 @@ from acetui.tui.app import make_app
 from acetui.tui.screens import parameters
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.results import ResultsScreen
-from tests.test_tui_support import SIZE, record_run, settle, submit
+from tests.tui_support import SIZE, record_run, settle, submit
 
 GIB = 1024**3
 
