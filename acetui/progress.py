@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -25,9 +24,9 @@ from acetui.estimate import (
 )
 from acetui.estimate.exports import export, target_modules_string
 from acetui.estimate.memory import MemoryStats
-from acetui.estimate.rank_budget import assign_ranks, peft_rank_config, result_shapes
-from acetui.estimate.stats import RankingStats, result_stats
+from acetui.estimate.rank_budget import peft_rank_json
 from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
+from acetui.estimate.stats import RankingStats, result_stats
 from acetui.units import format_bytes, format_duration
 
 
@@ -147,9 +146,8 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
         if path is not None:
             export(path, fmt, ranking, top_k, result_stats(result, args.score) if fmt == "json" else None)
     if args.peft_output is not None and budget is not None:
-        ranks = assign_ranks(ranking[:top_k], result_shapes(result), base_rank=args.base_rank,
-                             min_rank=args.rank_min, max_rank=args.rank_max, budget_params=budget or None)
-        text = json.dumps(peft_rank_config(ranks, args.base_rank), indent=2) + "\n"
+        text = peft_rank_json(result, ranking, top_k, base_rank=args.base_rank, min_rank=args.rank_min,
+                              max_rank=args.rank_max, budget_params=budget or None)
         write_text_atomic(Path(args.peft_output).expanduser(), text)
     target = fisher_map_target(result.request, args)
     if target is not None:

@@ -15,6 +15,7 @@ Every module gets at least ``min_rank`` (so the budget must cover that), keys ne
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 
@@ -160,3 +161,20 @@ def peft_rank_config(ranks: Mapping[str, int], base_rank: int) -> dict:
         "rank_pattern": dict(ranks),
         "alpha_pattern": alpha_pattern(ranks),
     }
+
+
+def peft_rank_json(
+    result: EstimateResult,
+    ranking: list[RankedModule],
+    top_k: int,
+    *,
+    base_rank: int,
+    min_rank: int,
+    max_rank: int,
+    budget_params: int | None = None,
+) -> str:
+    """The PEFT export with ``rank_pattern``/``alpha_pattern`` for the top-k of ``ranking`` (a ranking of
+    ``result``, whose checkpoint gives the projection shapes), as JSON text."""
+    ranks = assign_ranks(ranking[:top_k], result_shapes(result), base_rank=base_rank, min_rank=min_rank,
+                         max_rank=max_rank, budget_params=budget_params)  # fmt: skip
+    return json.dumps(peft_rank_config(ranks, base_rank), indent=2) + "\n"

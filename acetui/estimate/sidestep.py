@@ -276,6 +276,12 @@ def default_fisher_map_path(result: EstimateResult) -> Path:
     return result.request.dataset_dir / FISHER_MAP_NAME
 
 
+def fisher_map_path(result: EstimateResult, path: str | Path | None = None) -> Path:
+    """The file a map for ``result`` goes to: ``path`` (a folder gets ``fisher_map.json``) or the default."""
+    target = Path(path).expanduser() if path is not None else default_fisher_map_path(result)
+    return target / FISHER_MAP_NAME if target.is_dir() else target
+
+
 def export_fisher_map(
     result: EstimateResult,
     path: str | Path | None = None,
@@ -290,19 +296,17 @@ def export_fisher_map(
 ) -> Path:
     """Build and write the map (default path: the run's dataset folder). Effective ranks come from the
     per-checkpoint cache (computed on first use) unless given; an unreadable checkpoint leaves them -1."""
-    target = Path(path).expanduser() if path is not None else default_fisher_map_path(result)
-    if target.is_dir():
-        target = target / FISHER_MAP_NAME
+    target = fisher_map_path(result, path)
     if target.exists() and not force:
         raise AcetuiError(f"{target} already exists; use --force to replace it")
     if effective is None:
-        effective = _cached_effective_ranks(result)
+        effective = cached_effective_ranks(result)
     fisher_map = build_fisher_map(result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max,
                                   effective=effective, ranks=ranks)
     return write_fisher_map(target, fisher_map, force=force)
 
 
-def _cached_effective_ranks(result: EstimateResult) -> dict[str, int]:
+def cached_effective_ranks(result: EstimateResult) -> dict[str, int]:
     """Cached effective ranks; a first computation runs on the run's CUDA device when there is one."""
     import torch
 
