@@ -90,6 +90,33 @@ def test_out_of_memory_stops_with_advice_and_keeps_completed_batches(checkpoint_
     assert all(len(batch["norms"]) == 32 for batch in record["batches"])
 
 
+def test_an_unexpected_error_is_reported_and_keeps_completed_batches(checkpoint_root, dataset_dir, isolated_app_dirs):
+    """A bug or an unforeseen torch error mid-run is a RunFailed with one line, not a lost run."""
+
+    def broken_on_call(number: int):
+        def install(layer):
+            calls = []
+
+            def hook(module, inputs):
+                calls.append(1)
+                if len(calls) == number:
+                    raise RuntimeError("boom\nsecond line")
+
+            layer.register_forward_pre_hook(hook)
+
+        return install
+
+    HookedEstimator.install = staticmethod(broken_on_call(2))
+    events = []
+    result = HookedEstimator(_request(checkpoint_root, dataset_dir), on_event=events.append,
+                             record_dir=isolated_app_dirs.runs).run()
+    assert isinstance(events[-1], RunFailed)
+    assert events[-1].message == "unexpected RuntimeError: boom (please report this)"
+    assert result.status == "failed" and [batch.index for batch in result.batches] == [0]
+    (record,) = run_records(isolated_app_dirs).values()
+    assert record["status"] == "failed" and len(record["batches"]) == 1
+
+
 def test_out_of_memory_through_the_cli(checkpoint_root, dataset_dir, capsys, monkeypatch, isolated_app_dirs):
     """Exit 1 (a failure, not an interruption), the advice on stderr, the kept batches ranked on stdout."""
     HookedEstimator.install = staticmethod(out_of_memory_on_call(3))

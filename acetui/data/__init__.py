@@ -1,6 +1,7 @@
 """Preprocessed ACE-Step 1.5 datasets: safe loading, folder checks, batching and synthetic samples."""
 
 from acetui.data.batching import Batch, batch_plan, collate
+from acetui.data.cache import SampleCache
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, Sample, SampleFileError, load_sample
 from acetui.data.scan import DatasetScan, SampleInfo, SampleProblem, scan_dataset
 from acetui.data.synthetic import write_dataset
@@ -11,6 +12,7 @@ __all__ = [
     "DatasetScan",
     "Sample",
     "SampleFileError",
+    "SampleCache",
     "SampleInfo",
     "SampleProblem",
     "batch_plan",

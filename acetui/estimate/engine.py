@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 
 from acetui import __version__
 from acetui.atomic import write_text_atomic
-from acetui.data import DatasetScan, Sample, batch_plan, collate, load_sample, scan_dataset
+from acetui.data import DatasetScan, SampleCache, batch_plan, collate, scan_dataset
 from acetui.errors import AcetuiError, DatasetError
 from acetui.estimate.events import (
     BatchDone,
@@ -70,24 +71,20 @@ def package_versions() -> dict[str, str]:
     }
 
 
-class SampleCache:
-    """Keeps loaded samples in memory up to a byte budget, since batches revisit the same files."""
+@dataclass
+class _Session:
+    """What the batches of one run share once the model is loaded."""
 
-    def __init__(self, budget_bytes: int = 2 * 1024**3) -> None:
-        self.budget = budget_bytes
-        self.used = 0
-        self.samples: dict[Path, Sample] = {}
-
-    def get(self, path: Path, condition_width: int, context_channels: int) -> Sample:
-        if path in self.samples:
-            return self.samples[path]
-        sample = load_sample(path, condition_width=condition_width, context_channels=context_channels)
-        size = sum(t.numel() * t.element_size() for t in (sample.target_latents, sample.context_latents,
-                                                           sample.encoder_hidden_states))
-        if self.used + size <= self.budget:
-            self.samples[path] = sample
-            self.used += size
-        return sample
+    decoder: AceStepDecoder
+    probe: GradientProbe
+    scan: DatasetScan
+    plan: list[list[int]]
+    device: torch.device
+    dtype: torch.dtype
+    focus: TimestepFocus
+    cache: SampleCache
+    started: float = field(default_factory=time.perf_counter)
+    measured_batches: int = 0
 
 
 class Estimator:
@@ -119,6 +116,7 @@ class Estimator:
         self.metadata: dict = {}  # merged into the result's metadata (e.g. the distributed setup)
         self._stop = threading.Event()
         self._stop_status = "cancelled"
+        self._result: EstimateResult | None = None
 
     def cancel(self, status: str = "cancelled") -> None:
         """Ask the run to stop before its next batch (thread-safe). ``status``: cancelled or interrupted."""
@@ -141,14 +139,20 @@ class Estimator:
             write_text_atomic(path, json.dumps(result.to_dict(), indent=1))
 
     def run(self) -> EstimateResult | None:
-        """Run to completion, cancellation or failure; the matching event is the last one emitted."""
-        result: EstimateResult | None = None
+        """Run to completion, cancellation or failure; the matching event is the last one emitted.
+
+        Returns the result (its ``status`` says how it ended), or None when the run failed before its
+        result existed. An unexpected error is reported like any other failure, keeping the batches done.
+        """
+        self._result = None
         try:
-            result = self._run()
+            return self._run()
         except AcetuiError as error:
-            self._fail(str(error), result)
-            return None
-        return result
+            self._fail(str(error), self._result)
+        except Exception as error:  # a bug or an unforeseen torch error must not lose the finished batches
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            self._fail(f"unexpected {type(error).__name__}: {detail} (please report this)", self._result)
+        return self._result
 
     def _fail(self, message: str, result: EstimateResult | None) -> None:
         if result is not None:
@@ -243,23 +247,32 @@ class Estimator:
                 f"{scan.folder}: now holds {len(scan.samples)} valid samples, run {result.run_id} had {recorded}; "
                 "it cannot be resumed exactly (start a new run)"
             )
+        self._result = result  # from here on a failure keeps (and saves) the batches done
         result.status = "running"
         result.metadata["model"] = vars(info)
         result.metadata.update(self.metadata)
         total = request.max_batches if request.auto_batches else request.batches
         plan = batch_plan(len(scan.samples), total, request.batch_size, request.seed)
         self.on_event(RunStarted(result.run_id, info, scan, total, result.completed_batches))
+        session = _Session(
+            decoder=decoder,
+            probe=probe,
+            scan=scan,
+            plan=plan,
+            device=device,
+            dtype=dtype,
+            focus=TimestepFocus.parse(request.timestep_focus),
+            cache=SampleCache(decoder.config.condition_width, decoder.config.context_channels),
+        )
         try:
-            self._loop(decoder, probe, result, scan, plan, device, dtype)
+            self._loop(session, result)
         finally:
             probe.close()
         return result
 
-    def _loop(self, decoder, probe, result, scan, plan, device, dtype) -> None:
+    def _loop(self, session: _Session, result: EstimateResult) -> None:
         """Rounds of batches; a single process has rounds of one batch and an identity exchange."""
-        focus = TimestepFocus.parse(self.request.timestep_focus)
-        cache = SampleCache()
-        clock = {"started": time.perf_counter(), "done": 0, "device": device}
+        plan = session.plan
         result.metadata.pop("stop_reason", None)
         pending: list[BatchRecord] = []
         index = result.completed_batches
@@ -268,12 +281,11 @@ class Estimator:
             pending = []
             oom = next((record for record in records if record.excluded == OUT_OF_MEMORY), None)
             if oom is not None:
-                probe.reset()
-                if device.type == "cuda":
+                if session.device.type == "cuda":
                     torch.cuda.empty_cache()
                 self._fail(OOM_ADVICE.format(index=oom.index + 1, done=result.completed_batches), result)
                 return
-            if self._absorb(result, records, len(plan), clock):
+            if self._absorb(session, result, records):
                 break
             if stopping:
                 status = self._stop_status if self._stop.is_set() else "interrupted"
@@ -287,7 +299,7 @@ class Estimator:
                 break
             for own in range(index, min(index + self.round_size, len(plan))):
                 if self.owns_batch(own):
-                    pending.append(self._timed_batch(decoder, probe, scan, plan, own, cache, focus, device, dtype))
+                    pending.append(self._timed_batch(session, own))
             index = min(index + self.round_size, len(plan))
         result.status = "complete"
         result.message = ""
@@ -295,27 +307,28 @@ class Estimator:
         self._save(result)
         self.on_event(RunFinished(result))
 
-    def _timed_batch(self, decoder, probe, scan, plan, index, cache, focus, device, dtype) -> BatchRecord:
+    def _timed_batch(self, session: _Session, index: int) -> BatchRecord:
         batch_started = time.perf_counter()
         try:
-            record = self._one_batch(decoder, probe, scan, plan, index, decoder.config, cache, focus, device, dtype)
+            record = self._one_batch(session, index)
         except torch.cuda.OutOfMemoryError:
-            probe.reset()
+            session.probe.reset()
             return BatchRecord(index, math.nan, [], [], 0.0, excluded=OUT_OF_MEMORY)
         record.seconds = time.perf_counter() - batch_started
         return record
 
-    def _absorb(self, result: EstimateResult, records: list[BatchRecord], total: int, clock: dict) -> bool:
+    def _absorb(self, session: _Session, result: EstimateResult, records: list[BatchRecord]) -> bool:
         """Add a round's records in batch order, saving and reporting each; True when ``auto`` reached its
         stability target (later records of the round are dropped, as a single process never ran them)."""
         request = self.request
+        total = len(session.plan)
         for record in sorted(records, key=lambda item: item.index):
             result.batches.append(record)
             stability = self._stability(result)
             self._save(result)
-            clock["done"] += 1
-            elapsed = time.perf_counter() - clock["started"]
-            per_batch = elapsed / clock["done"]
+            session.measured_batches += 1
+            elapsed = time.perf_counter() - session.started
+            per_batch = elapsed / session.measured_batches
             self.on_event(
                 BatchDone(
                     index=record.index,
@@ -327,7 +340,7 @@ class Estimator:
                     seconds_per_batch=per_batch,
                     samples_per_second=request.batch_size / per_batch if per_batch > 0 else math.inf,
                     eta_seconds=(total - record.index - 1) * per_batch,
-                    memory=memory_stats(clock["device"]),
+                    memory=memory_stats(session.device),
                     stability=stability,
                 )
             )
@@ -351,11 +364,12 @@ class Estimator:
         history.append([result.completed_batches, stability])
         return stability
 
-    def _one_batch(self, decoder, probe, scan, plan, index, config, cache, focus, device, dtype) -> BatchRecord:
-        paths = [scan.samples[i].path for i in plan[index]]
+    def _one_batch(self, session: _Session, index: int) -> BatchRecord:
+        config = session.decoder.config
+        paths = [session.scan.samples[i].path for i in session.plan[index]]
         generator = batch_generator(self.request.seed, index)
         try:
-            samples = [cache.get(path, config.condition_width, config.context_channels) for path in paths]
+            samples = [session.cache.get(path) for path in paths]
         except DatasetError as error:
             return BatchRecord(index, math.nan, [], [str(p) for p in paths], 0.0, excluded=str(error))
         crop = self.request.crop_frames
@@ -365,12 +379,12 @@ class Estimator:
                 int(torch.randint(0, max(1, s.frames - crop + 1), (1,), generator=generator)) for s in samples
             ]
         batch = collate(samples, crop_frames=crop, crop_offsets=offsets)
-        draw = draw_batch(batch, config.timestep_mu, config.timestep_sigma, focus, generator)
-        batch = batch.to(device, dtype)
-        probe.reset()
-        loss = flow_matching_loss(decoder, batch, draw)
+        draw = draw_batch(batch, config.timestep_mu, config.timestep_sigma, session.focus, generator)
+        batch = batch.to(session.device, session.dtype)
+        session.probe.reset()
+        loss = flow_matching_loss(session.decoder, batch, draw)
         loss.backward()
-        readout = torch.cat([loss.detach().float().reshape(1), probe.squared_norms.sqrt()]).cpu().tolist()
+        readout = torch.cat([loss.detach().float().reshape(1), session.probe.squared_norms.sqrt()]).cpu().tolist()
         loss_value, norms = readout[0], readout[1:]
         record = BatchRecord(index, loss_value, draw.timesteps.tolist(), [str(p) for p in paths], 0.0)
         if not math.isfinite(loss_value):
