@@ -15,3 +15,11 @@ class ModelLoadError(AcetuiError):
 
 class DatasetError(AcetuiError):
     """The dataset folder or a sample file cannot be used."""
+
+
+class OutputExistsError(AcetuiError):
+    """An output file is already there and replacing it was not asked for (``--force``; the TUI asks)."""
+
+    def __init__(self, path) -> None:
+        super().__init__(f"{path} already exists; use --force to replace it")
+        self.path = path

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from acetui.atomic import write_text_atomic
-from acetui.errors import AcetuiError
+from acetui.errors import OutputExistsError
 from acetui.estimate import (
     BatchDone,
     EngineEvent,
@@ -166,5 +166,5 @@ def fisher_map_target(request: EstimateRequest, args: argparse.Namespace) -> Pat
     if target.is_dir():
         target = target / FISHER_MAP_NAME
     if target.exists() and not args.force:
-        raise AcetuiError(f"{target} already exists; use --force to replace it")
+        raise OutputExistsError(target)
     return target

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from acetui.atomic import write_text_atomic
-from acetui.errors import AcetuiError
+from acetui.errors import AcetuiError, OutputExistsError
 from acetui.estimate.effective_rank import UNKNOWN
 from acetui.estimate.objective import TimestepFocus
 from acetui.estimate.result import EstimateResult
@@ -266,7 +266,7 @@ def write_fisher_map(path: str | Path, fisher_map: dict[str, Any], *, force: boo
     if path.is_dir():
         path = path / FISHER_MAP_NAME
     if path.exists() and not force:
-        raise AcetuiError(f"{path} already exists; use --force to replace it")
+        raise OutputExistsError(path)
     write_text_atomic(path, json.dumps(fisher_map, indent=2) + "\n")
     return path
 
@@ -298,7 +298,7 @@ def export_fisher_map(
     per-checkpoint cache (computed on first use) unless given; an unreadable checkpoint leaves them -1."""
     target = fisher_map_path(result, path)
     if target.exists() and not force:
-        raise AcetuiError(f"{target} already exists; use --force to replace it")
+        raise OutputExistsError(target)
     if effective is None:
         effective = cached_effective_ranks(result)
     fisher_map = build_fisher_map(result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max,
