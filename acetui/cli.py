@@ -35,7 +35,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options of ``estimate``; unset ones fall back to the profile."""
     add = parser.add_argument
     add("--checkpoint-dir", "-c", type=Path, help="checkpoints root, e.g. ACE-Step-1.5/checkpoints")
-    add("--model-variant", "--model", "-M", dest="variant", help="turbo, base, sft, xl-base, xl-sft, xl-turbo or a folder name")
+    add(
+        "--model-variant",
+        "--model",
+        "-M",
+        dest="variant",
+        help="turbo, base, sft, xl-base, xl-sft, xl-turbo or a folder name",
+    )
     add("--dataset-dir", "-d", type=Path, help="folder of preprocessed .pt samples")
     add("--estimate-batches", dest="batches", type=_batches, help="batches to run, or 'auto' (default 5)")
     add("--max-batches", type=int, help="upper limit for --estimate-batches auto (default 50)")
@@ -60,21 +66,35 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     add("--csv", type=Path, help="also write the ranking as CSV")
     add("--peft-output", type=Path, help="write PEFT target_modules (exact names of the top-k) as JSON")
     add("--score", choices=("grad-norm", "fisher", "relative"), default="grad-norm", help="score to rank by")
-    add("--fisher-map", nargs="?", const="", type=str, metavar="PATH",
-        help="write Side-Step's fisher_map.json (default PATH: <dataset-dir>/fisher_map.json)")
+    add(
+        "--fisher-map",
+        nargs="?",
+        const="",
+        type=str,
+        metavar="PATH",
+        help="write Side-Step's fisher_map.json (default PATH: <dataset-dir>/fisher_map.json)",
+    )
     add("--force", action="store_true", help="replace an existing fisher_map.json")
     add("--base-rank", "--rank", type=int, default=64, help="fisher map: median LoRA rank (default 64)")
     add("--rank-min", type=int, default=16, help="fisher map: smallest assigned rank (default 16)")
     add("--rank-max", type=int, default=128, help="fisher map: largest assigned rank (default 128)")
-    add("--rank-budget", type=int, metavar="PARAMS",
+    add(
+        "--rank-budget",
+        type=int,
+        metavar="PARAMS",
         help="with --peft-output: add rank_pattern/alpha_pattern for the top-k, more rank to more sensitive "
-             "modules, PARAMS LoRA parameters in all (0: what --base-rank on each would cost)")
+        "modules, PARAMS LoRA parameters in all (0: what --base-rank on each would cost)",
+    )
     add("--quiet", "-q", action="store_true", help="no progress bar on stderr")
 
 
 def _add_nproc_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nproc", type=int, help="split the batches over N local processes (one per GPU; "
-                        "gloo on CPU); under torchrun this is set by torchrun instead")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        help="split the batches over N local processes (one per GPU; "
+        "gloo on CPU); under torchrun this is set by torchrun instead",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,8 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="compare two rankings: run records or estimate JSON files")
     compare.add_argument("first", type=Path, help="run record, estimate JSON export or fisher_map.json")
     compare.add_argument("second", type=Path, help="the ranking to compare it with")
-    compare.add_argument("--score", choices=("grad-norm", "fisher", "relative"), default="grad-norm",
-                         help="score used for run records (default grad-norm)")
+    compare.add_argument(
+        "--score",
+        choices=("grad-norm", "fisher", "relative"),
+        default="grad-norm",
+        help="score used for run records (default grad-norm)",
+    )
     compare.add_argument("--granularity", choices=("module", "layer"), help="for run records (default: the run's)")
     compare.add_argument("--top", type=int, default=10, help="rows of modules that differ most (default 10)")
     compare.add_argument("--top-k", type=int, default=16, help="size of the top sets compared (default 16)")
@@ -115,9 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
 def request_from_args(args: argparse.Namespace) -> EstimateRequest:
     """Profile values first, then every flag the user actually gave."""
     values = load_profile(args.profile) if args.profile else {}
-    for key in ("checkpoint_dir", "variant", "dataset_dir", "top_k", "granularity", "seed", "batch_size",
-                "device", "dtype", "timestep_focus", "modules", "crop_frames", "activation_checkpointing",
-                "strict", "max_batches", "stability_target"):
+    for key in (
+        "checkpoint_dir",
+        "variant",
+        "dataset_dir",
+        "top_k",
+        "granularity",
+        "seed",
+        "batch_size",
+        "device",
+        "dtype",
+        "timestep_focus",
+        "modules",
+        "crop_frames",
+        "activation_checkpointing",
+        "strict",
+        "max_batches",
+        "stability_target",
+    ):
         value = getattr(args, key, None)
         if value is not None:
             values[key] = value
@@ -125,8 +164,15 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         values["auto_batches"] = True
     elif args.batches is not None:
         values["batches"], values["auto_batches"] = int(args.batches), False
-    missing = [flag for flag, key in (("--checkpoint-dir", "checkpoint_dir"), ("--model-variant", "variant"),
-                                      ("--dataset-dir", "dataset_dir")) if key not in values]
+    missing = [
+        flag
+        for flag, key in (
+            ("--checkpoint-dir", "checkpoint_dir"),
+            ("--model-variant", "variant"),
+            ("--dataset-dir", "dataset_dir"),
+        )
+        if key not in values
+    ]
     if missing:
         raise AcetuiError(f"missing {', '.join(missing)} (give the flag or a --profile that sets it)")
     return EstimateRequest.from_dict(values)
@@ -140,8 +186,9 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
     if world.distributed:
         from acetui.estimate.distributed import distributed_estimator
 
-        estimator = distributed_estimator(request, world, on_event=reporter, resume=resume,
-                                          record_dir=paths.app_dirs().runs)
+        estimator = distributed_estimator(
+            request, world, on_event=reporter, resume=resume, record_dir=paths.app_dirs().runs
+        )
     else:
         estimator = Estimator(request, on_event=reporter, resume=resume, record_dir=paths.app_dirs().runs)
     previous = {}
@@ -179,8 +226,9 @@ def _finish(result: EstimateResult | None, announce: bool) -> int:
     else:
         code = EXIT_INTERRUPTED
     if result is not None and announce:
-        print(f"acetui: run {result.run_id} {result.status}; resume with: acetui resume {result.run_id}",
-              file=sys.stderr)
+        print(
+            f"acetui: run {result.run_id} {result.status}; resume with: acetui resume {result.run_id}", file=sys.stderr
+        )
     return code
 
 
@@ -202,7 +250,12 @@ def _open_app(request: EstimateRequest | None = None, profile: str | None = None
 
 def _locate() -> int:
     dirs = paths.app_dirs()
-    for label, path in (("profiles", dirs.profiles), ("history", dirs.runs), ("demo", dirs.demo), ("cache", dirs.cache)):
+    for label, path in (
+        ("profiles", dirs.profiles),
+        ("history", dirs.runs),
+        ("demo", dirs.demo),
+        ("cache", dirs.cache),
+    ):
         print(f"{label:9} {path}")
     return 0
 
@@ -213,8 +266,9 @@ def _compare(args: argparse.Namespace) -> int:
 
     first = load_sensitivities(args.first, score=args.score, granularity=args.granularity)
     second = load_sensitivities(args.second, score=args.score, granularity=args.granularity)
-    comparison = compare_sensitivities(first, second, top_k=args.top_k, label_a=str(args.first),
-                                       label_b=str(args.second))
+    comparison = compare_sensitivities(
+        first, second, top_k=args.top_k, label_a=str(args.first), label_b=str(args.second)
+    )
     sys.stdout.write(comparison_text(comparison, args.top))
     if args.output is not None:
         write_text_atomic(args.output.expanduser(), json.dumps(comparison.to_dict(args.top), indent=2) + "\n")

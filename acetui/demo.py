@@ -27,8 +27,14 @@ def ensure_demo() -> tuple[str, str]:
     if not (folder / _MARKER).exists():
         shutil.rmtree(folder, ignore_errors=True)
         write_checkpoint(checkpoints / f"acestep-v15-{DEMO_VARIANT}", DEMO, seed=2026, dtype=torch.bfloat16)
-        write_dataset(dataset, count=DEMO_SAMPLES, condition_width=DEMO.condition_width, seed=2026,
-                      frames=(50, 250), condition_length=(16, 48))
+        write_dataset(
+            dataset,
+            count=DEMO_SAMPLES,
+            condition_width=DEMO.condition_width,
+            seed=2026,
+            frames=(50, 250),
+            condition_length=(16, 48),
+        )
         (folder / _MARKER).write_text("demo files complete\n", encoding="utf-8")
     return str(checkpoints), str(dataset)
 

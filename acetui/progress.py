@@ -32,7 +32,9 @@ from acetui.units import format_bytes, format_duration
 
 def memory_text(memory: MemoryStats) -> str:
     if memory.is_cuda:
-        return f"VRAM {format_bytes(memory.allocated)} (peak {format_bytes(memory.peak)} / {format_bytes(memory.total)})"
+        return (
+            f"VRAM {format_bytes(memory.allocated)} (peak {format_bytes(memory.peak)} / {format_bytes(memory.total)})"
+        )
     return f"RSS {format_bytes(memory.allocated)}"
 
 
@@ -112,7 +114,7 @@ def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:
         f"\n{len(result.included_batches)} batches"
         + (f", {excluded} excluded" if excluded else "")
         + (f", {skipped} bad sample files skipped" if skipped else "")
-        + f"; --target-modules \"{target_modules_string(ranking, request.top_k)}\"\n"
+        + f'; --target-modules "{target_modules_string(ranking, request.top_k)}"\n'
     )
 
 
@@ -125,14 +127,18 @@ def stability_line(result: EstimateResult, stats: RankingStats) -> str:
     if not math.isfinite(stats.stability):
         text = f"top-{stats.top_k} stability: n/a (needs at least 2 batches)"
     else:
-        text = (f"top-{stats.top_k} stability {stats.stability:.2f} (share of the top-{stats.top_k} kept across "
-                f"{stats.resamples} bootstrap resamples of {stats.batches} batches)")
+        text = (
+            f"top-{stats.top_k} stability {stats.stability:.2f} (share of the top-{stats.top_k} kept across "
+            f"{stats.resamples} bootstrap resamples of {stats.batches} batches)"
+        )
     reason = result.metadata.get("stop_reason")
     if result.request.auto_batches and reason == "stable":
         text += f"; auto stopped: target {result.request.stability_target:g} reached"
     elif result.request.auto_batches and reason == "max_batches":
-        text += f"; auto stopped at --max-batches {result.request.max_batches} before reaching " \
-                f"{result.request.stability_target:g}"
+        text += (
+            f"; auto stopped at --max-batches {result.request.max_batches} before reaching "
+            f"{result.request.stability_target:g}"
+        )
     return text
 
 
@@ -146,13 +152,27 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
         if path is not None:
             export(path, fmt, ranking, top_k, result_stats(result, args.score) if fmt == "json" else None)
     if args.peft_output is not None and budget is not None:
-        text = peft_rank_json(result, ranking, top_k, base_rank=args.base_rank, min_rank=args.rank_min,
-                              max_rank=args.rank_max, budget_params=budget or None)
+        text = peft_rank_json(
+            result,
+            ranking,
+            top_k,
+            base_rank=args.base_rank,
+            min_rank=args.rank_min,
+            max_rank=args.rank_max,
+            budget_params=budget or None,
+        )
         write_text_atomic(Path(args.peft_output).expanduser(), text)
     target = fisher_map_target(result.request, args)
     if target is not None:
-        export_fisher_map(result, target, force=args.force, score=args.score, base_rank=args.base_rank,
-                          rank_min=args.rank_min, rank_max=args.rank_max)
+        export_fisher_map(
+            result,
+            target,
+            force=args.force,
+            score=args.score,
+            base_rank=args.base_rank,
+            rank_min=args.rank_min,
+            rank_max=args.rank_max,
+        )
 
 
 def fisher_map_target(request: EstimateRequest, args: argparse.Namespace) -> Path | None:

@@ -50,6 +50,7 @@ from acetui.estimate import EstimateRequest, Estimator  # noqa: E402
 from acetui.estimate.events import BatchDone, RunFailed, RunStarted  # noqa: E402
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss  # noqa: E402
 from acetui.estimate.request import resolve_device, resolve_dtype  # noqa: E402
+from acetui.model import load_decoder  # noqa: E402
 from acetui.model.config import DecoderConfig  # noqa: E402
 from acetui.model.decoder import AceStepDecoder  # noqa: E402
 from acetui.model.synthetic import FULL_2B, FULL_XL, TINY, random_state, write_checkpoint  # noqa: E402
@@ -163,13 +164,17 @@ class NaiveEstimator:
             parameter.requires_grad = name.rsplit(".", 1)[0] in self.targets
         self.model.zero_grad(set_to_none=True)
         samples = [
-            load_sample(self.samples[i], condition_width=self.config.condition_width,
-                        context_channels=self.config.context_channels)
+            load_sample(
+                self.samples[i],
+                condition_width=self.config.condition_width,
+                context_channels=self.config.context_channels,
+            )
             for i in self.plan[index]
         ]
         batch = collate(samples)
-        draw = draw_batch(batch, self.config.timestep_mu, self.config.timestep_sigma, self.focus,
-                          batch_generator(SEED, index))
+        draw = draw_batch(
+            batch, self.config.timestep_mu, self.config.timestep_sigma, self.focus, batch_generator(SEED, index)
+        )
         loss = flow_matching_loss(self.model, batch.to(self.device, self.dtype), draw)
         loss.backward()
         for position, name in enumerate(self.names):
@@ -191,11 +196,27 @@ class NaiveEstimator:
 class EngineRun:
     """Our Estimator, driven through its public API; ``between`` runs after each of its batches."""
 
-    def __init__(self, root: Path, variant: str, dataset: Path, batches: int, device: str, dtype: str,
-                 checkpointing: str, crop_frames: int | None = None):
+    def __init__(
+        self,
+        root: Path,
+        variant: str,
+        dataset: Path,
+        batches: int,
+        device: str,
+        dtype: str,
+        checkpointing: str,
+        crop_frames: int | None = None,
+    ):
         self.request = EstimateRequest(
-            checkpoint_dir=root, variant=variant, dataset_dir=dataset, batches=batches, seed=SEED,
-            device=device, dtype=dtype, activation_checkpointing=checkpointing, crop_frames=crop_frames,
+            checkpoint_dir=root,
+            variant=variant,
+            dataset_dir=dataset,
+            batches=batches,
+            seed=SEED,
+            device=device,
+            dtype=dtype,
+            activation_checkpointing=checkpointing,
+            crop_frames=crop_frames,
         )
         self.info = None
         self.failure = None
@@ -312,8 +333,16 @@ def measure_worker(args: argparse.Namespace) -> dict:
     before = meter.current()
     marks: dict = {"before": before, "batch_peaks": [], "batch_seconds": []}
     if args.worker == "ours":
-        run = EngineRun(Path(args.root), args.variant, Path(args.dataset), args.batches, args.device, args.dtype,
-                        args.checkpointing, args.crop_frames)
+        run = EngineRun(
+            Path(args.root),
+            args.variant,
+            Path(args.dataset),
+            args.batches,
+            args.device,
+            args.dtype,
+            args.checkpointing,
+            args.crop_frames,
+        )
 
         def started() -> None:
             marks["load_peak"], marks["resident"] = meter.peak(), meter.current()
@@ -340,12 +369,37 @@ def measure_worker(args: argparse.Namespace) -> dict:
     return marks
 
 
-def measure_memory(args, root: Path, variant: str, dataset: Path, which: str, batches: int,
-                   checkpointing: str = "off", crop_frames: int | None = None) -> dict:
+def measure_memory(
+    args,
+    root: Path,
+    variant: str,
+    dataset: Path,
+    which: str,
+    batches: int,
+    checkpointing: str = "off",
+    crop_frames: int | None = None,
+) -> dict:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", which, "--root", str(root), "--variant", variant,
-        "--dataset", str(dataset), "--worker-batches", str(batches), "--device", args.device, "--dtype", args.dtype,
-        "--checkpointing", checkpointing, "--threads", str(args.threads),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        which,
+        "--root",
+        str(root),
+        "--variant",
+        variant,
+        "--dataset",
+        str(dataset),
+        "--worker-batches",
+        str(batches),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--checkpointing",
+        checkpointing,
+        "--threads",
+        str(args.threads),
     ]
     if crop_frames:
         command += ["--crop-frames", str(crop_frames)]
@@ -393,8 +447,11 @@ def run_case(args, root: Path, case: Case) -> dict:
     dataset = prepare_dataset(root, case.size, case.seconds, count=3)
     frames = round(case.seconds * LATENT_FRAMES_PER_SECOND)
     batches = args.warmup + args.repeats
-    print(f"\n== {case.size} at {case.seconds:g} s ({frames} frames, {math.ceil(frames / 2)} tokens), "
-          f"{batches} batches each on {device} {dtype} ==", flush=True)
+    print(
+        f"\n== {case.size} at {case.seconds:g} s ({frames} frames, {math.ceil(frames / 2)} tokens), "
+        f"{batches} batches each on {device} {dtype} ==",
+        flush=True,
+    )
 
     # Warm the page cache so neither variant pays the first disk read.
     for file in checkpoint_files(root / variant):
@@ -421,18 +478,17 @@ def run_case(args, root: Path, case: Case) -> dict:
     ours_rank, naive_rank = ranking(names, ours_norms), ranking(names, naive_norms)
     worst = max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(ours_norms, naive_norms))
     losses_equal = all(
-        math.isclose(record.loss, loss, rel_tol=1e-4, abs_tol=1e-6) for record, loss in zip(result.batches, naive_losses)
+        math.isclose(record.loss, loss, rel_tol=1e-4, abs_tol=1e-6)
+        for record, loss in zip(result.batches, naive_losses)
     )
     top = min(16, len(names))
 
     # More load timings, alternating, after the first pair above.
     ours_load = [ours.info.load_seconds]
     naive_load = [naive.load_seconds]
-    del naive
+    naive = None  # free the baseline's model before the extra load timings
     for _ in range(args.load_repeats - 1):
         naive_load.append(NaiveEstimator(root / variant, dataset, 1, device, dtype).load_seconds)
-        from acetui.model import load_decoder
-
         started = time.perf_counter()
         load_decoder(root, variant, dtype=dtype, device=device)
         if device.type == "cuda":
@@ -480,8 +536,11 @@ def run_case(args, root: Path, case: Case) -> dict:
         memory_batches = min(batches, args.memory_batches)
         for which in ("ours", "baseline"):
             entry[which]["memory"] = measure_memory(args, root, variant, dataset, which, memory_batches)
-    if args.memory and args.checkpointing_study and case.size == args.checkpointing_study_size and case.seconds == max(
-        c.seconds for c in parse_cases(args) if c.size == case.size
+    if (
+        args.memory
+        and args.checkpointing_study
+        and case.size == args.checkpointing_study_size
+        and case.seconds == max(c.seconds for c in parse_cases(args) if c.size == case.size)
     ):
         study = {}
         for mode in ("off", "on"):
@@ -520,17 +579,25 @@ def report_case(entry: dict) -> None:
             text += f" ({row['peak_fraction']:.1%} of peak)"
         if "memory" in row:
             memory = row["memory"]
-            text += (f"   peak {mib(memory['peak_bytes'])} MiB (load {mib(memory['load_peak_bytes'])}, "
-                     f"batches {mib(memory['batch_peak_bytes'])}, model {mib(memory['model_bytes'])})")
+            text += (
+                f"   peak {mib(memory['peak_bytes'])} MiB (load {mib(memory['load_peak_bytes'])}, "
+                f"batches {mib(memory['batch_peak_bytes'])}, model {mib(memory['model_bytes'])})"
+            )
         print(text)
     ratios = ", ".join(f"{key} {value:.2f}" for key, value in entry["ratios"].items())
     print(f"  ours/baseline: {ratios}")
-    same = "identical" if entry["ranking_identical"] else ("top-16 identical" if entry["top_k_identical"] else "DIFFERENT")
-    print(f"  ranking {same} (max relative norm difference {entry['max_norm_relative_difference']:.1e}); "
-          f"top: {', '.join(entry['top_modules'][:3])}")
+    same = (
+        "identical" if entry["ranking_identical"] else ("top-16 identical" if entry["top_k_identical"] else "DIFFERENT")
+    )
+    print(
+        f"  ranking {same} (max relative norm difference {entry['max_norm_relative_difference']:.1e}); "
+        f"top: {', '.join(entry['top_modules'][:3])}"
+    )
     for mode, memory in entry.get("activation_checkpointing", {}).items():
-        print(f"  ours, activation checkpointing {mode}: batch peak {mib(memory['batch_peak_bytes'])} MiB, "
-              f"batch {statistics.median(memory['batch_seconds'][1:] or memory['batch_seconds']) * 1e3:,.0f} ms")
+        print(
+            f"  ours, activation checkpointing {mode}: batch peak {mib(memory['batch_peak_bytes'])} MiB, "
+            f"batch {statistics.median(memory['batch_seconds'][1:] or memory['batch_seconds']) * 1e3:,.0f} ms"
+        )
 
 
 def markdown(results: dict) -> str:
@@ -589,8 +656,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     add("--no-memory", dest="memory", action="store_false", help="skip the per-variant memory subprocesses")
     add("--memory-batches", type=int, default=3, help="batches run in each memory subprocess")
-    add("--checkpointing-study", action=argparse.BooleanOptionalAction, default=True,
-        help="memory of ours with activation checkpointing off/on and with a crop, at the longest length")
+    add(
+        "--checkpointing-study",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="memory of ours with activation checkpointing off/on and with a crop, at the longest length",
+    )
     add("--checkpointing-study-size", default="mid")
     add("--crop-seconds", type=float, default=30.0, help="crop length in the checkpointing study")
     add("--workdir", type=Path, help="keep checkpoints and datasets here (default: a temporary folder)")
@@ -620,8 +691,10 @@ def main(argv: list[str] | None = None) -> int:
         if case.size not in SIZES:
             raise SystemExit(f"unknown size {case.size!r} (use {', '.join(SIZES)})")
     facts = machine()
-    print(f"machine: {facts['cpu']}, {facts['cores']} cores ({facts['torch_threads']} torch threads), "
-          f"{facts['ram_gib']} GiB RAM, torch {facts['torch']}, CUDA: {facts['cuda'] or 'none'}")
+    print(
+        f"machine: {facts['cpu']}, {facts['cores']} cores ({facts['torch_threads']} torch threads), "
+        f"{facts['ram_gib']} GiB RAM, torch {facts['torch']}, CUDA: {facts['cuda'] or 'none'}"
+    )
     results = {"machine": facts, "device": str(resolve_device(args.device)), "cases": []}
     with tempfile.TemporaryDirectory(prefix="acetui-bench-") as temporary:
         root = args.workdir or Path(temporary)

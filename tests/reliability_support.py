@@ -45,8 +45,21 @@ def one_error_line(err: str) -> str:
 
 
 def estimate_args(root: Path, dataset: Path, *more: str, variant: str = "turbo") -> list[str]:
-    return ["estimate", "-q", "-c", str(root), "-M", variant, "-d", str(dataset), "--device", "cpu",
-            "--dtype", "fp32", *more]
+    return [
+        "estimate",
+        "-q",
+        "-c",
+        str(root),
+        "-M",
+        variant,
+        "-d",
+        str(dataset),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        *more,
+    ]
 
 
 def run_records(dirs) -> dict[str, dict]:
@@ -73,4 +86,3 @@ def subprocess_runs_dir(tmp_path: Path) -> Path:
 
 
 PYTHON = [sys.executable, "-m", "acetui"]
-

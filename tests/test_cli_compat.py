@@ -26,7 +26,9 @@ def test_fisher_map_flag_forms():
     assert parse(["estimate"]).fisher_map is None
     bare = parse(["estimate", "--fisher-map", "-d", "ds"])
     assert bare.fisher_map == "" and str(bare.dataset_dir) == "ds"
-    given = parse(["estimate", "--fisher-map", "map.json", "--force", "--rank", "32", "--rank-min", "8", "--rank-max", "64"])
+    given = parse(
+        ["estimate", "--fisher-map", "map.json", "--force", "--rank", "32", "--rank-min", "8", "--rank-max", "64"]
+    )
     assert given.fisher_map == "map.json" and given.force
     assert (given.base_rank, given.rank_min, given.rank_max) == (32, 8, 64)
     defaults = parse(["estimate"])
@@ -41,8 +43,21 @@ def dataset_copy(dataset_dir, tmp_path):
 
 
 def _estimate(checkpoint_root, dataset, *extra):
-    return main(["estimate", "-c", str(checkpoint_root), "-M", "turbo", "-d", str(dataset), "--estimate-batches", "2",
-                 "--quiet", *extra])
+    return main(
+        [
+            "estimate",
+            "-c",
+            str(checkpoint_root),
+            "-M",
+            "turbo",
+            "-d",
+            str(dataset),
+            "--estimate-batches",
+            "2",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def test_side_step_spellings_end_to_end(checkpoint_root, dataset_dir, tmp_path, capsys):
@@ -55,8 +70,24 @@ def test_side_step_spellings_end_to_end(checkpoint_root, dataset_dir, tmp_path, 
 
 
 def test_bare_fisher_map_writes_into_the_dataset_folder(checkpoint_root, dataset_copy, capsys):
-    assert _estimate(checkpoint_root, dataset_copy, "--fisher-map", "--modules", "attention+mlp", "--score", "fisher",
-                     "--base-rank", "16", "--rank-min", "8", "--rank-max", "32") == 0
+    assert (
+        _estimate(
+            checkpoint_root,
+            dataset_copy,
+            "--fisher-map",
+            "--modules",
+            "attention+mlp",
+            "--score",
+            "fisher",
+            "--base-rank",
+            "16",
+            "--rank-min",
+            "8",
+            "--rank-max",
+            "32",
+        )
+        == 0
+    )
     data = json.loads((dataset_copy / "fisher_map.json").read_text())
     assert fisher_map_problems(data) == []
     assert data["base_rank"] == 16 and data["rank_budget"] == {"min": 8, "max": 32}
@@ -64,8 +95,9 @@ def test_bare_fisher_map_writes_into_the_dataset_folder(checkpoint_root, dataset
     assert all(entry["effective_rank"] > 0 for entry in data["modules"])  # from the checkpoint's cache
 
 
-def test_existing_map_is_refused_before_the_run_and_replaced_with_force(checkpoint_root, dataset_copy, capsys,
-                                                                       isolated_app_dirs):
+def test_existing_map_is_refused_before_the_run_and_replaced_with_force(
+    checkpoint_root, dataset_copy, capsys, isolated_app_dirs
+):
     existing = dataset_copy / "fisher_map.json"
     existing.write_text('{"version": 2}')
     assert _estimate(checkpoint_root, dataset_copy, "--fisher-map") == 1

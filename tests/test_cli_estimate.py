@@ -14,15 +14,29 @@ from acetui.cli import main
 
 def _estimate(checkpoint_root, dataset_dir, *extra: str) -> list[str]:
     return [
-        "estimate", "--checkpoint-dir", str(checkpoint_root), "--model-variant", "turbo",
-        "--dataset-dir", str(dataset_dir), "--estimate-batches", "3", "--top-k", "5", "--quiet", *extra,
+        "estimate",
+        "--checkpoint-dir",
+        str(checkpoint_root),
+        "--model-variant",
+        "turbo",
+        "--dataset-dir",
+        str(dataset_dir),
+        "--estimate-batches",
+        "3",
+        "--top-k",
+        "5",
+        "--quiet",
+        *extra,
     ]
 
 
 def test_estimate_writes_json_csv_and_peft(checkpoint_root, dataset_dir, tmp_path, capsys):
     out, table, peft = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "peft.json"
-    code = main(_estimate(checkpoint_root, dataset_dir, "--estimate-output", str(out), "--csv", str(table),
-                          "--peft-output", str(peft)))
+    code = main(
+        _estimate(
+            checkpoint_root, dataset_dir, "--estimate-output", str(out), "--csv", str(table), "--peft-output", str(peft)
+        )
+    )
     assert code == 0
     entries = json.loads(out.read_text())
     assert len(entries) == 4 * 8
@@ -73,18 +87,29 @@ def test_bad_settings_exit_with_one_line(checkpoint_root, dataset_dir, capsys, c
 
 
 def test_console_script_runs_as_a_process(checkpoint_root, dataset_dir, tmp_path):
-    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-           "XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "acetui", *_estimate(checkpoint_root, dataset_dir)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "acetui", *_estimate(checkpoint_root, dataset_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "decoder.layers." in done.stdout
     assert len(list((tmp_path / "data" / "acetui" / "runs").glob("*.json"))) == 1
 
 
 def test_engine_does_not_import_textual():
-    code = "import sys, acetui.estimate, acetui.data, acetui.model, acetui.profiles, acetui.history, acetui.cli; " \
-           "print('textual' in sys.modules or 'rich' in sys.modules)"
+    code = (
+        "import sys, acetui.estimate, acetui.data, acetui.model, acetui.profiles, acetui.history, acetui.cli; "
+        "print('textual' in sys.modules or 'rich' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
 

@@ -26,8 +26,9 @@ MODULES = {f"decoder.layers.{n}.self_attn.q_proj": float(10 - n) for n in range(
 
 @pytest.fixture(scope="module")
 def run(checkpoint_root, dataset_dir):
-    request = EstimateRequest(checkpoint_dir=checkpoint_root, variant="base", dataset_dir=dataset_dir, batches=3,
-                              device="cpu", top_k=4)
+    request = EstimateRequest(
+        checkpoint_dir=checkpoint_root, variant="base", dataset_dir=dataset_dir, batches=3, device="cpu", top_k=4
+    )
     return Estimator(request).run()
 
 
@@ -55,7 +56,9 @@ def test_reversed_ranking():
     first = comparison.modules[0]
     assert (first.rank_a, first.rank_b, first.rank_change) == (1, 6, -5)
     assert {c.module for c in comparison.most_different(2)} == {
-        "decoder.layers.0.self_attn.q_proj", "decoder.layers.5.self_attn.q_proj"}
+        "decoder.layers.0.self_attn.q_proj",
+        "decoder.layers.5.self_attn.q_proj",
+    }
 
 
 def test_ratios_names_and_missing_modules():

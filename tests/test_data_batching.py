@@ -70,8 +70,13 @@ def test_collate_needs_samples():
 
 def test_to_moves_and_casts_every_tensor():
     batch = collate([make_sample("a.pt", 3, 2)]).to("cpu", torch.bfloat16)
-    for tensor in (batch.target_latents, batch.context_latents, batch.encoder_hidden_states,
-                   batch.attention_mask, batch.encoder_attention_mask):
+    for tensor in (
+        batch.target_latents,
+        batch.context_latents,
+        batch.encoder_hidden_states,
+        batch.attention_mask,
+        batch.encoder_attention_mask,
+    ):
         assert tensor.dtype == torch.bfloat16
     assert batch.paths == (Path("a.pt"),)
 

@@ -44,8 +44,13 @@ def test_valid_sample_is_float32_contiguous(tmp_path):
     sample = load_sample(save(tmp_path / "a.pt", data), condition_width=32)
     assert isinstance(sample, Sample)
     assert (sample.frames, sample.condition_length) == (12, 5)
-    for tensor in (sample.target_latents, sample.context_latents, sample.encoder_hidden_states,
-                   sample.attention_mask, sample.encoder_attention_mask):
+    for tensor in (
+        sample.target_latents,
+        sample.context_latents,
+        sample.encoder_hidden_states,
+        sample.attention_mask,
+        sample.encoder_attention_mask,
+    ):
         assert tensor.dtype == torch.float32 and tensor.is_contiguous()
     assert torch.equal(sample.target_latents, data["target_latents"].float())
     assert sample.encoder_attention_mask.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
@@ -136,8 +141,13 @@ def test_unreadable_file(tmp_path):
 
 
 def test_pass1_intermediate_has_its_own_reason(tmp_path):
-    pass1 = {"target_latents": torch.randn(10, 64), "attention_mask": torch.ones(10), "latent_length": 10,
-             "text_hidden_states": torch.randn(1, 4, 32), "metadata": {}}
+    pass1 = {
+        "target_latents": torch.randn(10, 64),
+        "attention_mask": torch.ones(10),
+        "latent_length": 10,
+        "text_hidden_states": torch.randn(1, 4, 32),
+        "metadata": {},
+    }
     assert error_for(save(tmp_path / "song.tmp.pt", pass1)).startswith("pass-1 intermediate, not a sample")
 
 
@@ -155,6 +165,7 @@ def test_missing_keys_are_all_named(tmp_path):
 def _edit(key: str, value):
     def apply(data: dict) -> None:
         data[key] = value
+
     return apply
 
 
@@ -162,25 +173,44 @@ def _edit(key: str, value):
     ("edit", "expected"),
     [
         (_edit("target_latents", [[0.0] * 64]), "'target_latents' should be a tensor, found list"),
-        (_edit("target_latents", torch.randn(1, 10, 64)),
-         "'target_latents' should be [T, 64], found shape [1, 10, 64]"),
+        (
+            _edit("target_latents", torch.randn(1, 10, 64)),
+            "'target_latents' should be [T, 64], found shape [1, 10, 64]",
+        ),
         (_edit("encoder_hidden_states", torch.randn(6)), "'encoder_hidden_states' should be [L, E], found shape [6]"),
         (_edit("attention_mask", torch.ones(1, 10)), "'attention_mask' should be [10], found shape [1, 10]"),
         (_edit("target_latents", torch.randn(10, 32)), "'target_latents' has 32 channels, expected 64"),
         (_edit("context_latents", torch.randn(10, 65)), "'context_latents' has 65 channels, expected 128"),
-        (_edit("target_latents", torch.zeros(10, 64, dtype=torch.int64)),
-         "'target_latents' should be floating point, found torch.int64"),
-        (_edit("encoder_hidden_states", torch.ones(6, 32, dtype=torch.bool)),
-         "'encoder_hidden_states' should be floating point, found torch.bool"),
-        (_edit("context_latents", torch.ones(11, 128)),
-         "'context_latents' has 11 frames but 'target_latents' has 10"),
+        (
+            _edit("target_latents", torch.zeros(10, 64, dtype=torch.int64)),
+            "'target_latents' should be floating point, found torch.int64",
+        ),
+        (
+            _edit("encoder_hidden_states", torch.ones(6, 32, dtype=torch.bool)),
+            "'encoder_hidden_states' should be floating point, found torch.bool",
+        ),
+        (_edit("context_latents", torch.ones(11, 128)), "'context_latents' has 11 frames but 'target_latents' has 10"),
         (_edit("attention_mask", torch.ones(9)), "'attention_mask' has length 9 but 'target_latents' frames is 10"),
-        (_edit("encoder_attention_mask", torch.ones(7)),
-         "'encoder_attention_mask' has length 7 but 'encoder_hidden_states' length is 6"),
+        (
+            _edit("encoder_attention_mask", torch.ones(7)),
+            "'encoder_attention_mask' has length 7 but 'encoder_hidden_states' length is 6",
+        ),
         (_edit("attention_mask", torch.tensor([float("nan")] * 10)), "'attention_mask' contains NaN/Inf values"),
     ],
-    ids=["not-tensor", "rank-target", "rank-condition", "rank-mask", "width-target", "width-context",
-         "int-dtype", "bool-dtype", "t-mismatch", "mask-mismatch", "condition-mask-mismatch", "nan-mask"],
+    ids=[
+        "not-tensor",
+        "rank-target",
+        "rank-condition",
+        "rank-mask",
+        "width-target",
+        "width-context",
+        "int-dtype",
+        "bool-dtype",
+        "t-mismatch",
+        "mask-mismatch",
+        "condition-mask-mismatch",
+        "nan-mask",
+    ],
 )
 def test_shape_and_dtype_problems(tmp_path, edit, expected):
     data = sample_dict()

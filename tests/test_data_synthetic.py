@@ -20,8 +20,14 @@ def test_round_trip_through_scan(tmp_path):
 def test_official_layout(tmp_path):
     (path,) = write_dataset(tmp_path, count=1, condition_width=16, dtype=torch.bfloat16)
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    assert set(raw) == {"target_latents", "attention_mask", "encoder_hidden_states",
-                        "encoder_attention_mask", "context_latents", "metadata"}
+    assert set(raw) == {
+        "target_latents",
+        "attention_mask",
+        "encoder_hidden_states",
+        "encoder_attention_mask",
+        "context_latents",
+        "metadata",
+    }
     frames = raw["target_latents"].shape[0]
     assert raw["target_latents"].dtype == torch.bfloat16
     assert raw["context_latents"].shape == (frames, 128)

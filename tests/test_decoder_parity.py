@@ -71,6 +71,6 @@ def test_parameter_names_are_checkpoint_keys(checkpoint_root):
 
     model = load_decoder(checkpoint_root, "turbo")
     with safe_open(str(checkpoint_root / "acestep-v15-turbo" / "model.safetensors"), "pt") as handle:
-        decoder_keys = {k[len(DECODER_PREFIX):] for k in handle.keys() if k.startswith(DECODER_PREFIX)}
+        decoder_keys = {k[len(DECODER_PREFIX) :] for k in handle.keys() if k.startswith(DECODER_PREFIX)}
     assert {name for name, _ in model.named_parameters()} == decoder_keys
     assert not any(p.requires_grad for p in model.parameters())

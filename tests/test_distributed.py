@@ -56,13 +56,33 @@ def test_two_gloo_ranks_equal_one_process(planted_root, dataset_dir, tmp_path, m
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
     settings = {"auto_batches": True, "max_batches": 6, "stability_target": 0.9, "top_k": 2, "device": "cpu"}
-    single = Estimator(EstimateRequest(checkpoint_dir=planted_root, variant="turbo", dataset_dir=dataset_dir,
-                                       **settings)).run()
+    single = Estimator(
+        EstimateRequest(checkpoint_dir=planted_root, variant="turbo", dataset_dir=dataset_dir, **settings)
+    ).run()
     assert single.completed_batches == 3  # stops inside the second round of two ranks
     output = tmp_path / "ranking.json"
-    argv = ["estimate", "-c", str(planted_root), "-M", "turbo", "-d", str(dataset_dir), "--estimate-batches",
-            "auto", "--max-batches", "6", "--top-k", "2", "--device", "cpu", "-q", "-o", str(output),
-            "--nproc", "2"]
+    argv = [
+        "estimate",
+        "-c",
+        str(planted_root),
+        "-M",
+        "turbo",
+        "-d",
+        str(dataset_dir),
+        "--estimate-batches",
+        "auto",
+        "--max-batches",
+        "6",
+        "--top-k",
+        "2",
+        "--device",
+        "cpu",
+        "-q",
+        "-o",
+        str(output),
+        "--nproc",
+        "2",
+    ]
     assert main(argv) == 0
     records = list((tmp_path / "xdg" / "acetui" / "runs").glob("*.json"))
     assert len(records) == 1  # rank 0 alone writes
@@ -80,5 +100,7 @@ def test_two_gloo_ranks_equal_one_process(planted_root, dataset_dir, tmp_path, m
     assert [entry[0] for entry in record["metadata"]["stability"]] == [2, 3]
     ranking = json.loads(output.read_text())
     assert [entry["module"] for entry in ranking[:2]] == [
-        "decoder.layers.1.cross_attn.o_proj", "decoder.layers.3.self_attn.o_proj"]
+        "decoder.layers.1.cross_attn.o_proj",
+        "decoder.layers.3.self_attn.o_proj",
+    ]
     assert ranking[0]["p_top_k"] == 1.0

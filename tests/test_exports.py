@@ -53,7 +53,9 @@ def test_peft_names_never_carry_the_decoder_prefix():
 
 def test_layer_units_expand_to_their_projections():
     blocks = _ranked("decoder.layers.5.cross_attn", "decoder.layers.1.self_attn")
-    assert peft_exact_modules(blocks, 1) == [f"layers.5.cross_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    assert peft_exact_modules(blocks, 1) == [
+        f"layers.5.cross_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+    ]
     assert target_modules_string(blocks, 2) == "q_proj k_proj v_proj"
 
 

@@ -55,11 +55,18 @@ def test_mlp_norms_equal_plain_autograd(runs, checkpoint_root):
     decoder = load_decoder(checkpoint_root, "base")
     config = decoder.config
     record = with_mlp.batches[1]
-    samples = [load_sample(Path(path), condition_width=config.condition_width,
-                           context_channels=config.context_channels) for path in record.samples]
+    samples = [
+        load_sample(Path(path), condition_width=config.condition_width, context_channels=config.context_channels)
+        for path in record.samples
+    ]
     batch = collate(samples)
-    draw = draw_batch(batch, config.timestep_mu, config.timestep_sigma, TimestepFocus.parse("balanced"),
-                      batch_generator(7, record.index))
+    draw = draw_batch(
+        batch,
+        config.timestep_mu,
+        config.timestep_sigma,
+        TimestepFocus.parse("balanced"),
+        batch_generator(7, record.index),
+    )
     assert draw.timesteps.tolist() == pytest.approx(record.timesteps)
     weights = {name: decoder.get_submodule(name.removeprefix("decoder.")).weight for name in with_mlp.modules}
     for weight in weights.values():
@@ -86,10 +93,33 @@ def test_rankings_and_exports_include_mlp(runs):
 
 def test_cli_modules_flag_end_to_end(checkpoint_root, dataset_dir, tmp_path, capsys):
     out = tmp_path / "ranking.json"
-    code = main(["estimate", "-c", str(checkpoint_root), "-M", "turbo", "-d", str(dataset_dir), "--estimate-batches",
-                 "2", "--modules", "attention+mlp", "--granularity", "layer", "--top-k", "12", "-o", str(out),
-                 "--quiet"])
+    code = main(
+        [
+            "estimate",
+            "-c",
+            str(checkpoint_root),
+            "-M",
+            "turbo",
+            "-d",
+            str(dataset_dir),
+            "--estimate-batches",
+            "2",
+            "--modules",
+            "attention+mlp",
+            "--granularity",
+            "layer",
+            "--top-k",
+            "12",
+            "-o",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     entries = json.loads(out.read_text())
-    assert len(entries) == 12 and {entry["module"].split(".")[-1] for entry in entries} == {"self_attn", "cross_attn", "mlp"}
+    assert len(entries) == 12 and {entry["module"].split(".")[-1] for entry in entries} == {
+        "self_attn",
+        "cross_attn",
+        "mlp",
+    }
     assert "mlp" in capsys.readouterr().out

@@ -253,7 +253,10 @@ def test_shard_listed_in_the_index_is_missing(tmp_path):
     folder = write_checkpoint(tmp_path / "acestep-v15-base", TINY, dtype=torch.float32, shards=3)
     (folder / "model-00003-of-00003.safetensors").unlink()
     message = _load_error(tmp_path, "base")
-    assert f"{folder / 'model-00003-of-00003.safetensors'}: shard listed in model.safetensors.index.json is missing" in message
+    assert (
+        f"{folder / 'model-00003-of-00003.safetensors'}: shard listed in model.safetensors.index.json is missing"
+        in message
+    )
 
 
 def test_index_not_json(tmp_path):
@@ -274,7 +277,8 @@ def test_tensor_listed_in_the_index_missing_from_its_shard(tmp_path):
     index_path = folder / "model.safetensors.index.json"
     index = json.loads(index_path.read_text())
     index["weight_map"]["decoder.norm_out.weight"] = next(
-        shard for shard in sorted(set(index["weight_map"].values()))
+        shard
+        for shard in sorted(set(index["weight_map"].values()))
         if "decoder.norm_out.weight" not in _file_tensors([folder / shard])
     )
     index_path.write_text(json.dumps(index))

@@ -73,8 +73,10 @@ def test_planted_projections_rank_first_with_high_probability(planted_result, sc
     # The run record keeps the same figures for every score.
     stored = result.metadata["statistics"]["scores"][score]
     assert stored["stability"] == stats.stability
-    assert stored["units"]["decoder.layers.1.cross_attn.o_proj"]["p_top_k"] == figures[
-        "decoder.layers.1.cross_attn.o_proj"].p_top_k
+    assert (
+        stored["units"]["decoder.layers.1.cross_attn.o_proj"]["p_top_k"]
+        == figures["decoder.layers.1.cross_attn.o_proj"].p_top_k
+    )
 
 
 def test_auto_batches_stop_early_on_a_strong_signal(planted_root, dataset_dir):

@@ -56,8 +56,16 @@ def test_last_settings_survive_and_a_broken_file_is_reported_not_fatal(isolated_
 
 
 def test_cli_runs_a_profile_and_flags_win(checkpoint_root, dataset_dir, tmp_path, capsys):
-    save_profile("quick", {"checkpoint_dir": str(checkpoint_root), "variant": "turbo",
-                           "dataset_dir": str(dataset_dir), "batches": 2, "top_k": 3})
+    save_profile(
+        "quick",
+        {
+            "checkpoint_dir": str(checkpoint_root),
+            "variant": "turbo",
+            "dataset_dir": str(dataset_dir),
+            "batches": 2,
+            "top_k": 3,
+        },
+    )
     out = tmp_path / "out.json"
     assert main(["estimate", "--profile", "quick", "--top-k", "4", "-o", str(out), "--quiet"]) == 0
     assert sum(entry["top_k"] for entry in json.loads(out.read_text())) == 4

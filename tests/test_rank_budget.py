@@ -26,8 +26,17 @@ def ranked(values: dict[str, float]) -> list[RankedModule]:
     rows = []
     for position, name in enumerate(order, start=1):
         parts = module_parts(name)
-        rows.append(RankedModule(position, name, values[name], values[name] / total if total else 0.0, parts.layer, parts.kind,
-                                 parts.projection))
+        rows.append(
+            RankedModule(
+                position,
+                name,
+                values[name],
+                values[name] / total if total else 0.0,
+                parts.layer,
+                parts.kind,
+                parts.projection,
+            )
+        )
     return rows
 
 
@@ -81,8 +90,11 @@ def test_no_signal_is_uniform_and_layer_units_expand():
     shapes = projection_shapes(TINY, include_mlp=False)
     block = {"decoder.layers.2.cross_attn": 0.0, "decoder.layers.0.self_attn": 0.0}
     ranks = assign_ranks(ranked(block), shapes, base_rank=8, min_rank=1, max_rank=32)
-    assert set(ranks) == {f"layers.{n}.{kind}.{p}" for n, kind in ((2, "cross_attn"), (0, "self_attn"))
-                          for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
+    assert set(ranks) == {
+        f"layers.{n}.{kind}.{p}"
+        for n, kind in ((2, "cross_attn"), (0, "self_attn"))
+        for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+    }
     assert set(ranks.values()) == {8}
 
 
@@ -110,9 +122,32 @@ def test_cli_peft_output_with_rank_budget(checkpoint_root, dataset_dir, tmp_path
     from acetui.cli import main
 
     out = tmp_path / "peft.json"
-    argv = ["estimate", "-c", str(checkpoint_root), "-M", "turbo", "-d", str(dataset_dir), "--estimate-batches",
-            "2", "--top-k", "4", "--device", "cpu", "-q", "--peft-output", str(out), "--rank-budget", "0",
-            "--base-rank", "8", "--rank-min", "2", "--rank-max", "16"]
+    argv = [
+        "estimate",
+        "-c",
+        str(checkpoint_root),
+        "-M",
+        "turbo",
+        "-d",
+        str(dataset_dir),
+        "--estimate-batches",
+        "2",
+        "--top-k",
+        "4",
+        "--device",
+        "cpu",
+        "-q",
+        "--peft-output",
+        str(out),
+        "--rank-budget",
+        "0",
+        "--base-rank",
+        "8",
+        "--rank-min",
+        "2",
+        "--rank-max",
+        "16",
+    ]
     assert main(argv) == 0
     config = json.loads(out.read_text())
     assert len(config["rank_pattern"]) == 4 and config["r"] == 8

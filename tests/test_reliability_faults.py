@@ -71,14 +71,21 @@ def _request(root, dataset, **changes) -> EstimateRequest:
 def test_out_of_memory_stops_with_advice_and_keeps_completed_batches(checkpoint_root, dataset_dir, isolated_app_dirs):
     HookedEstimator.install = staticmethod(out_of_memory_on_call(3))
     events = []
-    estimator = HookedEstimator(_request(checkpoint_root, dataset_dir), on_event=events.append,
-                                record_dir=isolated_app_dirs.runs)
+    estimator = HookedEstimator(
+        _request(checkpoint_root, dataset_dir), on_event=events.append, record_dir=isolated_app_dirs.runs
+    )
     result = estimator.run()
 
     failure = events[-1]
     assert isinstance(failure, RunFailed)
-    for advice in ("out of memory on batch 3", "--batch-size", "--dtype bf16", "--crop-frames",
-                   "--activation-checkpointing", "2 completed batches were kept"):
+    for advice in (
+        "out of memory on batch 3",
+        "--batch-size",
+        "--dtype bf16",
+        "--crop-frames",
+        "--activation-checkpointing",
+        "2 completed batches were kept",
+    ):
         assert advice in failure.message
     assert "\n" not in failure.message
     assert result is not None and result.status == "failed" and result.message == failure.message
@@ -108,8 +115,9 @@ def test_an_unexpected_error_is_reported_and_keeps_completed_batches(checkpoint_
 
     HookedEstimator.install = staticmethod(broken_on_call(2))
     events = []
-    result = HookedEstimator(_request(checkpoint_root, dataset_dir), on_event=events.append,
-                             record_dir=isolated_app_dirs.runs).run()
+    result = HookedEstimator(
+        _request(checkpoint_root, dataset_dir), on_event=events.append, record_dir=isolated_app_dirs.runs
+    ).run()
     assert isinstance(events[-1], RunFailed)
     assert events[-1].message == "unexpected RuntimeError: boom (please report this)"
     assert result.status == "failed" and [batch.index for batch in result.batches] == [0]
@@ -148,8 +156,7 @@ def _means_of_included(record: dict) -> list[float]:
 
 def test_non_finite_loss_is_excluded_and_counted(tmp_path, checkpoint_root, capsys, isolated_app_dirs):
     folder, huge = _overflow_dataset(tmp_path)
-    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, folder, "--estimate-batches", "8",
-                                                    "--seed", "4"))
+    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, folder, "--estimate-batches", "8", "--seed", "4"))
     assert code == 0, err
     (record,) = run_records(isolated_app_dirs).values()
     excluded = [batch for batch in record["batches"] if batch["excluded"]]
@@ -171,8 +178,9 @@ def test_non_finite_gradient_is_excluded_and_counted(checkpoint_root, dataset_di
     HookedEstimator.layer = 2
     events = []
     try:
-        result = HookedEstimator(_request(checkpoint_root, dataset_dir, batches=4), on_event=events.append,
-                                 record_dir=isolated_app_dirs.runs).run()
+        result = HookedEstimator(
+            _request(checkpoint_root, dataset_dir, batches=4), on_event=events.append, record_dir=isolated_app_dirs.runs
+        ).run()
     finally:
         HookedEstimator.layer = 1
     assert result.status == "complete"
@@ -227,8 +235,11 @@ def test_resume_refuses_a_dataset_that_changed(tmp_path, checkpoint_root, capsys
     folder = tmp_path / "growing"
     write_dataset(folder, count=3, condition_width=TINY.condition_width, seed=3, frames=(9, 12))
     request = _request(checkpoint_root, folder, batches=4)
-    estimator = Estimator(request, record_dir=isolated_app_dirs.runs,
-                          on_event=lambda event: isinstance(event, BatchDone) and estimator.cancel())
+    estimator = Estimator(
+        request,
+        record_dir=isolated_app_dirs.runs,
+        on_event=lambda event: isinstance(event, BatchDone) and estimator.cancel(),
+    )
     partial = estimator.run()
     assert partial.status == "cancelled"
     torch.save(sample_dict(), folder / "zz_new.pt")

@@ -82,8 +82,9 @@ def full_disk(tmp_path):
     mount.mkdir()
     if shutil.which("mount") is None or os.geteuid() != 0:
         pytest.skip("cannot mount a tmpfs here (the RLIMIT_FSIZE test covers the write failure)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "acetui-test", str(mount)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64", "acetui-test", str(mount)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
@@ -138,9 +139,9 @@ def test_export_past_the_file_size_limit(tmp_path, checkpoint_root, dataset_dir)
 
 BAD_PROFILES = {
     "not-toml": (b"batches = [1,\n", "not valid TOML ("),
-    "not-utf8": (b"variant = \"\xff\xfe\"\n", "not valid TOML ("),
+    "not-utf8": (b'variant = "\xff\xfe"\n', "not valid TOML ("),
     "unknown-key": (b"batchez = 3\n", "unknown key 'batchez'"),
-    "wrong-type": (b"batches = \"five\"\n", "key 'batches' should be int, found 'five'"),
+    "wrong-type": (b'batches = "five"\n', "key 'batches' should be int, found 'five'"),
     "directory": (None, "cannot read ("),
 }
 

@@ -29,8 +29,13 @@ SMALL = DecoderConfig(
     hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
     head_dim=16, sliding_window=4,
 )  # fmt: skip
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _damage(data: bytes, operations: list[tuple[str, int, bytes]], hot: int) -> bytes:
@@ -128,20 +133,34 @@ def _header_file(body: bytes) -> bytes:
     "target, content",
     [
         ("model.safetensors", _header_file(_nested(100_000))),
-        ("model.safetensors", _header_file(b'{"decoder.x": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}}')),
+        (
+            "model.safetensors",
+            _header_file(b'{"decoder.x": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}}'),
+        ),
         ("model.safetensors", _header_file(b'{"decoder.x": {"dtype": "F32", "shape": [-1], "data_offsets": [4, 0]}}')),
         ("model.safetensors", _header_file(b'{"decoder.x": {"dtype": "F32", "shape": {"a": 1}, "data_offsets": 7}}')),
         ("model.safetensors", (2**63).to_bytes(8, "little") + b"{}"),
         ("config.json", _nested(100_000)),
         ("config.json", b'{"hidden_size": 1e400}'),
-        ("config.json", b'{"hidden_size": -64, "intermediate_size": 128, "num_hidden_layers": 4,'
-                        b' "num_attention_heads": 4}'),
+        (
+            "config.json",
+            b'{"hidden_size": -64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4}',
+        ),
         ("model.safetensors.index.json", _nested(100_000)),
         ("model.safetensors.index.json", b'{"weight_map": {"decoder.x": "../../../etc/passwd"}}'),
     ],
-    ids=["header-deeply-nested", "header-huge-number", "header-negative", "header-wrong-types",
-         "header-length-2^63", "config-deeply-nested", "config-huge-number", "config-negative-size",
-         "index-deeply-nested", "index-points-outside"],
+    ids=[
+        "header-deeply-nested",
+        "header-huge-number",
+        "header-negative",
+        "header-wrong-types",
+        "header-length-2^63",
+        "config-deeply-nested",
+        "config-huge-number",
+        "config-negative-size",
+        "index-deeply-nested",
+        "index-points-outside",
+    ],
 )
 def test_hostile_checkpoint_files(target, content, tmp_path):
     """Hand-made worst cases the random damage is unlikely to reach."""

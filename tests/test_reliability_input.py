@@ -69,9 +69,15 @@ BAD_SAMPLES = {
     "corrupt": (lambda path, tmp: path.write_bytes(bytes(range(256)) * 8), "not a valid torch file"),
     "not-a-dict": (lambda path, tmp: torch.save([torch.zeros(3)], path), "expected a dict of tensors, found list"),
     "missing-key": (_edited(encoder_hidden_states=None), "missing key 'encoder_hidden_states'"),
-    "wrong-rank": (_edited(target_latents=torch.randn(1, 10, 64)), "'target_latents' should be [T, 64], found shape [1, 10, 64]"),
+    "wrong-rank": (
+        _edited(target_latents=torch.randn(1, 10, 64)),
+        "'target_latents' should be [T, 64], found shape [1, 10, 64]",
+    ),
     "wrong-shape": (_edited(target_latents=torch.randn(10, 63)), "'target_latents' has 63 channels, expected 64"),
-    "wrong-dtype": (_edited(target_latents=torch.ones(10, 64, dtype=torch.int64)), "'target_latents' should be floating point"),
+    "wrong-dtype": (
+        _edited(target_latents=torch.ones(10, 64, dtype=torch.int64)),
+        "'target_latents' should be floating point",
+    ),
     "nan": (_with_value("target_latents", float("nan")), "'target_latents' contains 1 NaN/Inf values"),
     "inf": (_with_value("encoder_hidden_states", float("inf")), "'encoder_hidden_states' contains 1 NaN/Inf values"),
     "encoder-width": (
@@ -250,8 +256,10 @@ def _checkpoint_case(case: str, tmp_path: Path) -> tuple[Path, str, str]:
         state = random_state(TINY, seed=1, dtype=torch.float32)
         del state["decoder.layers.2.cross_attn.k_proj.weight"]
         root, folder = _good_root(tmp_path, state=state)
-        return root, "turbo", (
-            f"{folder / 'model.safetensors'}: missing decoder tensor 'decoder.layers.2.cross_attn.k_proj.weight'"
+        return (
+            root,
+            "turbo",
+            (f"{folder / 'model.safetensors'}: missing decoder tensor 'decoder.layers.2.cross_attn.k_proj.weight'"),
         )
     if case == "key-unexpected":
         root, folder = _good_root(tmp_path)

@@ -36,13 +36,30 @@ def short_dataset(tmp_path_factory) -> Path:
 
 
 def _estimate_command(root: Path, dataset: Path, batches: int = BATCHES) -> list[str]:
-    return [*PYTHON, "estimate", "-c", str(root), "-M", "turbo", "-d", str(dataset), "--device", "cpu",
-            "--dtype", "fp32", "--seed", str(SEED), "--estimate-batches", str(batches)]
+    return [
+        *PYTHON,
+        "estimate",
+        "-c",
+        str(root),
+        "-M",
+        "turbo",
+        "-d",
+        str(dataset),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        "--seed",
+        str(SEED),
+        "--estimate-batches",
+        str(batches),
+    ]
 
 
 def _start(tmp_path: Path, command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _record(tmp_path: Path) -> tuple[Path, dict] | None:
@@ -77,8 +94,14 @@ def _finish(process: subprocess.Popen) -> tuple[int, str, str]:
 
 
 def _resume(tmp_path: Path, run_id: str) -> tuple[int, str, str]:
-    done = subprocess.run([*PYTHON, "resume", run_id, "--quiet"], cwd=REPO, env=subprocess_env(tmp_path),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*PYTHON, "resume", run_id, "--quiet"],
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.returncode, done.stdout, done.stderr
 
 
@@ -88,8 +111,9 @@ def uninterrupted(checkpoint_root, short_dataset):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        request = EstimateRequest(checkpoint_root, "turbo", short_dataset, batches=BATCHES, seed=SEED,
-                                  dtype="fp32", device="cpu")
+        request = EstimateRequest(
+            checkpoint_root, "turbo", short_dataset, batches=BATCHES, seed=SEED, dtype="fp32", device="cpu"
+        )
         return Estimator(request).run()
     finally:
         torch.set_num_threads(threads)

@@ -27,8 +27,16 @@ from acetui.estimate.sidestep import (
 
 @pytest.fixture(scope="module")
 def mlp_result(checkpoint_root, dataset_dir):
-    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=3, top_k=6, modules="attention+mlp",
-                              device="cpu", timestep_focus="texture")
+    request = EstimateRequest(
+        checkpoint_root,
+        "turbo",
+        dataset_dir,
+        batches=3,
+        top_k=6,
+        modules="attention+mlp",
+        device="cpu",
+        timestep_focus="texture",
+    )
     return Estimator(request).run()
 
 
@@ -83,7 +91,9 @@ def test_fisher_map_read_back_against_the_schema(mlp_result, checkpoint_root, da
     means = dict(zip(table.names, table.means.tolist()))
     errors = dict(zip(table.names, (table.values.std(dim=0) / 3**0.5).tolist()))
     effective = effective_ranks(checkpoint_root, "turbo", mlp_result.modules)
-    assert [entry["name"] for entry in data["modules"]] == [item.module for item in fisher_ranking if item.module in matched]
+    assert [entry["name"] for entry in data["modules"]] == [
+        item.module for item in fisher_ranking if item.module in matched
+    ]
     for entry in data["modules"]:
         assert set(entry) == {"name", "fisher_score", "fisher_cross_run_std", "effective_rank", "assigned_rank"}
         assert entry["fisher_score"] == pytest.approx(means[entry["name"]], rel=1e-12)
@@ -162,8 +172,14 @@ def test_import_own_and_side_step_estimate_lists(mlp_result, tmp_path):
     ]
 
     side_step = tmp_path / "side-step.json"
-    side_step.write_text(json.dumps([{"name": "layers.1.cross_attn.v_proj", "score": 0.5},
-                                     {"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 2}]))
+    side_step.write_text(
+        json.dumps(
+            [
+                {"name": "layers.1.cross_attn.v_proj", "score": 0.5},
+                {"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 2},
+            ]
+        )
+    )
     imported = load_ranking(side_step)
     assert imported.scores == {"decoder.layers.0.self_attn.q_proj": 2.0, "decoder.layers.1.cross_attn.v_proj": 0.5}
     assert [row.rank for row in imported.ranked()] == [1, 2] and imported.ranked()[0].share == pytest.approx(0.8)
@@ -177,8 +193,12 @@ def test_import_fisher_maps(mlp_result, tmp_path):
     assert list(imported.scores) == [entry["name"] for entry in data["modules"]]
     assert imported.metadata["model_variant"] == "turbo" and imported.metadata["version"] == 2
 
-    without_modules = {"version": 1, "target_modules": ["self_attn.q_proj"], "alpha_pattern": {},
-                       "rank_pattern": {"layers.0.self_attn.q_proj": 16, "layers.1.self_attn.q_proj": 32}}
+    without_modules = {
+        "version": 1,
+        "target_modules": ["self_attn.q_proj"],
+        "alpha_pattern": {},
+        "rank_pattern": {"layers.0.self_attn.q_proj": 16, "layers.1.self_attn.q_proj": 32},
+    }
     (tmp_path / "v1.json").write_text(json.dumps(without_modules))
     imported = load_ranking(tmp_path / "v1.json")
     assert imported.score_name == "assigned_rank"
@@ -217,9 +237,13 @@ def test_selection_follows_the_chosen_score_and_modules_stay_in_fisher_order(mlp
 def test_ranks_from_the_rank_budget_module_plug_in(mlp_result):
     rank_budget = pytest.importorskip("acetui.estimate.rank_budget")
     plain = build_fisher_map(mlp_result, effective={})
-    chosen = [item for item in rank_modules(mlp_result, "fisher")
-              if item.module.removeprefix("decoder.") in plain["rank_pattern"]]
-    ranks = rank_budget.assign_ranks(chosen, rank_budget.result_shapes(mlp_result), base_rank=16, min_rank=8,
-                                     max_rank=48)
+    chosen = [
+        item
+        for item in rank_modules(mlp_result, "fisher")
+        if item.module.removeprefix("decoder.") in plain["rank_pattern"]
+    ]
+    ranks = rank_budget.assign_ranks(
+        chosen, rank_budget.result_shapes(mlp_result), base_rank=16, min_rank=8, max_rank=48
+    )
     data = build_fisher_map(mlp_result, effective={}, ranks=ranks, base_rank=16, rank_min=8, rank_max=48)
     assert data["rank_pattern"] == ranks and fisher_map_problems(data) == []

@@ -87,8 +87,13 @@ def test_one_batch_says_nothing():
     assert math.isnan(stats.stability)
     assert all(math.isnan(unit.stderr) and math.isnan(unit.p_top_k) for unit in stats.units)
     assert stats.units[1].mean == 2.0
-    assert stats.to_dict()["units"]["a"] == {"mean": 1.0, "stderr": None, "ci_low": None, "ci_high": None,
-                                             "p_top_k": None}
+    assert stats.to_dict()["units"]["a"] == {
+        "mean": 1.0,
+        "stderr": None,
+        "ci_low": None,
+        "ci_high": None,
+        "p_top_k": None,
+    }
 
 
 def test_ranking_stats_names_and_k_clamped():

@@ -85,9 +85,7 @@ class DatasetScan:
         parts = [_count(len(self.samples), "sample")]
         if self.samples:
             low, high = self.condition_lengths
-            parts.append(
-                f"{_duration(self.total_seconds)} total ({self.min_seconds:.1f}-{self.max_seconds:.1f} s)"
-            )
+            parts.append(f"{_duration(self.total_seconds)} total ({self.min_seconds:.1f}-{self.max_seconds:.1f} s)")
             parts.append(f"condition length {low}" if low == high else f"condition length {low}-{high}")
         if self.problems:
             parts.append(_count(len(self.problems), "problem file"))

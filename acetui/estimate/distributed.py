@@ -178,8 +178,13 @@ def spawn_local(nproc: int, argv: Sequence[str], *, poll_seconds: float = 0.2) -
     quiet. Ctrl-C reaches every rank from the terminal, so it is not forwarded; SIGTERM/SIGHUP are."""
     if nproc < 1:
         raise AcetuiError(f"--nproc must be at least 1, got {nproc}")
-    base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-            "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc)}
+    base = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "WORLD_SIZE": str(nproc),
+        "LOCAL_WORLD_SIZE": str(nproc),
+    }
     processes = []
     for rank in range(nproc):
         env = {**base, "RANK": str(rank), "LOCAL_RANK": str(rank)}

@@ -375,9 +375,7 @@ class Estimator:
         crop = self.request.crop_frames
         offsets = None
         if crop is not None:
-            offsets = [
-                int(torch.randint(0, max(1, s.frames - crop + 1), (1,), generator=generator)) for s in samples
-            ]
+            offsets = [int(torch.randint(0, max(1, s.frames - crop + 1), (1,), generator=generator)) for s in samples]
         batch = collate(samples, crop_frames=crop, crop_offsets=offsets)
         draw = draw_batch(batch, config.timestep_mu, config.timestep_sigma, session.focus, generator)
         batch = batch.to(session.device, session.dtype)

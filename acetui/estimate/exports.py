@@ -49,8 +49,16 @@ def ranking_csv(ranking: list[RankedModule], top_k: int) -> str:
     writer.writerow(["rank", "module", "layer", "attention", "projection", "sensitivity", "share", "top_k"])
     for item in ranking:
         writer.writerow(
-            [item.rank, item.module, item.layer, item.kind, item.projection, repr(item.sensitivity),
-             f"{item.share:.6f}", int(item.rank <= top_k)]
+            [
+                item.rank,
+                item.module,
+                item.layer,
+                item.kind,
+                item.projection,
+                repr(item.sensitivity),
+                f"{item.share:.6f}",
+                int(item.rank <= top_k),
+            ]
         )
     return buffer.getvalue()
 

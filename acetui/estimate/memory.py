@@ -85,7 +85,9 @@ def activation_bytes(config, frames: int, batch_size: int, dtype: torch.dtype) -
     return tokens * per_token_layer * config.num_hidden_layers * element
 
 
-def needs_activation_checkpointing(config, frames: int, batch_size: int, dtype: torch.dtype, device: torch.device) -> bool:
+def needs_activation_checkpointing(
+    config, frames: int, batch_size: int, dtype: torch.dtype, device: torch.device
+) -> bool:
     """On CUDA, recompute activations when keeping them would not fit in 80 % of the free memory."""
     if device.type != "cuda":
         return False

@@ -58,7 +58,9 @@ class EstimateRequest:
         if self.dtype != "auto" and self.dtype not in DTYPES:
             raise AcetuiError(f"dtype must be auto, {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.activation_checkpointing not in CHECKPOINTING:
-            raise AcetuiError(f"activation checkpointing must be auto, on or off, got {self.activation_checkpointing!r}")
+            raise AcetuiError(
+                f"activation checkpointing must be auto, on or off, got {self.activation_checkpointing!r}"
+            )
         if self.crop_frames is not None and self.crop_frames < 2:
             raise AcetuiError(f"crop length must be at least 2 frames, got {self.crop_frames}")
         if not 0.0 < self.stability_target <= 1.0:

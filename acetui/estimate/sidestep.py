@@ -179,8 +179,12 @@ def build_fisher_map(
     if ranks is None:
         chosen = set(selected)
         chosen_scores = {item.module: item.sensitivity for item in ranking if item.module in chosen}
-        assigned = {peft_key(name): rank for name, rank in budget_ranks(
-            chosen_scores, effective, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max).items()}
+        assigned = {
+            peft_key(name): rank
+            for name, rank in budget_ranks(
+                chosen_scores, effective, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max
+            ).items()
+        }
     else:
         missing = [peft_key(name) for name in selected if peft_key(name) not in ranks]
         if missing:
@@ -301,8 +305,9 @@ def export_fisher_map(
         raise OutputExistsError(target)
     if effective is None:
         effective = cached_effective_ranks(result)
-    fisher_map = build_fisher_map(result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max,
-                                  effective=effective, ranks=ranks)
+    fisher_map = build_fisher_map(
+        result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max, effective=effective, ranks=ranks
+    )
     return write_fisher_map(target, fisher_map, force=force)
 
 

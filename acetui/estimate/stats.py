@@ -39,8 +39,36 @@ METHOD = "bootstrap over batches; stability = mean fraction of the top-k set ret
 
 # Two-sided 95 % Student t quantiles t(0.975, df) for df = 1..30; larger df use a Cornish-Fisher series.
 _T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
 )
 _Z975 = 1.959963984540054
 
@@ -195,7 +223,10 @@ def result_stats(
     request = result.request
     table = score_table(result, score, granularity or request.granularity)
     return ranking_stats(
-        table.values, table.names, top_k or request.top_k, resamples=resamples,
+        table.values,
+        table.names,
+        top_k or request.top_k,
+        resamples=resamples,
         seed=request.seed if seed is None else seed,
     )
 

@@ -147,8 +147,9 @@ def _entry(file: Path, key: str, info: Any, data_start: int, size: int, corrupt)
         raise corrupt(f"malformed header entry for tensor {key!r}")
     item = _ITEM_SIZES.get(code)
     if item is not None and (end - begin) != math.prod(shape) * item:
-        raise corrupt(f"tensor {key!r} has {end - begin} bytes, its shape {list(shape)} {code} needs "
-                      f"{math.prod(shape) * item}")
+        raise corrupt(
+            f"tensor {key!r} has {end - begin} bytes, its shape {list(shape)} {code} needs {math.prod(shape) * item}"
+        )
     if data_start + end > size:
         raise ModelLoadError(
             f"{file}: truncated safetensors file (tensor {key!r} ends at byte {data_start + end}, "
@@ -229,7 +230,7 @@ def iter_decoder_tensors(
             tensor = torch.empty(entry.shape, dtype=dtype, device=device)
             tensor.copy_(stored)  # the stored bytes, converted once, into the tensor's final place
             del stored
-            yield entry.key[len(DECODER_PREFIX):], tensor
+            yield entry.key[len(DECODER_PREFIX) :], tensor
     finally:
         for handle in handles.values():
             handle.close()
@@ -238,7 +239,7 @@ def iter_decoder_tensors(
 def _check_keys(model: AceStepDecoder, entries: list[TensorEntry], source: Path) -> None:
     """Names and shapes in the file(s) must be exactly the decoder's; ``source`` names the weights."""
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    found = {entry.key[len(DECODER_PREFIX):]: entry for entry in entries}
+    found = {entry.key[len(DECODER_PREFIX) :]: entry for entry in entries}
     missing = sorted(set(expected) - set(found))
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""

@@ -49,9 +49,7 @@ class ChannelsFirst(nn.Module):
 def sinusoidal_embedding(timestep: torch.Tensor, channels: int = TIMESTEP_CHANNELS) -> torch.Tensor:
     """Cosines first, then sines, of t*1000 at frequencies exp(-ln(1e4) k / (channels/2)), in float32."""
     half = channels // 2
-    frequencies = torch.exp(
-        -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timestep.device) / half
-    )
+    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timestep.device) / half)
     angles = (timestep * TIMESTEP_SCALE).float()[:, None] * frequencies[None, :]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).to(timestep.dtype)
 
@@ -282,9 +280,7 @@ class AceStepDecoder(nn.Module):
         rope = rope_tables(tokens, self.config, x.device, x.dtype)
         window = self.config.sliding_window if self.config.use_sliding_window else None
         needs_mask = window is not None and tokens > window + 1
-        sliding_mask = (
-            sliding_window_attention(tokens, window, x.device, self.banded_attention) if needs_mask else None
-        )
+        sliding_mask = sliding_window_attention(tokens, window, x.device, self.banded_attention) if needs_mask else None
         for layer in self.layers:
             if self.activation_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(layer, x, modulation, condition, rope, sliding_mask, use_reentrant=False)

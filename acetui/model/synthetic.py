@@ -112,7 +112,10 @@ def write_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     fields = {**_OTHER_FIELDS, **config.to_dict(), "dtype": str(dtype).removeprefix("torch.")}
     (folder / "config.json").write_text(json.dumps(fields, indent=2), encoding="utf-8")
-    tensors = {**(state if state is not None else random_state(config, seed, dtype)), **_other_components(config, seed, dtype)}
+    tensors = {
+        **(state if state is not None else random_state(config, seed, dtype)),
+        **_other_components(config, seed, dtype),
+    }
     tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
     if shards == 1:
         save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
