@@ -102,9 +102,6 @@ def list_profiles() -> list[str]:
     return sorted(path.stem for path in folder.glob("*.toml")) if folder.is_dir() else []
 
 
-def delete_profile(name: str) -> None:
-    profile_path(name).unlink(missing_ok=True)
-
 
 def save_last(values: dict[str, Any]) -> None:
     write_settings(paths.app_dirs().last_settings, values)

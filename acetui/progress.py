@@ -39,12 +39,11 @@ def memory_text(memory: MemoryStats) -> str:
 
 
 class ConsoleReporter:
-    """Engine event callback for the CLI; keeps the failure (if any) for the exit code."""
+    """Engine event callback for the CLI: a progress line per batch, notes for stops and failures."""
 
     def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.quiet = quiet
         self.stream = stream or sys.stderr
-        self.failure: RunFailed | None = None
         self.interactive = self.stream.isatty()
 
     def note(self, text: str) -> None:
@@ -84,7 +83,6 @@ class ConsoleReporter:
         elif isinstance(event, RunStopped):
             self.note(f"{event.result.message}; partial result saved")
         elif isinstance(event, RunFailed):
-            self.failure = event
             self.note(event.message)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,6 @@ class EstimateRequest:
         known = {field.name for field in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
 
-    def with_batches(self, batches: int) -> EstimateRequest:
-        return replace(self, batches=batches)
 
 
 def resolve_device(name: str) -> torch.device:

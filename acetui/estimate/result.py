@@ -85,6 +85,8 @@ class EstimateResult:
         """Rebuild from ``to_dict`` output; raises KeyError/TypeError/ValueError on malformed records."""
         if data.get("format") != RECORD_FORMAT:
             raise ValueError(f"not an acetui run record (format {data.get('format')!r})")
+        if data.get("status") not in STATUSES:
+            raise ValueError(f"unknown status {data.get('status')!r}")
         return cls(
             run_id=str(data["run_id"]),
             request=EstimateRequest.from_dict(data["request"]),
