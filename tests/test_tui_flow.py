@@ -21,7 +21,7 @@ async def test_whole_flow_to_export(checkpoint_root, dataset_dir, tmp_path):
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert isinstance(app.screen, ResultsScreen)
-        result = app.screen.result
+        result = app.screen.source.result
         assert result.status == "complete" and result.completed_batches == 3
         assert app.screen.query_one(RankingTable).row_count == 32
         target = tmp_path / "out" / "ranking.json"

@@ -38,7 +38,7 @@ async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):
         await pilot.press("y")
         await settle(pilot)
         assert isinstance(app.screen, ResultsScreen)
-        partial = app.screen.result
+        partial = app.screen.source.result
         assert partial.status == "cancelled" and 0 < partial.completed_batches < 5000
         assert "cancelled" in str(app.screen.query_one("#heading").render())
     runs, _ = list_runs()
@@ -155,8 +155,9 @@ async def test_filter_and_sort(checkpoint_root, dataset_dir):
         app.screen.query_one("#filter", Input).value = ""
         await pilot.press("enter")
         assert table.has_focus and table.row_count == 32
-        await pilot.press("6")
-        assert [m.layer for m in table.visible] == sorted(m.layer for m in table.visible)
+        await pilot.press("4")
+        chances = [row.stats.p_top_k for row in table.rows_shown()]
+        assert chances == sorted(chances, reverse=True) and chances[0] > chances[-1]
         await pilot.press("3")
         values = [m.sensitivity for m in table.visible]
         assert values == sorted(values, reverse=True)
@@ -217,8 +218,8 @@ async def test_history_resumes_a_partial_run(checkpoint_root, dataset_dir):
         await pilot.press("r")
         await settle(pilot)
         assert isinstance(app.screen, ResultsScreen)
-        assert app.screen.result.run_id == partial.run_id
-        assert app.screen.result.status == "complete" and app.screen.result.completed_batches == 4
+        assert app.screen.source.result.run_id == partial.run_id
+        assert app.screen.source.result.status == "complete" and app.screen.source.result.completed_batches == 4
 
 
 async def test_request_opens_prefilled_at_parameters(checkpoint_root, dataset_dir):

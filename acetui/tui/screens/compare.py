@@ -1,10 +1,10 @@
-"""Two runs side by side (``acetui.estimate.compare``): each module's rank in both, the rank change, the
-sensitivity difference and ratio, the Spearman rank correlation and the top-k overlap."""
+"""Two runs, or a run and an imported Side-Step file, side by side (``acetui.estimate.compare``): each
+module's rank in both, the rank change, the sensitivity difference and ratio, the Spearman rank correlation
+and the top-k overlap."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,8 +13,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from acetui.estimate import SCORES, EstimateResult
-from acetui.estimate.compare import Comparison, compare_results
+from acetui.estimate.compare import Comparison, compare_sensitivities
+from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.widgets.ranking_table import short_module
 
 
@@ -24,10 +24,6 @@ def change_text(change: int) -> Text:
     if change < 0:
         return Text(f"▼{-change}", style="red", justify="right")
     return Text("=", style="dim", justify="right")
-
-
-def run_label(run: EstimateResult) -> str:
-    return f"{run.run_id} ({run.request.variant}, {Path(run.request.dataset_dir).name})"
 
 
 class CompareScreen(Screen):
@@ -40,10 +36,12 @@ class CompareScreen(Screen):
 
     score = reactive("grad-norm", init=False)
 
-    def __init__(self, first: EstimateResult, second: EstimateResult, score: str = "grad-norm") -> None:
+    def __init__(self, first: Shown, second: Shown, score: str = "grad-norm") -> None:
+        """A run's side follows the score switch; an imported file has its one fixed score."""
         super().__init__()
-        self.first, self.second = first, second
-        self.set_reactive(CompareScreen.score, score)
+        self.first, self.second = ranking_source(first), ranking_source(second)
+        self.scores = max(self.first.scores, self.second.scores, key=len)
+        self.set_reactive(CompareScreen.score, score if score in self.scores else self.scores[0])
         self.comparison: Comparison | None = None
 
     def compose(self) -> ComposeResult:
@@ -63,13 +61,16 @@ class CompareScreen(Screen):
         self.show()
 
     def show(self) -> None:
-        self.comparison = comparison = compare_results(self.first, self.second, score=self.score)
+        self.comparison = comparison = compare_sensitivities(
+            self.first.sensitivities(self.score), self.second.sensitivities(self.score), top_k=self.first.top_k,
+            label_a=self.first.label, label_b=self.second.label,
+        )  # fmt: skip
         rho = f"{comparison.spearman:+.3f}" if math.isfinite(comparison.spearman) else "n/a"
         heading = Text()
         heading.append("A ", style="bold")
-        heading.append(run_label(self.first) + "\n")
+        heading.append(self.first.label + "\n")
         heading.append("B ", style="bold")
-        heading.append(run_label(self.second) + "\n")
+        heading.append(self.second.label + "\n")
         heading.append(f"Spearman {rho}  top-{comparison.top_k} overlap {comparison.top_k_overlap:.0%}", style="bold")
         heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
         self.query_one("#heading", Static).update(heading)
@@ -88,5 +89,10 @@ class CompareScreen(Screen):
                 key=change.module,
             )
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_score":
+            return len(self.scores) > 1 or None
+        return True
+
     def action_next_score(self) -> None:
-        self.score = SCORES[(SCORES.index(self.score) + 1) % len(SCORES)]
+        self.score = self.scores[(self.scores.index(self.score) + 1) % len(self.scores)]

@@ -11,30 +11,27 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
-from acetui.estimate.exports import EXPORT_FORMATS
-
-SUFFIXES = {"json": ".json", "csv": ".csv", "targets": ".txt", "peft": "-peft.json", "peft-suffix": "-peft-suffix.json"}
-
-
-def default_path(stem: str, fmt: str) -> str:
-    return f"{stem}{SUFFIXES[fmt]}"
+from acetui.tui.ranking_source import ExportFormats
 
 
 class ExportScreen(ModalScreen[tuple[str, Path] | None]):
     CSS_PATH = "dialog.tcss"
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="cancel")]
 
-    def __init__(self, stem: str, fmt: str = "json") -> None:
+    def __init__(self, formats: ExportFormats, fmt: str = "json") -> None:
         super().__init__()
-        self.stem = stem
+        self.formats = formats
         self.fmt = fmt
+
+    def default_path(self, fmt: str) -> str:
+        return self.formats[fmt][1]
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Export the ranking", classes="dialog-title")
-            options = [(f"{name}: {title}", name) for name, (title, _) in EXPORT_FORMATS.items()]
+            options = [(f"{name}: {title}", name) for name, (title, _) in self.formats.items()]
             yield Select(options, value=self.fmt, allow_blank=False, id="format")
-            yield Input(default_path(self.stem, self.fmt), placeholder="file to write", id="path")
+            yield Input(self.default_path(self.fmt), placeholder="file to write", id="path")
             yield Label("enter: write · escape: cancel", classes="dialog-help")
 
     def on_mount(self) -> None:
@@ -43,8 +40,8 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
     @on(Select.Changed, "#format")
     def format_changed(self, event: Select.Changed) -> None:
         path = self.query_one("#path", Input)
-        if path.value == default_path(self.stem, self.fmt):
-            path.value = default_path(self.stem, str(event.value))
+        if path.value == self.default_path(self.fmt):
+            path.value = self.default_path(str(event.value))
         self.fmt = str(event.value)
 
     @on(Input.Submitted, "#path")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from rich.text import Text
@@ -12,8 +13,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from acetui.estimate import EstimateResult, rank_modules
+from acetui.estimate.sidestep import ImportedRanking
 from acetui.history import list_runs
 from acetui.tui.screens.compare import CompareScreen
+from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 
@@ -33,6 +36,9 @@ class HistoryScreen(Screen):
         Binding("enter", "open", "Open", tooltip="Open the run's results", id="open"),
         Binding("space", "mark", "Mark", tooltip="Mark up to two runs to compare", id="mark"),
         Binding("c", "compare", "Compare", tooltip="Compare the two marked runs", id="compare"),
+        Binding(
+            "f", "compare_file", "Compare file", tooltip="Compare the run with a Side-Step file", id="compare-file"
+        ),
         Binding("r", "resume", "Resume", tooltip="Continue a partial run", id="resume"),
         Binding("ctrl+l", "reload", "Reload", id="reload"),
         Binding("escape", "app.pop_screen", "Back", id="back"),
@@ -112,14 +118,19 @@ class HistoryScreen(Screen):
     def row_selected(self) -> None:
         self.action_open()
 
+    def ranked(self, run: EstimateResult | None, purpose: str) -> bool:
+        """Whether ``run`` exists and has a completed batch to ``purpose`` (else the user is told)."""
+        if run is None:
+            return False
+        if not run.included_batches:
+            self.notify(f"run {run.run_id} has no completed batch to {purpose}", severity="warning")
+            return False
+        return True
+
     def action_open(self) -> None:
         run = self.current()
-        if run is None:
-            return
-        if not run.included_batches:
-            self.notify(f"run {run.run_id} has no completed batch to rank", severity="warning")
-            return
-        self.app.push_screen(ResultsScreen(run, self.app.score))
+        if self.ranked(run, "rank"):
+            self.app.push_screen(ResultsScreen(run, self.app.score))
 
     def action_mark(self) -> None:
         run = self.current()
@@ -138,11 +149,18 @@ class HistoryScreen(Screen):
             self.notify("Mark two runs with space first", severity="warning")
             return
         first, second = (next(run for run in self.runs if run.run_id == run_id) for run_id in self.marked)
-        for run in (first, second):
-            if not run.included_batches:
-                self.notify(f"run {run.run_id} has no completed batch to compare", severity="warning")
-                return
-        self.app.push_screen(CompareScreen(first, second, self.app.score))
+        if self.ranked(first, "compare") and self.ranked(second, "compare"):
+            self.app.push_screen(CompareScreen(first, second, self.app.score))
+
+    def action_compare_file(self) -> None:
+        run = self.current()
+        if self.ranked(run, "compare"):
+            title = f"Compare {run.run_id} with a Side-Step estimate JSON or fisher_map.json"
+            self.app.push_screen(OpenRankingScreen(title), partial(self.compare_file, run))
+
+    def compare_file(self, run: EstimateResult, imported: ImportedRanking | None) -> None:
+        if imported is not None:
+            self.app.push_screen(CompareScreen(run, imported, self.app.score))
 
     def action_resume(self) -> None:
         run = self.current()

@@ -1,4 +1,5 @@
-"""Step 5: the ranking of one run (table, heat map, summary) with score switching, export and copy."""
+"""Step 5: the ranking of one run or imported file (table, heat map, summary) with score switching,
+statistics, effective ranks, export, copy, and opening a Side-Step file."""
 
 from __future__ import annotations
 
@@ -6,38 +7,30 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane, Tabs
+from textual.worker import Worker, WorkerState
 
-from acetui.errors import AcetuiError
-from acetui.estimate import SCORES, EstimateResult, RankedModule, rank_modules
-from acetui.estimate.exports import EXPORT_FORMATS, export, target_modules_string
+from acetui.errors import AcetuiError, OutputExistsError
+from acetui.estimate import EstimateResult, RankedModule
+from acetui.estimate.exports import target_modules_string
+from acetui.estimate.sidestep import ImportedRanking, cached_effective_ranks
 from acetui.tui.commands import PaletteCommand
+from acetui.tui.ranking_source import Shown, ranking_source
+from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.export import ExportScreen
+from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.widgets.heat_map import HeatMap
 from acetui.tui.widgets.ranking_table import COLUMNS, RankingTable
 from acetui.tui.widgets.run_summary import RunSummary
 
 VIEWS = ("ranking", "heat-map", "summary")
-
-
-def result_heading(result: EstimateResult, score: str) -> Text:
-    request = result.request
-    text = Text()
-    text.append(f"{result.run_id} ", style="bold")
-    text.append(f"{request.variant} on {Path(request.dataset_dir).name}  ")
-    done = len(result.included_batches)
-    text.append(f"{done} batches", style="yellow" if result.partial else "")
-    if result.partial:
-        text.append(f" ({result.status})", style="yellow")
-    text.append(f"  score {score}  {request.granularity}s  top-{request.top_k}", style="dim")
-    return text
+IMPORT_TITLE = "Open a Side-Step estimate JSON or fisher_map.json"
 
 
 class ResultsScreen(Screen):
@@ -49,18 +42,20 @@ class ResultsScreen(Screen):
         Binding(
             "slash", "filter", "Filter", key_display="/", tooltip="Filter modules by substring or regex", id="filter"
         ),
-        Binding("e", "export", "Export", tooltip="Write JSON, CSV, targets or PEFT to a file", id="export"),
+        Binding("e", "export", "Export", tooltip="Write JSON, CSV, targets, PEFT or fisher_map.json", id="export"),
         Binding("y", "copy_targets", "Copy", tooltip="Copy the --target-modules string (OSC 52)", id="copy"),
+        Binding("i", "import_file", "Open file", tooltip=IMPORT_TITLE, id="import"),
         Binding("escape", "back", "Back", id="back"),
     ]
 
     score = reactive("grad-norm", init=False)
 
-    def __init__(self, result: EstimateResult, score: str = "grad-norm") -> None:
+    def __init__(self, shown: Shown, score: str = "grad-norm") -> None:
         super().__init__()
-        self.result = result
-        self.set_reactive(ResultsScreen.score, score)
+        self.source = ranking_source(shown)
+        self.set_reactive(ResultsScreen.score, score if score in self.source.scores else self.source.scores[0])
         self.ranking: list[RankedModule] = []
+        self.effective: dict[str, int] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -83,18 +78,36 @@ class ResultsScreen(Screen):
 
     def on_mount(self) -> None:
         self.show()
-        self.query_one(RankingTable).focus()
+        table = self.query_one(RankingTable)
+        table.focus()
+        if self.source.result is None:
+            table.set_effective({})
+        else:
+            self.find_effective_ranks(self.source.result)
 
     def show(self) -> None:
-        top_k = self.result.request.top_k
-        self.ranking = rank_modules(self.result, self.score, self.result.request.granularity)
-        self.query_one("#heading", Static).update(result_heading(self.result, self.score))
-        self.query_one(RankingTable).show(self.ranking, top_k)
+        top_k = self.source.top_k
+        self.ranking = self.source.ranking(self.score)
+        stats = self.source.stats(self.score)
+        self.query_one("#heading", Static).update(self.source.heading(self.score, stats))
+        self.query_one(RankingTable).show(self.ranking, top_k, stats)
         self.query_one(HeatMap).show(self.ranking)
         self.query_one(RunSummary).show(self.ranking, top_k)
 
     def watch_score(self) -> None:
         self.show()
+
+    @work(thread=True, exclusive=True, group="effective-rank", exit_on_error=False, description="effective ranks")
+    def find_effective_ranks(self, result: EstimateResult) -> dict[str, int]:
+        return cached_effective_ranks(result)
+
+    @on(Worker.StateChanged)
+    def effective_ranks_found(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "effective-rank":
+            return
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            self.effective = event.worker.result if event.state == WorkerState.SUCCESS else {}
+            self.query_one(RankingTable).set_effective(self.effective)
 
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
@@ -104,8 +117,14 @@ class ResultsScreen(Screen):
     def filter_done(self) -> None:
         self.query_one(RankingTable).focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_score":
+            return len(self.source.scores) > 1 or None
+        return True
+
     def action_next_score(self) -> None:
-        self.score = SCORES[(SCORES.index(self.score) + 1) % len(SCORES)]
+        scores = self.source.scores
+        self.score = scores[(scores.index(self.score) + 1) % len(scores)]
         self.notify(f"score: {self.score}", timeout=2)
 
     def action_next_view(self) -> None:
@@ -121,11 +140,13 @@ class ResultsScreen(Screen):
             views.query_one(Tabs).focus()
 
     def palette_commands(self) -> Iterator[PaletteCommand]:
-        for fmt, (title, _) in EXPORT_FORMATS.items():
-            yield f"export: {fmt}", f"Write the ranking as {title}", partial(self.action_export, fmt)
+        for fmt, (title, _) in self.source.export_formats().items():
+            yield f"export: {fmt}", f"Write {title}", partial(self.action_export, fmt)
         yield "export: copy target modules", "Copy the --target-modules string (OSC 52)", self.action_copy_targets
-        for score in SCORES:
-            yield f"view: score {score}", "Rank by this score", partial(setattr, self, "score", score)
+        yield "view: open Side-Step file", IMPORT_TITLE, self.action_import_file
+        if len(self.source.scores) > 1:
+            for score in self.source.scores:
+                yield f"view: score {score}", "Rank by this score", partial(setattr, self, "score", score)
         for view in VIEWS:
             yield f"view: {view}", "Show this view of the ranking", partial(self.show_view, view)
         table = self.query_one(RankingTable)
@@ -143,23 +164,41 @@ class ResultsScreen(Screen):
             self.app.pop_screen()
 
     def action_export(self, fmt: str = "json") -> None:
-        self.app.push_screen(ExportScreen(f"acetui-{self.result.run_id}", fmt), self.write_export)
+        self.app.push_screen(ExportScreen(self.source.export_formats(), fmt), self.write_export)
 
-    def write_export(self, choice: tuple[str, Path] | None) -> None:
+    def write_export(self, choice: tuple[str, Path] | None, force: bool = False) -> None:
         if choice is None:
             return
         fmt, path = choice
+        if fmt == "fisher-map" and self.effective is None:
+            self.notify("Effective ranks are still being computed; try again in a moment", severity="warning")
+            return
         try:
-            written = export(path, fmt, self.ranking, self.result.request.top_k)
+            written = self.source.write(fmt, path, self.score, self.effective, force=force)
+        except OutputExistsError as error:
+            question = f"{error.path} already exists. Replace it?"
+            self.app.push_screen(ConfirmScreen(question), partial(self.confirm_replace, choice))
+            return
         except AcetuiError as error:
             self.notify(str(error), title="Export failed", severity="error", timeout=10)
             return
         self.notify(f"{fmt} written to {written}", title="Exported")
 
+    def confirm_replace(self, choice: tuple[str, Path], replace: bool | None) -> None:
+        if replace:
+            self.write_export(choice, force=True)
+
     @property
     def targets(self) -> str:
-        return target_modules_string(self.ranking, self.result.request.top_k)
+        return target_modules_string(self.ranking, self.source.top_k)
 
     def action_copy_targets(self) -> None:
         self.app.copy_to_clipboard(self.targets)
         self.notify(f"copied: {self.targets}", title="Target modules")
+
+    def action_import_file(self) -> None:
+        self.app.push_screen(OpenRankingScreen(IMPORT_TITLE), self.show_imported)
+
+    def show_imported(self, imported: ImportedRanking | None) -> None:
+        if imported is not None:
+            self.app.push_screen(ResultsScreen(imported))

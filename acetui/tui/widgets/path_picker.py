@@ -14,11 +14,16 @@ from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input
 
 
-class FolderSuggester(Suggester):
-    """Completes the last part of a typed path with the first matching sub-folder (accept with right/end)."""
+class PathSuggester(Suggester):
+    """Completes the last part of a typed path with the first matching sub-folder (accept with right/end),
+    or, given ``suffix``, also with a file name ending in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, suffix: str = "") -> None:
         super().__init__(use_cache=False, case_sensitive=True)
+        self.suffix = suffix
+
+    def wanted(self, child: Path) -> bool:
+        return child.is_dir() or bool(self.suffix) and child.name.endswith(self.suffix)
 
     async def get_suggestion(self, value: str) -> str | None:
         if not value:
@@ -27,15 +32,15 @@ class FolderSuggester(Suggester):
         parent, stem = (typed, "") if value.endswith("/") else (typed.parent, typed.name)
         try:
             names = sorted(
-                child.name
+                child.name + ("/" if child.is_dir() else "")
                 for child in parent.iterdir()
-                if child.is_dir() and child.name.startswith(stem) and (stem or not child.name.startswith("."))
+                if self.wanted(child) and child.name.startswith(stem) and (stem or not child.name.startswith("."))
             )
         except OSError:
             return None
         if not names:
             return None
-        return value + names[0][len(stem) :] + "/"
+        return value + names[0][len(stem) :]
 
 
 class FolderTree(DirectoryTree):
@@ -73,7 +78,7 @@ class PathPicker(Vertical):
 
     def compose(self) -> ComposeResult:
         start = Path(self.value).expanduser()
-        yield Input(self.value, placeholder=self.placeholder, suggester=FolderSuggester(), id="path")
+        yield Input(self.value, placeholder=self.placeholder, suggester=PathSuggester(), id="path")
         yield FolderTree(start if self.value and start.is_dir() else Path("."), id="tree")
 
     @property

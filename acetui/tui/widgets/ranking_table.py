@@ -14,34 +14,56 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 
 from acetui.estimate import RankedModule
+from acetui.estimate.stats import RankingStats, UnitStats
 from acetui.tui.widgets.bar import bar
 
 BAR_WIDTH = 10
+UNKNOWN = "–"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One ranked unit with what is known about it: statistics (None for imported rankings) and its
+    effective rank (None while it is being computed, -1 when there is none)."""
+
+    item: RankedModule
+    stats: UnitStats | None
+    effective_rank: int | None
 
 
 @dataclass(frozen=True)
 class Column:
     key: str
     label: str
-    sort_key: Callable[[RankedModule], Any]
+    sort_key: Callable[[Row], Any]
     descending: bool = False
 
 
-def _share(module: RankedModule) -> float:
-    return module.share if math.isfinite(module.share) else -1.0
+def known(value: float | None) -> float:
+    """Sort key: unknown figures (None, NaN, -1 ranks) after every known one in descending order."""
+    return value if value is not None and math.isfinite(value) and value >= 0 else -math.inf
+
+
+def _stat(name: str) -> Callable[[Row], float]:
+    return lambda row: known(getattr(row.stats, name) if row.stats is not None else None)
 
 
 # The columns that matter most come first so they fit in 80 columns; the rest scroll horizontally.
 COLUMNS = (
-    Column("rank", "rank", lambda m: m.rank),
-    Column("module", "module", lambda m: m.module),
-    Column("sensitivity", "sensitivity", lambda m: m.sensitivity, descending=True),
-    Column("share", "share", _share, descending=True),
-    Column("bar", "", _share, descending=True),
-    Column("layer", "layer", lambda m: (m.layer, m.kind, m.projection)),
-    Column("attention", "attention", lambda m: (m.kind, m.layer, m.projection)),
-    Column("projection", "proj", lambda m: (m.projection, m.layer, m.kind)),
+    Column("rank", "rank", lambda r: r.item.rank),
+    Column("module", "module", lambda r: r.item.module),
+    Column("sensitivity", "sensitivity", lambda r: r.item.sensitivity, descending=True),
+    Column("p_top_k", "P(top-k)", _stat("p_top_k"), descending=True),
+    Column("share", "share", lambda r: known(r.item.share), descending=True),
+    Column("bar", "", lambda r: r.item.sensitivity, descending=True),
+    Column("stderr", "std err", _stat("stderr"), descending=True),
+    Column("ci", "95% CI", _stat("ci_low"), descending=True),
+    Column("effective_rank", "eff. rank", lambda r: known(r.effective_rank), descending=True),
+    Column("layer", "layer", lambda r: (r.item.layer, r.item.kind, r.item.projection)),
+    Column("attention", "attention", lambda r: (r.item.kind, r.item.layer, r.item.projection)),
+    Column("projection", "proj", lambda r: (r.item.projection, r.item.layer, r.item.kind)),
 )
+SORT_KEYS = 9  # number keys 1-9 sort by the first nine columns; the palette offers them all
 
 
 def module_filter(pattern: str) -> Callable[[str], bool]:
@@ -60,6 +82,50 @@ def short_module(name: str) -> str:
     return name.removeprefix("decoder.")
 
 
+def figure(value: float, spec: str, style: str = "") -> Text:
+    return Text(format(value, spec) if math.isfinite(value) else UNKNOWN, justify="right", style=style)
+
+
+def probability_style(p: float) -> str:
+    """Green when the unit is (almost) surely in the top-k, yellow when uncertain either way."""
+    if not math.isfinite(p):
+        return "dim"
+    return "green" if p >= 0.9 else "yellow" if p >= 0.1 else "dim"
+
+
+def effective_rank_text(rank: int | None) -> Text:
+    if rank is None:
+        return Text("…", justify="right", style="dim")
+    return Text(str(rank) if rank >= 0 else UNKNOWN, justify="right")
+
+
+def row_cells(row: Row, top_k: int, top_sensitivity: float) -> tuple[Text, ...]:
+    """``top_sensitivity`` scales the bar: the most sensitive unit fills it."""
+    item, stats = row.item, row.stats
+    top = item.rank <= top_k
+    style = "bold" if top else ""
+    nan = math.nan
+    p_top_k, stderr = (stats.p_top_k, stats.stderr) if stats is not None else (nan, nan)
+    interval = UNKNOWN
+    if stats is not None and math.isfinite(stats.ci_low):
+        interval = f"{stats.ci_low:#.3g}–{stats.ci_high:#.3g}"
+    fraction = item.sensitivity / top_sensitivity if top_sensitivity > 0 else nan
+    return (
+        Text(f"{'●' if top else ' '}{item.rank:>3}", style="bold green" if top else "dim"),
+        Text(short_module(item.module), style=style),
+        figure(item.sensitivity, "#.4g", style),
+        figure(p_top_k, ".2f", probability_style(p_top_k)),
+        figure(item.share, ".1%"),
+        bar(fraction, BAR_WIDTH, "green" if top else "blue"),
+        figure(stderr, "#.2g"),
+        Text(interval, justify="right"),
+        effective_rank_text(row.effective_rank),
+        Text(str(item.layer), justify="right"),
+        Text(item.kind),
+        Text(item.projection or "-"),
+    )
+
+
 class RankingTable(DataTable):
     """Call ``show`` with a ranking; ``pattern``, ``sort_column`` and ``reverse`` re-render the rows."""
 
@@ -76,7 +142,7 @@ class RankingTable(DataTable):
         ),
         *(
             Binding(str(number), f"sort_by({number - 1})", f"Sort by {column.key}", show=False, id=f"sort-{column.key}")
-            for number, column in enumerate(COLUMNS, start=1)
+            for number, column in enumerate(COLUMNS[:SORT_KEYS], start=1)
         ),
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
@@ -92,39 +158,48 @@ class RankingTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
         self.ranking: list[RankedModule] = []
         self.top_k = 0
+        self.stats: dict[str, UnitStats] | None = None
+        self.effective: dict[str, int] | None = None
         for column in COLUMNS:
             self.add_column(column.label, key=column.key)
 
-    def show(self, ranking: list[RankedModule], top_k: int) -> None:
+    def show(self, ranking: list[RankedModule], top_k: int, stats: RankingStats | None) -> None:
+        """``stats`` None: no per-batch data (an imported ranking), shown as "–"."""
         self.ranking, self.top_k = ranking, top_k
+        self.stats = stats.by_name() if stats is not None else None
         self.render_rows()
 
-    @property
-    def visible(self) -> list[RankedModule]:
+    def set_effective(self, effective: dict[str, int]) -> None:
+        """Effective ranks by module name, once computed (units not in it show "–")."""
+        self.effective = effective
+        if COLUMNS[self.sort_column].key == "effective_rank":
+            self.render_rows()
+            return
+        for row in self.rows_shown():
+            self.update_cell(row.item.module, "effective_rank", effective_rank_text(row.effective_rank))
+
+    def row(self, item: RankedModule) -> Row:
+        stats = self.stats.get(item.module) if self.stats is not None else None
+        effective = self.effective.get(item.module, -1) if self.effective is not None else None
+        return Row(item, stats, effective)
+
+    def rows_shown(self) -> list[Row]:
         """The rows shown, in the order shown."""
         matches = module_filter(self.pattern)
         column = COLUMNS[self.sort_column]
-        rows = [module for module in self.ranking if matches(module.module)]
+        rows = [self.row(item) for item in self.ranking if matches(item.module)]
         return sorted(rows, key=column.sort_key, reverse=column.descending != self.reverse)
+
+    @property
+    def visible(self) -> list[RankedModule]:
+        return [row.item for row in self.rows_shown()]
 
     def render_rows(self) -> None:
         self.clear()
         self.label_sorted_column()
-        top_share = max((m.share for m in self.ranking if math.isfinite(m.share)), default=0.0)
-        for module in self.visible:
-            top = module.rank <= self.top_k
-            style = "bold" if top else ""
-            self.add_row(
-                Text(f"{'●' if top else ' '}{module.rank:>3}", style="bold green" if top else "dim"),
-                Text(short_module(module.module), style=style),
-                Text(f"{module.sensitivity:#.4g}", justify="right", style=style),
-                Text(f"{module.share:.1%}" if math.isfinite(module.share) else "N/A", justify="right"),
-                bar(module.share / top_share if top_share else math.nan, BAR_WIDTH, "green" if top else "blue"),
-                Text(str(module.layer), justify="right"),
-                Text(module.kind),
-                Text(module.projection or "-"),
-                key=module.module,
-            )
+        top = max((item.sensitivity for item in self.ranking), default=0.0)
+        for row in self.rows_shown():
+            self.add_row(*row_cells(row, self.top_k, top), key=row.item.module)
 
     def label_sorted_column(self) -> None:
         for index, column in enumerate(COLUMNS):

@@ -1,0 +1,157 @@
+"""What the results and compare screens show: a recorded run (every score, statistics, the exports that
+need its checkpoint) or a ranking imported from a Side-Step file (one fixed score, no per-batch data)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from pathlib import Path
+
+from rich.text import Text
+
+from acetui.atomic import write_text_atomic
+from acetui.estimate import SCORES, EstimateRequest, EstimateResult, RankedModule, rank_modules
+from acetui.estimate.compare import result_sensitivities
+from acetui.estimate.exports import EXPORT_FORMATS, export
+from acetui.estimate.rank_budget import peft_rank_json
+from acetui.estimate.sidestep import (
+    DEFAULT_BASE_RANK,
+    DEFAULT_RANK_MAX,
+    DEFAULT_RANK_MIN,
+    ImportedRanking,
+    default_fisher_map_path,
+    export_fisher_map,
+)
+from acetui.estimate.stats import RankingStats, result_stats
+
+SUFFIXES = {"json": ".json", "csv": ".csv", "targets": ".txt", "peft": "-peft.json", "peft-suffix": "-peft-suffix.json"}
+RUN_FORMATS = {"fisher-map": "fisher_map.json (Side-Step v2)", "peft-ranks": "PEFT with rank_pattern"}
+DEFAULT_TOP_K = next(field.default for field in fields(EstimateRequest) if field.name == "top_k")
+
+# (title, default path) per export format
+ExportFormats = dict[str, tuple[str, str]]
+
+
+def ranking_formats(stem: str) -> ExportFormats:
+    """The exports every ranking has, with default file names from ``stem``."""
+    return {fmt: (title, stem + SUFFIXES[fmt]) for fmt, (title, _) in EXPORT_FORMATS.items()}
+
+
+def stability_text(stats: RankingStats | None) -> str:
+    if stats is None or not math.isfinite(stats.stability):
+        return "stability n/a"
+    return f"stability {stats.stability:.2f}"
+
+
+def stop_text(result: EstimateResult) -> str:
+    """Why an auto run stopped ("" for a fixed batch count)."""
+    request = result.request
+    if not request.auto_batches:
+        return ""
+    reason = result.metadata.get("stop_reason")
+    if reason == "stable":
+        return f"auto: stable at {request.stability_target:g}"
+    if reason == "max_batches":
+        return f"auto: max {request.max_batches}, target {request.stability_target:g} not reached"
+    return f"auto: {reason or result.status}"
+
+
+class RunRanking:
+    """A recorded run: rankings for every score at the request's granularity."""
+
+    def __init__(self, result: EstimateResult) -> None:
+        self.result = result
+        self.scores = SCORES
+        self.top_k = result.request.top_k
+        self.label = f"{result.run_id} ({result.request.variant}, {Path(result.request.dataset_dir).name})"
+        self.stem = f"acetui-{result.run_id}"
+
+    def ranking(self, score: str) -> list[RankedModule]:
+        return rank_modules(self.result, score, self.result.request.granularity)
+
+    def stats(self, score: str) -> RankingStats | None:
+        return result_stats(self.result, score)
+
+    def sensitivities(self, score: str) -> dict[str, float]:
+        return result_sensitivities(self.result, score)
+
+    def heading(self, score: str, stats: RankingStats | None) -> Text:
+        result, request = self.result, self.result.request
+        text = Text()
+        text.append(f"{result.run_id} ", style="bold")
+        text.append(f"{request.variant} on {Path(request.dataset_dir).name}  ")
+        text.append(f"{len(result.included_batches)} batches", style="yellow" if result.partial else "")
+        if result.partial:
+            text.append(f" ({result.status})", style="yellow")
+        text.append(f"  {score} · {request.granularity} · top-{self.top_k}  ", style="dim")
+        text.append(stability_text(stats), style="bold")
+        stop = stop_text(result)
+        if stop:
+            text.append(f"  {stop}", style="dim")
+        return text
+
+    def export_formats(self) -> ExportFormats:
+        formats = ranking_formats(self.stem)
+        formats["fisher-map"] = (RUN_FORMATS["fisher-map"], str(default_fisher_map_path(self.result)))
+        formats["peft-ranks"] = (RUN_FORMATS["peft-ranks"], f"{self.stem}-peft-ranks.json")
+        return formats
+
+    def write(self, fmt: str, path: Path, score: str, effective: dict[str, int] | None, *, force: bool) -> Path:
+        """Write one export; the fisher map raises OutputExistsError for an existing file unless ``force``."""
+        ranking = self.ranking(score)
+        if fmt == "fisher-map":
+            return export_fisher_map(self.result, path, force=force, score=score, effective=effective)
+        if fmt == "peft-ranks":
+            text = peft_rank_json(self.result, ranking, self.top_k, base_rank=DEFAULT_BASE_RANK,
+                                  min_rank=DEFAULT_RANK_MIN, max_rank=DEFAULT_RANK_MAX)  # fmt: skip
+            write_text_atomic(path, text)
+            return path
+        return export(path, fmt, ranking, self.top_k, self.stats(score))
+
+
+class ImportedFile:
+    """A Side-Step estimate JSON or fisher_map.json: one score, no statistics, ranking exports only."""
+
+    result = None
+
+    def __init__(self, imported: ImportedRanking) -> None:
+        self.imported = imported
+        self.scores = (imported.score_name,)
+        rows = len(imported.scores)
+        self.top_k = rows if imported.kind == "fisher_map" else min(DEFAULT_TOP_K, rows)
+        self.label = f"{imported.path.name} ({imported.kind})"
+        self.stem = f"acetui-{imported.path.stem}"
+
+    def ranking(self, score: str) -> list[RankedModule]:
+        return self.imported.ranked()
+
+    def stats(self, score: str) -> None:
+        return None
+
+    def sensitivities(self, score: str) -> dict[str, float]:
+        return dict(self.imported.scores)
+
+    def heading(self, score: str, stats: RankingStats | None) -> Text:
+        imported = self.imported
+        text = Text()
+        text.append("imported ", style="bold")
+        text.append(f"{imported.path}  ")
+        variant = imported.metadata.get("model_variant")
+        details = [imported.kind, *([str(variant)] if variant else []), score, f"top-{self.top_k}"]
+        text.append(" · ".join(details), style="dim")
+        text.append("  no per-batch data", style="yellow")
+        return text
+
+    def export_formats(self) -> ExportFormats:
+        return ranking_formats(self.stem)
+
+    def write(self, fmt: str, path: Path, score: str, effective: dict[str, int] | None, *, force: bool) -> Path:
+        return export(path, fmt, self.ranking(score), self.top_k)
+
+
+RankingSource = RunRanking | ImportedFile
+Shown = EstimateResult | ImportedRanking
+
+
+def ranking_source(shown: Shown) -> RankingSource:
+    return ImportedFile(shown) if isinstance(shown, ImportedRanking) else RunRanking(shown)
