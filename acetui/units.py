@@ -14,13 +14,11 @@ def format_bytes(count: float) -> str:
 
 
 def format_duration(seconds: float) -> str:
+    """``42.0 s``, ``3m 20s`` or ``1h 05m 00s``; ``--`` when unknown."""
     if not math.isfinite(seconds):
         return "--"
-    seconds = int(round(seconds))
     if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"

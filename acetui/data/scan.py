@@ -11,6 +11,7 @@ from pathlib import Path
 
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, SampleFileError, load_sample
 from acetui.errors import DatasetError
+from acetui.units import format_duration
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ class DatasetScan:
         parts = [_count(len(self.samples), "sample")]
         if self.samples:
             low, high = self.condition_lengths
-            parts.append(f"{_duration(self.total_seconds)} total ({self.min_seconds:.1f}-{self.max_seconds:.1f} s)")
+            parts.append(
+                f"{format_duration(self.total_seconds)} total ({self.min_seconds:.1f}-{self.max_seconds:.1f} s)"
+            )
             parts.append(f"condition length {low}" if low == high else f"condition length {low}-{high}")
         if self.problems:
             parts.append(_count(len(self.problems), "problem file"))
@@ -130,12 +133,3 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _duration(seconds: float) -> str:
-    """``42.0 s``, ``3m 20s`` or ``1h 05m 00s``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
