@@ -37,7 +37,10 @@ def batches_hint(free: tuple[bool, int] | None) -> str:
         return "free memory unknown: start with 3-5 batches"
     is_cuda, available = free
     if not is_cuda:
-        return f"CPU, {format_bytes(available)} RAM free: slow but fine; 3-5 batches to start"
+        return (
+            f"CPU, {format_bytes(available)} RAM free: the GPU table does not apply; minutes per batch on "
+            "real models, so 3-5 batches (auto with a low max) and crop frames to save RAM"
+        )
     for gigabytes, advice in VRAM_HINTS:
         if available >= gigabytes * GIB:
             return f"{format_bytes(available)} VRAM free: {advice}"

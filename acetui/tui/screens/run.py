@@ -9,6 +9,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Sparkline, Static
@@ -31,8 +32,11 @@ from acetui.estimate.request import resolve_device
 from acetui.tui.messages import EngineMessage
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.widgets.bar import bar
 from acetui.tui.widgets.memory_gauge import MemoryGauge
 from acetui.units import format_duration
+
+STABILITY_BAR = 20
 
 
 def gauge_device(request: EstimateRequest) -> torch.device:
@@ -52,6 +56,27 @@ def batch_text(event: BatchDone) -> Text:
         f"\n{event.samples_per_second:.2f} samples/s  {event.seconds_per_batch:.2f} s/batch  "
         f"elapsed {format_duration(event.elapsed)}  ETA {format_duration(event.eta_seconds)}"
     )
+    return text
+
+
+def stability_text(stability: float | None, request: EstimateRequest) -> Text:
+    """Where an auto run stands: the top-k stability so far against the target that stops it."""
+    target = request.stability_target
+    text = Text(f"top-{request.top_k} stability ", style="bold")
+    if stability is None:
+        text.append("n/a until 2 batches", style="dim")
+    else:
+        text.append(f"{stability:.2f}", style="bold green" if stability >= target else "bold yellow")
+    text.append(f" / target {target:.2f}  ")
+    fraction = stability if stability is not None else math.nan
+    text.append_text(bar(fraction, STABILITY_BAR, "green" if fraction >= target else "yellow"))
+    return text
+
+
+def loss_label(losses: list[float]) -> Text:
+    text = Text("loss\n", style="bold")
+    if losses:
+        text.append(f"max {max(losses):.4g}\nmin {min(losses):.4g}", style="dim")
     return text
 
 
@@ -80,12 +105,16 @@ class RunScreen(Screen):
         yield Static(f"starting {self.request.variant} on {self.request.dataset_dir} ...", id="stage")
         yield ProgressBar(show_eta=False, id="progress")
         yield Static(id="stats")
-        yield Sparkline([], id="loss")
+        yield Static(stability_text(None, self.request), id="stability")
+        with Horizontal(id="loss-row"):
+            yield Static(loss_label([]), id="loss-label")
+            yield Sparkline([], id="loss")
         yield MemoryGauge(gauge_device(self.request), id="memory")
         yield RichLog(wrap=True, markup=False, id="log")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.query_one("#stability").display = self.request.auto_batches
         self.estimate()
 
     def on_unmount(self) -> None:
@@ -134,9 +163,12 @@ class RunScreen(Screen):
         self.query_one("#progress", ProgressBar).update(total=event.total, progress=event.index + 1)
         self.query_one("#stats", Static).update(batch_text(event))
         self.query_one("#memory", MemoryGauge).set_total(event.memory.total)
+        if self.request.auto_batches:
+            self.query_one("#stability", Static).update(stability_text(event.stability, self.request))
         if math.isfinite(event.loss):
             self.losses.append(event.loss)
             self.query_one("#loss", Sparkline).data = list(self.losses)
+            self.query_one("#loss-label", Static).update(loss_label(self.losses))
         if event.excluded:
             self.log_line(f"batch {event.index + 1} excluded: {event.excluded}")
 

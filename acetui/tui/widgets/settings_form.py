@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.suggester import SuggestFromList
-from textual.validation import Function, Integer
+from textual.validation import Function, Integer, Number, Validator
 from textual.widgets import Input, Label, Select
 
 from acetui.errors import AcetuiError
 from acetui.estimate import SCORES
 from acetui.estimate.objective import TimestepFocus
-from acetui.estimate.request import DTYPES, GRANULARITIES, MODULE_SETS
+from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS
 
 FOCUS_PRESETS = ("balanced", "texture", "structure")
 
@@ -33,33 +35,65 @@ def _focus_ok(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Field:
+    """One setting: a Select when it has ``choices``, else an Input whose text ``parse`` turns into the
+    request value (``optional``: blank means None)."""
+
     key: str
     label: str
     choices: tuple[str, ...] = ()
-    integer: bool = False
+    parse: Callable[[str], Any] = str
+    validator: Validator | None = None
+    input_type: str = "text"
+    optional: bool = False
+    suggestions: tuple[str, ...] = ()
+
+
+def integer(key: str, label: str, minimum: int = 1, *, optional: bool = False) -> Field:
+    return Field(key, label, parse=int, validator=Integer(minimum=minimum), input_type="integer", optional=optional)
 
 
 FIELDS = (
-    Field("batches", "batches (n or auto)"),
-    Field("top_k", "top-k", integer=True),
+    Field("batches", "batches (n or auto)", validator=Function(_batches_ok, "a positive number or auto")),
+    integer("max_batches", "max batches (auto)"),
+    Field(
+        "stability_target",
+        "stability target (auto)",
+        parse=float,
+        validator=Number(minimum=0.01, maximum=1.0),
+        input_type="number",
+    ),
+    integer("top_k", "top-k"),
     Field("granularity", "granularity", GRANULARITIES),
-    Field("seed", "seed", integer=True),
-    Field("batch_size", "batch size", integer=True),
+    integer("seed", "seed", minimum=0),
+    integer("batch_size", "batch size"),
     Field("device", "device", ("auto",)),
     Field("dtype", "dtype", ("auto", *DTYPES)),
-    Field("timestep_focus", "timestep focus"),
+    Field(
+        "timestep_focus",
+        "timestep focus",
+        validator=Function(_focus_ok, "balanced, texture, structure or LOW,HIGH"),
+        suggestions=FOCUS_PRESETS,
+    ),
+    integer("crop_frames", "crop frames (blank: all)", minimum=2, optional=True),
+    Field("activation_checkpointing", "activation checkpointing", CHECKPOINTING),
     Field("modules", "modules", MODULE_SETS),
     Field("score", "score (results)", SCORES),
 )
+AUTO_ONLY = ("max_batches", "stability_target")
 
 FIELD_KEYS = tuple(field.key for field in FIELDS)
 
 
+def ident(key: str) -> str:
+    return key.replace("_", "-")
+
+
 class SettingsForm(Grid):
-    """Two columns of label and control; selects and inputs are compact so it fits in 80x24."""
+    """Two columns of label and control; selects and inputs are compact so it fits in 80x24. The auto-only
+    settings are disabled unless batches is ``auto``."""
 
     DEFAULT_CSS = """
-    SettingsForm { grid-size: 2; grid-columns: 22 1fr; grid-rows: 1; grid-gutter: 0 1; height: auto; }
+    SettingsForm { grid-size: 2; grid-columns: 25 1fr; grid-rows: 1; grid-gutter: 0 1; height: auto; }
     SettingsForm > Label { text-align: right; width: 100%; color: $text-muted; }
     SettingsForm > Input.-invalid { color: $error; }
     """
@@ -74,31 +108,28 @@ class SettingsForm(Grid):
             yield self.control(field, self.initial.get(field.key))
 
     def control(self, field: Field, value: Any) -> Input | Select:
-        ident = field.key.replace("_", "-")
         if field.choices:
             options = [(choice, choice) for choice in field.choices]
             if value is not None and value not in field.choices:
                 options.append((str(value), value))
-            return Select(options, value=value or field.choices[0], allow_blank=False, compact=True, id=ident)
-        if field.key == "batches":
-            return Input(
-                str(value), validators=[Function(_batches_ok, "a positive number or auto")], compact=True, id=ident
-            )
-        if field.key == "timestep_focus":
-            return Input(
-                str(value),
-                suggester=SuggestFromList(FOCUS_PRESETS),
-                validators=[Function(_focus_ok, "balanced, texture, structure or LOW,HIGH")],
-                compact=True,
-                id=ident,
+            return Select(
+                options, value=value or field.choices[0], allow_blank=False, compact=True, id=ident(field.key)
             )
         return Input(
-            str(value),
-            type="integer",
-            validators=[Integer(minimum=0 if field.key == "seed" else 1)],
+            "" if value is None else str(value),
+            type=field.input_type,
+            suggester=SuggestFromList(field.suggestions) if field.suggestions else None,
+            validators=[field.validator] if field.validator else None,
+            valid_empty=field.optional,
             compact=True,
-            id=ident,
+            disabled=field.key in AUTO_ONLY and str(self.initial.get("batches")) != "auto",
+            id=ident(field.key),
         )
+
+    @on(Input.Changed, "#batches")
+    def batches_changed(self, event: Input.Changed) -> None:
+        for key in AUTO_ONLY:
+            self.query_one(f"#{ident(key)}", Input).disabled = event.value.strip() != "auto"
 
     def set_devices(self, devices: list[tuple[str, str]], current: str) -> None:
         select = self.query_one("#device", Select)
@@ -110,7 +141,7 @@ class SettingsForm(Grid):
         """Request fields (plus ``score``); AcetuiError naming the first field that is not valid."""
         values: dict[str, Any] = {}
         for field in FIELDS:
-            widget = self.query_one(f"#{field.key.replace('_', '-')}")
+            widget = self.query_one(f"#{ident(field.key)}")
             if isinstance(widget, Select):
                 values[field.key] = widget.value
                 continue
@@ -118,7 +149,7 @@ class SettingsForm(Grid):
             result = widget.validate(text)
             if result is not None and not result.is_valid:
                 raise AcetuiError(f"{field.label}: {'; '.join(result.failure_descriptions)}")
-            values[field.key] = int(text) if field.integer else text
+            values[field.key] = None if field.optional and not text else field.parse(text)
         batches = values.pop("batches")
         values["auto_batches"] = batches == "auto"
         if batches != "auto":
