@@ -19,6 +19,7 @@ from acetui.estimate import (
     RunFinished,
     RunStarted,
     RunStopped,
+    RunWarning,
     StageChanged,
     rank_modules,
 )
@@ -84,6 +85,8 @@ class ConsoleReporter:
             self.note(f"{event.result.message}; partial result saved")
         elif isinstance(event, RunFailed):
             self.note(event.message)
+        elif isinstance(event, RunWarning):
+            self.note(f"warning: {event.message}")
 
 
 def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:

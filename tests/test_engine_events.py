@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+from acetui.data import write_dataset
 from acetui.estimate import (
     BatchDone,
     EstimateRequest,
@@ -14,8 +15,10 @@ from acetui.estimate import (
     RunFinished,
     RunStarted,
     RunStopped,
+    RunWarning,
     StageChanged,
 )
+from acetui.model.synthetic import TINY
 
 
 def test_events_of_a_complete_run(checkpoint_root, dataset_dir, tmp_path):
@@ -67,3 +70,21 @@ def test_failure_before_start_is_one_event_with_a_message(checkpoint_root, tmp_p
     assert Estimator(request, on_event=events.append).run() is None
     assert isinstance(events[-1], RunFailed) and str(tmp_path / "missing") in events[-1].message
     assert events[-1].result is None
+
+
+def test_warnings_for_few_samples_and_another_variants_preprocessing(checkpoint_root, tmp_path):
+    folder = tmp_path / "made-by-base"
+    write_dataset(folder, count=3, condition_width=TINY.condition_width, seed=2, frames=(9, 12))
+    (folder / "preprocess_meta.json").write_text(json.dumps({"model_variant": "base", "total": 3}))
+    events = []
+    result = Estimator(EstimateRequest(checkpoint_root, "turbo", folder, batches=1), on_event=events.append).run()
+    warnings = [event.message for event in events if isinstance(event, RunWarning)]
+    assert len(warnings) == 2
+    assert "only 3 valid samples" in warnings[0]
+    assert "preprocessed with 'base' but estimating 'turbo'" in warnings[1]
+    assert result.metadata["warnings"] == warnings
+
+    (folder / "preprocess_meta.json").write_text(json.dumps({"model_variant": "acestep-v15-turbo"}))
+    events.clear()
+    Estimator(EstimateRequest(checkpoint_root, "turbo", folder, batches=1), on_event=events.append).run()
+    assert [event.message for event in events if isinstance(event, RunWarning)] == warnings[:1]

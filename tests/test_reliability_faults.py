@@ -233,7 +233,7 @@ def test_cancel_saves_a_partial_result_that_resumes_exactly(checkpoint_root, dat
 def test_resume_refuses_a_dataset_that_changed(tmp_path, checkpoint_root, capsys, isolated_app_dirs):
     """The batch plan indexes the scanned samples, so a folder that gained a sample cannot resume exactly."""
     folder = tmp_path / "growing"
-    write_dataset(folder, count=3, condition_width=TINY.condition_width, seed=3, frames=(9, 12))
+    write_dataset(folder, count=5, condition_width=TINY.condition_width, seed=3, frames=(9, 12))
     request = _request(checkpoint_root, folder, batches=4)
     estimator = Estimator(
         request,
@@ -246,7 +246,7 @@ def test_resume_refuses_a_dataset_that_changed(tmp_path, checkpoint_root, capsys
     code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
     assert code == 1
     assert one_error_line(err) == (
-        f"acetui: {folder}: now holds 4 valid samples, run {partial.run_id} had 3; "
+        f"acetui: {folder}: now holds 6 valid samples, run {partial.run_id} had 5; "
         "it cannot be resumed exactly (start a new run)"
     )
     (record,) = run_records(isolated_app_dirs).values()

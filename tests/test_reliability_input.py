@@ -109,7 +109,7 @@ def test_folder_of_one_bad_sample_is_a_one_line_error(case, tmp_path, checkpoint
 
 def _mixed_dataset(tmp_path: Path) -> tuple[Path, list[Path]]:
     folder = tmp_path / "mixed"
-    write_dataset(folder, count=3, condition_width=TINY.condition_width, seed=1, frames=(9, 12))
+    write_dataset(folder, count=5, condition_width=TINY.condition_width, seed=1, frames=(9, 12))
     _truncated(folder / "broken.pt", tmp_path)
     _with_value("target_latents", float("nan"))(folder / "nan.pt", tmp_path)
     return folder, [folder / "broken.pt", folder / "nan.pt"]

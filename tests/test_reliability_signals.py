@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX si
 @pytest.fixture(scope="module")
 def short_dataset(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("short-dataset")
-    write_dataset(folder, count=4, condition_width=TINY.condition_width, seed=8, frames=(9, 12))
+    write_dataset(folder, count=5, condition_width=TINY.condition_width, seed=8, frames=(9, 12))
     return folder
 
 

@@ -6,6 +6,7 @@ file becomes a listed problem rather than an error, so a user sees all of them i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class DatasetScan:
     samples: tuple[SampleInfo, ...]
     problems: tuple[SampleProblem, ...]
     other_files: tuple[Path, ...]
+    preprocessed_variant: str | None = None
 
     @property
     def total_seconds(self) -> float:
@@ -128,7 +130,21 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
             continue
         width = sample.encoder_hidden_states.shape[1]
         samples.append(SampleInfo(path, sample.frames, sample.condition_length, width, size))
-    return DatasetScan(folder, tuple(samples), tuple(problems), others)
+    return DatasetScan(folder, tuple(samples), tuple(problems), others, _preprocessed_variant(folder))
+
+
+PREPROCESS_META = "preprocess_meta.json"
+
+
+def _preprocessed_variant(folder: Path) -> str | None:
+    """The ``model_variant`` Side-Step records in ``preprocess_meta.json``: the condition states in the
+    samples come from that variant's encoder. Absent or unreadable metadata simply means unknown."""
+    try:
+        meta = json.loads((folder / PREPROCESS_META).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    variant = meta.get("model_variant") if isinstance(meta, dict) else None
+    return variant if isinstance(variant, str) and variant else None
 
 
 def _count(number: int, noun: str) -> str:

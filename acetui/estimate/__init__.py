@@ -9,6 +9,7 @@ from acetui.estimate.events import (
     RunFinished,
     RunStarted,
     RunStopped,
+    RunWarning,
     StageChanged,
 )
 from acetui.estimate.request import EstimateRequest
@@ -29,6 +30,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "RunStopped",
+    "RunWarning",
     "StageChanged",
     "rank_modules",
     "score_table",

@@ -33,6 +33,7 @@ from acetui.estimate.events import (
     RunFinished,
     RunStarted,
     RunStopped,
+    RunWarning,
     StageChanged,
 )
 from acetui.estimate.gradients import GradientProbe
@@ -44,7 +45,7 @@ from acetui.estimate.scores import score_table
 from acetui.estimate.stats import MIN_BATCHES, statistics_record, top_k_stability
 from acetui.model import AceStepDecoder, load_decoder
 from acetui.model.checkpoint import decoder_config
-from acetui.model.variants import resolve_variant
+from acetui.model.variants import resolve_variant, variant_folder_name
 
 OOM_ADVICE = (
     "out of memory on batch {index}: lower --batch-size, use --dtype bf16, set --crop-frames, "
@@ -52,6 +53,7 @@ OOM_ADVICE = (
 )
 OUT_OF_MEMORY = "out of memory"
 AUTO_MIN_BATCHES = 3  # --estimate-batches auto never stops before this many included batches
+FEW_SAMPLES = 5  # Side-Step warns below this many samples too
 AUTO_SCORE = "grad-norm"  # the score whose top-k stability the engine tracks (the reference tool's)
 
 
@@ -69,6 +71,24 @@ def package_versions() -> dict[str, str]:
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
     }
+
+
+def dataset_warnings(scan: DatasetScan, variant: str) -> list[str]:
+    """Reasons to doubt a ranking that are visible before the run: too few samples, or condition states
+    made by another variant's encoder (Side-Step records the variant in ``preprocess_meta.json``)."""
+    warnings = []
+    if len(scan.samples) < FEW_SAMPLES:
+        warnings.append(
+            f"{scan.folder}: only {len(scan.samples)} valid samples; a ranking from fewer than {FEW_SAMPLES} "
+            "is unreliable"
+        )
+    made_by = scan.preprocessed_variant
+    if made_by and variant_folder_name(made_by) != variant_folder_name(variant):
+        warnings.append(
+            f"{scan.folder}: preprocessed with {made_by!r} but estimating {variant!r}; its encoder_hidden_states "
+            "come from the other variant's condition encoder"
+        )
+    return warnings
 
 
 @dataclass
@@ -117,6 +137,7 @@ class Estimator:
         self._stop = threading.Event()
         self._stop_status = "cancelled"
         self._result: EstimateResult | None = None
+        self._warnings: list[str] = []
 
     def cancel(self, status: str = "cancelled") -> None:
         """Ask the run to stop before its next batch (thread-safe). ``status``: cancelled or interrupted."""
@@ -177,6 +198,9 @@ class Estimator:
                 f"{scan.problems[0].path}: {scan.problems[0].reason} "
                 f"(--strict: {len(scan.problems)} bad sample file(s) in {scan.folder})"
             )
+        for message in dataset_warnings(scan, request.variant):
+            self._warnings.append(message)
+            self.on_event(RunWarning(message))
         return device, dtype, scan
 
     def _load(self, device: torch.device, dtype: torch.dtype, scan: DatasetScan) -> tuple[AceStepDecoder, ModelInfo]:
@@ -250,6 +274,7 @@ class Estimator:
         self._result = result  # from here on a failure keeps (and saves) the batches done
         result.status = "running"
         result.metadata["model"] = vars(info)
+        result.metadata["warnings"] = self._warnings
         result.metadata.update(self.metadata)
         total = request.max_batches if request.auto_batches else request.batches
         plan = batch_plan(len(scan.samples), total, request.batch_size, request.seed)

@@ -17,6 +17,13 @@ class StageChanged:
 
 
 @dataclass(frozen=True)
+class RunWarning:
+    """Something the user should know that does not stop the run; also kept in the result's metadata."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     variant: str
     folder: str
@@ -77,4 +84,4 @@ class RunFailed:
     result: EstimateResult | None
 
 
-EngineEvent = StageChanged | RunStarted | BatchDone | RunFinished | RunStopped | RunFailed
+EngineEvent = StageChanged | RunWarning | RunStarted | BatchDone | RunFinished | RunStopped | RunFailed
