@@ -26,6 +26,7 @@ from acetui.estimate import (
     RunFinished,
     RunStarted,
     RunStopped,
+    RunWarning,
     StageChanged,
 )
 from acetui.estimate.request import resolve_device
@@ -137,6 +138,9 @@ class RunScreen(Screen):
         if isinstance(event, StageChanged):
             self.query_one("#stage", Static).update(event.message + " ...")
             self.log_line(event.message)
+        elif isinstance(event, RunWarning):
+            self.log_line(f"warning: {event.message}")
+            self.notify(event.message, title="Warning", severity="warning", markup=False)
         elif isinstance(event, RunStarted):
             self.started(event)
         elif isinstance(event, BatchDone):
