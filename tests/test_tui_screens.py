@@ -20,7 +20,7 @@ from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import RankingTable
-from tests.tui_support import SIZE, fill, pick_to_parameters, record_run, settle, submit
+from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit
 
 
 async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):
@@ -141,8 +141,7 @@ async def test_filter_and_sort(checkpoint_root, dataset_dir):
     result = record_run(checkpoint_root, dataset_dir, batches=2, top_k=4)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ResultsScreen(result))
-        await settle(pilot)
+        await open_screen(pilot, ResultsScreen(result))
         table = app.screen.query_one(RankingTable)
         await pilot.press("slash", *"cross_attn")
         assert table.row_count == 16 and all(m.kind == "cross_attn" for m in table.visible)
@@ -174,8 +173,7 @@ async def test_export_error_keeps_the_result(checkpoint_root, dataset_dir, tmp_p
     result = record_run(checkpoint_root, dataset_dir, batches=1)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ResultsScreen(result))
-        await settle(pilot)
+        await open_screen(pilot, ResultsScreen(result))
         await pilot.press("e")
         app.screen.query_one("#path", Input).value = str(tmp_path)
         await pilot.press("enter")
@@ -241,8 +239,7 @@ async def test_palette_offers_the_screens_commands(checkpoint_root, dataset_dir,
     result = record_run(checkpoint_root, dataset_dir, batches=1, top_k=4)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ResultsScreen(result))
-        await settle(pilot)
+        await open_screen(pilot, ResultsScreen(result))
         await pilot.press("ctrl+p", *"export: csv")
         await pilot.pause(0.5)
         await pilot.press("enter")

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 
 import pytest
 import torch
 
 from acetui import paths
+from acetui.estimate import rank_modules
+from acetui.estimate.exports import export
+from acetui.estimate.sidestep import load_ranking
 from acetui.tui.app import make_app
 from acetui.tui.screens import parameters
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.results import ResultsScreen
-from tests.tui_support import SIZE, record_run, settle, submit
+from tests.tui_support import SIZE, open_screen, record_run, settle, submit
 
 GIB = 1024**3
 
@@ -70,15 +74,23 @@ def test_step_screens(snap_compare, workdir, steps):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=steps)
 
 
-@pytest.mark.parametrize("press", [[], ["v"], ["v", "v"]], ids=["ranking", "heat-map", "summary"])
-def test_results_views(snap_compare, checkpoint_root, dataset_dir, press):
+@pytest.mark.parametrize(
+    ("press", "size"),
+    [([], SIZE), (["v"], SIZE), (["v", "v"], SIZE), ([], (200, 60))],
+    ids=["ranking", "heat-map", "summary", "ranking-200x60"],
+)
+def test_results_views(snap_compare, checkpoint_root, dataset_dir, press, size):
     result = fixed_run(checkpoint_root, dataset_dir, "run-a", seed=1)
+    show = partial(open_screen, screen=ResultsScreen(result))
+    assert snap_compare(make_app(), terminal_size=size, run_before=show, press=press)
 
-    async def show(pilot) -> None:
-        pilot.app.push_screen(ResultsScreen(result))
-        await settle(pilot)
 
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=show, press=press)
+def test_imported_ranking(snap_compare, checkpoint_root, dataset_dir, tmp_path, monkeypatch):
+    result = fixed_run(checkpoint_root, dataset_dir, "run-a", seed=1)
+    export(tmp_path / "estimate.json", "json", rank_modules(result), 8)
+    monkeypatch.chdir(tmp_path)
+    show = partial(open_screen, screen=ResultsScreen(load_ranking("estimate.json")))
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=show)
 
 
 def test_history(snap_compare, checkpoint_root, dataset_dir):
@@ -90,9 +102,5 @@ def test_history(snap_compare, checkpoint_root, dataset_dir):
 def test_compare(snap_compare, checkpoint_root, dataset_dir):
     first = fixed_run(checkpoint_root, dataset_dir, "run-a", seed=1)
     second = fixed_run(checkpoint_root, dataset_dir, "run-b", seed=2)
-
-    async def show(pilot) -> None:
-        pilot.app.push_screen(CompareScreen(first, second))
-        await settle(pilot)
-
+    show = partial(open_screen, screen=CompareScreen(first, second))
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=show)

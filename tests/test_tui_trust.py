@@ -21,7 +21,7 @@ from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import BAR_WIDTH, RankingTable
-from tests.tui_support import SIZE, fill, pick_to_parameters, record_run, settle, submit
+from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit
 
 
 def cell(table: RankingTable, module: str, column: str) -> str:
@@ -32,16 +32,15 @@ async def test_statistics_and_effective_rank_columns(checkpoint_root, dataset_di
     result = record_run(checkpoint_root, dataset_dir, batches=3, top_k=4)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ResultsScreen(result))
-        await settle(pilot)
+        await open_screen(pilot, ResultsScreen(result))
         table = app.screen.query_one(RankingTable)
         stats = result_stats(result, "grad-norm")
         first, last = rank_modules(result)[0], rank_modules(result)[-1]
         unit = stats.by_name()[first.module]
         assert cell(table, first.module, "p_top_k") == f"{unit.p_top_k:.2f}"
         assert cell(table, first.module, "stderr") == f"{unit.stderr:#.2g}"
-        assert cell(table, first.module, "ci") == f"{unit.ci_low:#.3g}–{unit.ci_high:#.3g}"
-        assert f"stability {stats.stability:.2f}" in str(app.screen.query_one("#heading").render())
+        assert cell(table, first.module, "ci") == f"[{unit.ci_low:#.3g}, {unit.ci_high:#.3g}]"
+        assert f"top-4 stability {stats.stability:.2f}" in str(app.screen.query_one("#heading").render())
         assert cell(table, first.module, "bar") == "█" * BAR_WIDTH
         assert len(cell(table, last.module, "bar").strip()) < BAR_WIDTH
         expected = effective_ranks(checkpoint_root, "turbo", [first.module])[first.module]
@@ -101,8 +100,7 @@ async def test_open_side_step_files_in_the_results_view(checkpoint_root, dataset
     (tmp_path / "broken.json").write_text("{}")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ResultsScreen(result))
-        await settle(pilot)
+        await open_screen(pilot, ResultsScreen(result))
         await open_ranking_file(pilot, tmp_path / "broken.json")
         assert isinstance(app.screen, OpenRankingScreen)
         assert any("broken.json" in note.message for note in app._notifications)
@@ -151,8 +149,7 @@ async def test_fisher_map_and_rank_pattern_exports(checkpoint_root, dataset_dir,
     target = tmp_path / "fisher_map.json"
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ResultsScreen(result))
-        await settle(pilot)
+        await open_screen(pilot, ResultsScreen(result))
         assert await export_as(pilot, "fisher-map", target) == str(default_fisher_map_path(result))
         written = json.loads(target.read_text())
         assert fisher_map_problems(written) == [] and written["modules"][0]["effective_rank"] > 0

@@ -28,6 +28,12 @@ async def settle(pilot, rounds: int = 50) -> None:
     raise AssertionError("workers still running")
 
 
+async def open_screen(pilot, screen) -> None:
+    """Push ``screen`` and wait for its workers (usable as snap_compare's ``run_before`` via partial)."""
+    pilot.app.push_screen(screen)
+    await settle(pilot)
+
+
 async def submit(pilot, ident: str, value: str) -> None:
     field = pilot.app.screen.query_one(f"#{ident}", Input)
     field.focus()

@@ -54,13 +54,17 @@ class AcetuiApp(App):
         """The last used settings, restored at the next start."""
         save_last(settings_of(request))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """History is offered everywhere but on the history screen itself."""
+        return action != "history" or not isinstance(self.screen, HistoryScreen)
+
     def action_history(self) -> None:
-        if not isinstance(self.screen, HistoryScreen):
-            self.push_screen(HistoryScreen())
+        self.push_screen(HistoryScreen())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("view: history", "Past runs: open, compare, resume", self.action_history)
+        if not isinstance(screen, HistoryScreen):
+            yield SystemCommand("view: history", "Past runs: open, compare, resume", self.action_history)
 
 
 def make_app(request: EstimateRequest | None = None, profile: str | None = None) -> AcetuiApp:

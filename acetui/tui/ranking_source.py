@@ -37,10 +37,9 @@ def ranking_formats(stem: str) -> ExportFormats:
     return {fmt: (title, stem + SUFFIXES[fmt]) for fmt, (title, _) in EXPORT_FORMATS.items()}
 
 
-def stability_text(stats: RankingStats | None) -> str:
-    if stats is None or not math.isfinite(stats.stability):
-        return "stability n/a"
-    return f"stability {stats.stability:.2f}"
+def stability_text(stats: RankingStats) -> str:
+    figure = f"{stats.stability:.2f}" if math.isfinite(stats.stability) else "n/a (1 batch)"
+    return f"top-{stats.top_k} stability {figure}"
 
 
 def stop_text(result: EstimateResult) -> str:
@@ -75,7 +74,7 @@ class RunRanking:
     def sensitivities(self, score: str) -> dict[str, float]:
         return result_sensitivities(self.result, score)
 
-    def heading(self, score: str, stats: RankingStats | None) -> Text:
+    def heading(self, score: str, stats: RankingStats) -> Text:
         result, request = self.result, self.result.request
         text = Text()
         text.append(f"{result.run_id} ", style="bold")
@@ -83,7 +82,7 @@ class RunRanking:
         text.append(f"{len(result.included_batches)} batches", style="yellow" if result.partial else "")
         if result.partial:
             text.append(f" ({result.status})", style="yellow")
-        text.append(f"  {score} · {request.granularity} · top-{self.top_k}  ", style="dim")
+        text.append(f"  {score} · {request.granularity}  ", style="dim")
         text.append(stability_text(stats), style="bold")
         stop = stop_text(result)
         if stop:

@@ -36,9 +36,7 @@ class HistoryScreen(Screen):
         Binding("enter", "open", "Open", tooltip="Open the run's results", id="open"),
         Binding("space", "mark", "Mark", tooltip="Mark up to two runs to compare", id="mark"),
         Binding("c", "compare", "Compare", tooltip="Compare the two marked runs", id="compare"),
-        Binding(
-            "f", "compare_file", "Compare file", tooltip="Compare the run with a Side-Step file", id="compare-file"
-        ),
+        Binding("f", "compare_file", "Vs file", tooltip="Compare the run with a Side-Step file", id="compare-file"),
         Binding("r", "resume", "Resume", tooltip="Continue a partial run", id="resume"),
         Binding("ctrl+l", "reload", "Reload", id="reload"),
         Binding("escape", "app.pop_screen", "Back", id="back"),

@@ -17,7 +17,7 @@ from acetui.estimate import RankedModule
 from acetui.estimate.stats import RankingStats, UnitStats
 from acetui.tui.widgets.bar import bar
 
-BAR_WIDTH = 10
+BAR_WIDTH = 8
 UNKNOWN = "–"
 
 
@@ -52,7 +52,7 @@ def _stat(name: str) -> Callable[[Row], float]:
 COLUMNS = (
     Column("rank", "rank", lambda r: r.item.rank),
     Column("module", "module", lambda r: r.item.module),
-    Column("sensitivity", "sensitivity", lambda r: r.item.sensitivity, descending=True),
+    Column("sensitivity", "score", lambda r: r.item.sensitivity, descending=True),
     Column("p_top_k", "P(top-k)", _stat("p_top_k"), descending=True),
     Column("share", "share", lambda r: known(r.item.share), descending=True),
     Column("bar", "", lambda r: r.item.sensitivity, descending=True),
@@ -108,7 +108,7 @@ def row_cells(row: Row, top_k: int, top_sensitivity: float) -> tuple[Text, ...]:
     p_top_k, stderr = (stats.p_top_k, stats.stderr) if stats is not None else (nan, nan)
     interval = UNKNOWN
     if stats is not None and math.isfinite(stats.ci_low):
-        interval = f"{stats.ci_low:#.3g}–{stats.ci_high:#.3g}"
+        interval = f"[{stats.ci_low:#.3g}, {stats.ci_high:#.3g}]"
     fraction = item.sensitivity / top_sensitivity if top_sensitivity > 0 else nan
     return (
         Text(f"{'●' if top else ' '}{item.rank:>3}", style="bold green" if top else "dim"),

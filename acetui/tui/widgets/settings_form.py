@@ -46,10 +46,20 @@ class Field:
     input_type: str = "text"
     optional: bool = False
     suggestions: tuple[str, ...] = ()
+    placeholder: str = ""
 
 
-def integer(key: str, label: str, minimum: int = 1, *, optional: bool = False) -> Field:
-    return Field(key, label, parse=int, validator=Integer(minimum=minimum), input_type="integer", optional=optional)
+def integer(key: str, label: str, minimum: int = 1, *, placeholder: str = "") -> Field:
+    """An integer setting; with a ``placeholder`` it may be left blank (None)."""
+    return Field(
+        key,
+        label,
+        parse=int,
+        validator=Integer(minimum=minimum),
+        input_type="integer",
+        optional=bool(placeholder),
+        placeholder=placeholder,
+    )
 
 
 FIELDS = (
@@ -74,7 +84,7 @@ FIELDS = (
         validator=Function(_focus_ok, "balanced, texture, structure or LOW,HIGH"),
         suggestions=FOCUS_PRESETS,
     ),
-    integer("crop_frames", "crop frames (blank: all)", minimum=2, optional=True),
+    integer("crop_frames", "crop frames", minimum=2, placeholder="blank: whole samples"),
     Field("activation_checkpointing", "activation checkpointing", CHECKPOINTING),
     Field("modules", "modules", MODULE_SETS),
     Field("score", "score (results)", SCORES),
@@ -117,6 +127,7 @@ class SettingsForm(Grid):
             )
         return Input(
             "" if value is None else str(value),
+            placeholder=field.placeholder,
             type=field.input_type,
             suggester=SuggestFromList(field.suggestions) if field.suggestions else None,
             validators=[field.validator] if field.validator else None,
