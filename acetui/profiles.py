@@ -102,7 +102,6 @@ def list_profiles() -> list[str]:
     return sorted(path.stem for path in folder.glob("*.toml")) if folder.is_dir() else []
 
 
-
 def save_last(values: dict[str, Any]) -> None:
     write_settings(paths.app_dirs().last_settings, values)
 

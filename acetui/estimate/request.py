@@ -79,7 +79,6 @@ class EstimateRequest:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
-
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks the first CUDA device when there is one, else the CPU."""
     if name == "auto":
