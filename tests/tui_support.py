@@ -11,6 +11,7 @@ from acetui.estimate import BatchDone, EstimateRequest, EstimateResult, Estimato
 from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.parameters import ParametersScreen
+from acetui.tui.widgets.path_picker import FolderTree
 
 SIZE = (80, 24)
 TREE_LOADER = "_loader"  # DirectoryTree's long-lived loading worker never completes
@@ -51,6 +52,7 @@ async def pick_to_parameters(pilot, checkpoint_root, dataset_dir) -> None:
     assert isinstance(pilot.app.screen, CheckpointScreen)
     await submit(pilot, "path", str(checkpoint_root))
     assert pilot.app.screen.query_one("#variants", DataTable).row_count == 3
+    assert pilot.app.screen.query_one(FolderTree).path == checkpoint_root.resolve()
     await pilot.press("enter")
     assert isinstance(pilot.app.screen, DatasetScreen)
     await submit(pilot, "path", str(dataset_dir))

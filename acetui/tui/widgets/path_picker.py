@@ -91,7 +91,10 @@ class PathPicker(Vertical):
 
     @on(Input.Submitted, "#path")
     def submitted(self, event: Input.Submitted) -> None:
+        """A typed folder is also where the tree browses from, so the two never disagree."""
         event.stop()
+        if self.path.is_dir():
+            self.query_one(FolderTree).path = self.path.resolve()
         self.choose()
 
     @on(DirectoryTree.DirectorySelected)
