@@ -9,6 +9,7 @@ import pytest
 
 from acetui.cli import build_parser, main
 from acetui.estimate.sidestep import dataset_hash, fisher_map_problems
+from tests.support import estimate_args
 
 
 @pytest.mark.parametrize("output", ["--output", "--estimate-output", "-o"])
@@ -43,21 +44,7 @@ def dataset_copy(dataset_dir, tmp_path):
 
 
 def _estimate(checkpoint_root, dataset, *extra):
-    return main(
-        [
-            "estimate",
-            "-c",
-            str(checkpoint_root),
-            "-M",
-            "turbo",
-            "-d",
-            str(dataset),
-            "--estimate-batches",
-            "2",
-            "--quiet",
-            *extra,
-        ]
-    )
+    return main(estimate_args(checkpoint_root, dataset, "--estimate-batches", "2", *extra))
 
 
 def test_side_step_spellings_end_to_end(checkpoint_root, dataset_dir, tmp_path, capsys):

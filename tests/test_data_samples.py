@@ -10,18 +10,8 @@ import torch
 
 from acetui.data import Sample, load_sample
 from acetui.errors import DatasetError
-
-
-def sample_dict(frames: int = 10, tokens: int = 6, width: int = 32) -> dict:
-    """A valid sample in the official layout, small enough to write hundreds of times."""
-    return {
-        "target_latents": torch.randn(frames, 64),
-        "attention_mask": torch.ones(frames),
-        "encoder_hidden_states": torch.randn(tokens, width),
-        "encoder_attention_mask": torch.ones(tokens),
-        "context_latents": torch.cat([torch.zeros(frames, 64), torch.ones(frames, 64)], dim=1),
-        "metadata": {"caption": "test", "duration": 0},
-    }
+from acetui.model.synthetic import TINY
+from tests.support import sample_dict
 
 
 def save(path: Path, data: object) -> Path:
@@ -41,7 +31,7 @@ def test_valid_sample_is_float32_contiguous(tmp_path):
     data = sample_dict(frames=12, tokens=5)
     data["target_latents"] = torch.randn(64, 12).to(torch.bfloat16).T  # non-contiguous, like Side-Step's files
     data["encoder_attention_mask"] = torch.tensor([1, 1, 1, 0, 0])
-    sample = load_sample(save(tmp_path / "a.pt", data), condition_width=32)
+    sample = load_sample(save(tmp_path / "a.pt", data), condition_width=TINY.condition_width)
     assert isinstance(sample, Sample)
     assert (sample.frames, sample.condition_length) == (12, 5)
     for tensor in (

@@ -15,6 +15,7 @@ from acetui.estimate import EstimateRequest, Estimator, rank_modules
 from acetui.estimate.exports import peft_suffix_modules, ranking_csv
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
 from acetui.model import load_decoder
+from tests.support import estimate_args
 
 MLP = ("gate_proj", "up_proj", "down_proj")
 
@@ -93,28 +94,8 @@ def test_rankings_and_exports_include_mlp(runs):
 
 def test_cli_modules_flag_end_to_end(checkpoint_root, dataset_dir, tmp_path, capsys):
     out = tmp_path / "ranking.json"
-    code = main(
-        [
-            "estimate",
-            "-c",
-            str(checkpoint_root),
-            "-M",
-            "turbo",
-            "-d",
-            str(dataset_dir),
-            "--estimate-batches",
-            "2",
-            "--modules",
-            "attention+mlp",
-            "--granularity",
-            "layer",
-            "--top-k",
-            "12",
-            "-o",
-            str(out),
-            "--quiet",
-        ]
-    )
+    more = ("--estimate-batches", "2", "--modules", "attention+mlp", "--granularity", "layer", "--top-k", "12")
+    code = main(estimate_args(checkpoint_root, dataset_dir, *more, "-o", str(out)))
     assert code == 0
     entries = json.loads(out.read_text())
     assert len(entries) == 12 and {entry["module"].split(".")[-1] for entry in entries} == {

@@ -18,6 +18,7 @@ from acetui.estimate.rank_budget import (
 )
 from acetui.estimate.scores import RankedModule, module_parts
 from acetui.model.synthetic import TINY
+from tests.support import estimate_args
 
 
 def ranked(values: dict[str, float]) -> list[RankedModule]:
@@ -122,32 +123,9 @@ def test_cli_peft_output_with_rank_budget(checkpoint_root, dataset_dir, tmp_path
     from acetui.cli import main
 
     out = tmp_path / "peft.json"
-    argv = [
-        "estimate",
-        "-c",
-        str(checkpoint_root),
-        "-M",
-        "turbo",
-        "-d",
-        str(dataset_dir),
-        "--estimate-batches",
-        "2",
-        "--top-k",
-        "4",
-        "--device",
-        "cpu",
-        "-q",
-        "--peft-output",
-        str(out),
-        "--rank-budget",
-        "0",
-        "--base-rank",
-        "8",
-        "--rank-min",
-        "2",
-        "--rank-max",
-        "16",
-    ]
+    budget = ("--rank-budget", "0", "--base-rank", "8", "--rank-min", "2", "--rank-max", "16")
+    argv = estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "2", "--top-k", "4", *budget)
+    argv += ["--peft-output", str(out)]
     assert main(argv) == 0
     config = json.loads(out.read_text())
     assert len(config["rank_pattern"]) == 4 and config["r"] == 8

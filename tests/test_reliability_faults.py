@@ -17,7 +17,7 @@ from acetui import cli
 from acetui.data import write_dataset
 from acetui.estimate import BatchDone, EstimateRequest, Estimator, RunFailed, RunStopped, rank_modules
 from acetui.model.synthetic import TINY
-from tests.reliability_support import estimate_args, one_error_line, run_cli, run_records, sample_dict
+from tests.support import estimate_args, one_error_line, run_cli, run_records, sample_dict
 
 
 class HookedEstimator(Estimator):

@@ -23,7 +23,7 @@ from acetui.estimate import EstimateRequest, Estimator, rank_modules
 from acetui.estimate.exports import export
 from acetui.history import HistoryProblem, find_run, list_runs, load_record
 from acetui.profiles import ProfileError, list_profiles, load_last, load_profile, save_profile
-from tests.reliability_support import estimate_args, one_error_line, run_cli, run_records
+from tests.support import estimate_args, one_error_line, run_cli, run_records
 
 # --- exports --------------------------------------------------------------------------------------------
 

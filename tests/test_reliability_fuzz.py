@@ -23,7 +23,7 @@ from acetui.errors import AcetuiError, ModelLoadError
 from acetui.model import list_variants, load_decoder
 from acetui.model.config import DecoderConfig
 from acetui.model.synthetic import write_checkpoint
-from tests.reliability_support import sample_dict
+from tests.support import sample_dict
 
 SMALL = DecoderConfig(
     hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,

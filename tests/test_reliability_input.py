@@ -15,7 +15,7 @@ import torch
 
 from acetui.data import write_dataset
 from acetui.model.synthetic import TINY, random_state, write_checkpoint
-from tests.reliability_support import estimate_args, one_error_line, run_cli, run_records, sample_dict
+from tests.support import estimate_args, one_error_line, run_cli, run_records, sample_dict
 
 # --- dataset files --------------------------------------------------------------------------------------
 

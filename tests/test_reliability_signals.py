@@ -21,7 +21,7 @@ from acetui.estimate import EstimateRequest, Estimator, rank_modules
 from acetui.estimate.result import EstimateResult
 from acetui.history import load_record
 from acetui.model.synthetic import TINY
-from tests.reliability_support import PYTHON, REPO, subprocess_env, subprocess_runs_dir
+from tests.support import PYTHON, REPO, estimate_args, subprocess_env, subprocess_runs_dir
 
 BATCHES = 12
 SEED = 9
@@ -36,24 +36,8 @@ def short_dataset(tmp_path_factory) -> Path:
 
 
 def _estimate_command(root: Path, dataset: Path, batches: int = BATCHES) -> list[str]:
-    return [
-        *PYTHON,
-        "estimate",
-        "-c",
-        str(root),
-        "-M",
-        "turbo",
-        "-d",
-        str(dataset),
-        "--device",
-        "cpu",
-        "--dtype",
-        "fp32",
-        "--seed",
-        str(SEED),
-        "--estimate-batches",
-        str(batches),
-    ]
+    more = ("--seed", str(SEED), "--estimate-batches", str(batches))
+    return [*PYTHON, *estimate_args(root, dataset, *more, quiet=False)]
 
 
 def _start(tmp_path: Path, command: list[str]) -> subprocess.Popen:

@@ -1,4 +1,4 @@
-"""Helpers shared by the ``test_reliability_*`` files: running the real CLI and writing real samples."""
+"""Helpers shared by the tests: running the real CLI, its argument lists and writing real samples."""
 
 from __future__ import annotations
 
@@ -44,10 +44,11 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
-def estimate_args(root: Path, dataset: Path, *more: str, variant: str = "turbo") -> list[str]:
+def estimate_args(root: Path, dataset: Path, *more: str, variant: str = "turbo", quiet: bool = True) -> list[str]:
+    """``acetui estimate`` on the CPU in fp32 (exact and repeatable), Side-Step's short flags."""
     return [
         "estimate",
-        "-q",
+        *(["-q"] if quiet else []),
         "-c",
         str(root),
         "-M",
