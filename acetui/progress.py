@@ -28,7 +28,9 @@ from acetui.estimate.memory import MemoryStats
 from acetui.estimate.rank_budget import peft_rank_json
 from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
 from acetui.estimate.stats import RankingStats, result_stats
-from acetui.units import format_bytes, format_duration
+from acetui.units import block_bar, format_bytes, format_duration
+
+PROGRESS_WIDTH = 20
 
 
 def memory_text(memory: MemoryStats) -> str:
@@ -72,8 +74,9 @@ class ConsoleReporter:
             )
         elif isinstance(event, BatchDone):
             loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
+            bar = block_bar((event.index + 1) / event.total, PROGRESS_WIDTH)
             self._line(
-                f"batch {event.index + 1}/{event.total}  {loss}  "
+                f"|{bar}| batch {event.index + 1}/{event.total}  {loss}  "
                 + (f"stability {event.stability:.2f}  " if event.stability is not None else "")
                 + f"{memory_text(event.memory)}  "
                 f"{event.seconds_per_batch:.2f} s/batch  ETA {format_duration(event.eta_seconds)}",

@@ -22,3 +22,13 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def block_bar(fraction: float, width: int) -> str:
+    """``fraction`` (clamped to 0..1) of ``width`` cells filled at eighth-block resolution, padded to width."""
+    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (EIGHTHS[part] if part else "")).ljust(width)

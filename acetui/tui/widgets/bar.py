@@ -6,17 +6,14 @@ import math
 
 from rich.text import Text
 
-EIGHTHS = " ▏▎▍▌▋▊▉"
+from acetui.units import block_bar
 
 
 def bar(fraction: float, width: int, style: str = "") -> Text:
     """``fraction`` of ``width`` cells filled; ``N/A`` when the fraction is unknown."""
     if not math.isfinite(fraction):
         return Text("N/A".ljust(width), style="dim")
-    eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
-    full, part = divmod(eighths, 8)
-    cells = "█" * full + (EIGHTHS[part] if part else "")
-    return Text(cells.ljust(width), style=style)
+    return Text(block_bar(fraction, width), style=style)
 
 
 def load_style(fraction: float) -> str:
