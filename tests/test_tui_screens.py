@@ -70,6 +70,19 @@ async def test_bad_dataset_lists_each_file_with_its_reason(checkpoint_root, data
         assert isinstance(app.screen, ParametersScreen)
 
 
+async def test_dataset_screen_says_when_a_manifest_chose_the_samples(checkpoint_root, dataset_dir, tmp_path):
+    folder = tmp_path / "listed"
+    shutil.copytree(dataset_dir, folder)
+    (folder / "manifest.json").write_text('{"samples": ["sample_000.pt", "sample_001.pt"]}')
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(checkpoint_root))
+        await pilot.press("enter")
+        await submit(pilot, "path", str(folder))
+        summary = str(app.screen.query_one("#summary").render())
+        assert "2 valid samples" in summary and "manifest.json (2 listed)" in summary and "not used" in summary
+
+
 async def test_checkpoint_problem_shown_in_place(checkpoint_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(checkpoint_root / "acestep-v15-turbo", root / "acestep-v15-turbo")

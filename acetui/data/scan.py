@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from acetui.data.manifest import MANIFEST, read_manifest
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, SampleFileError, load_sample
 from acetui.errors import DatasetError
 from acetui.units import format_duration
@@ -51,6 +52,7 @@ class DatasetScan:
     problems: tuple[SampleProblem, ...]
     other_files: tuple[Path, ...]
     preprocessed_variant: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def total_seconds(self) -> float:
@@ -114,6 +116,15 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
     files = [entry for entry in entries if entry.is_file()]
     candidates = [entry for entry in files if entry.name.endswith(".pt")]
     others = tuple(entry for entry in files if not entry.name.endswith(".pt"))
+    manifest = read_manifest(folder)
+    notes = [manifest.note] if manifest.note else []
+    if manifest.paths is not None:
+        if not manifest.paths:
+            raise DatasetError(f"{folder / MANIFEST}: lists no samples")
+        unlisted = [path for path in candidates if path not in manifest.paths]
+        if unlisted:
+            notes.append(f"{_count(len(unlisted), '.pt file')} in {folder} not listed in {MANIFEST}, not used")
+        candidates = list(manifest.paths)
     if not candidates:
         raise DatasetError(f"{folder}: no .pt files (found {_count(len(others), 'other file')})")
     samples: list[SampleInfo] = []
@@ -130,7 +141,7 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
             continue
         width = sample.encoder_hidden_states.shape[1]
         samples.append(SampleInfo(path, sample.frames, sample.condition_length, width, size))
-    return DatasetScan(folder, tuple(samples), tuple(problems), others, _preprocessed_variant(folder))
+    return DatasetScan(folder, tuple(samples), tuple(problems), others, _preprocessed_variant(folder), tuple(notes))
 
 
 PREPROCESS_META = "preprocess_meta.json"

@@ -74,9 +74,9 @@ def package_versions() -> dict[str, str]:
 
 
 def dataset_warnings(scan: DatasetScan, variant: str) -> list[str]:
-    """Reasons to doubt a ranking that are visible before the run: too few samples, or condition states
-    made by another variant's encoder (Side-Step records the variant in ``preprocess_meta.json``)."""
-    warnings = []
+    """What the user should know before the run: how the samples were chosen (a manifest), too few
+    samples, or condition states made by another variant's encoder (``preprocess_meta.json``)."""
+    warnings = list(scan.notes)
     if len(scan.samples) < FEW_SAMPLES:
         warnings.append(
             f"{scan.folder}: only {len(scan.samples)} valid samples; a ranking from fewer than {FEW_SAMPLES} "

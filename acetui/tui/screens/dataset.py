@@ -32,6 +32,8 @@ def scan_text(scan: DatasetScan) -> Text:
             f"\nduration {scan.total_seconds:.1f} s total, {scan.min_seconds:.1f}-{scan.max_seconds:.1f} s each"
             f"\ncondition length {low}-{high} tokens"
         )
+    for note in scan.notes:
+        text.append(f"\n{note}", style="yellow")
     return text
 
 
