@@ -154,7 +154,7 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     peft_plain = args.peft_output if budget is None else None
     for path, fmt in ((args.output, "json"), (args.csv, "csv"), (peft_plain, "peft")):
         if path is not None:
-            export(path, fmt, ranking, top_k, result_stats(result, args.score) if fmt == "json" else None)
+            export(path, fmt, ranking, top_k, result_stats(result, args.score) if fmt in ("json", "csv") else None)
     if args.peft_output is not None and budget is not None:
         text = peft_rank_json(
             result,

@@ -48,6 +48,9 @@ def test_estimate_writes_json_csv_and_peft(checkpoint_root, dataset_dir, tmp_pat
     rows = list(csv.DictReader(table.open()))
     assert [row["module"] for row in rows] == [entry["module"] for entry in entries]
     assert {row["attention"] for row in rows} == {"self_attn", "cross_attn"}
+    for row, entry in zip(rows, entries):
+        assert float(row["p_top_k"]) == entry["p_top_k"] and float(row["stderr"]) == entry["stderr"]
+        assert float(row["ci_low"]) <= float(row["sensitivity"]) <= float(row["ci_high"])
 
     targets = json.loads(peft.read_text())["target_modules"]
     assert targets == [entry["module"].removeprefix("decoder.") for entry in entries[:5]]

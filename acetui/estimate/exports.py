@@ -26,7 +26,7 @@ def estimate_json(ranking: list[RankedModule], top_k: int, stats: RankingStats |
     """Side-Step's list ``[{"module", "sensitivity"}, ...]``, sorted descending, with extra keys; with
     ``stats`` (``acetui.estimate.stats``) also ``stderr``, ``ci_low``, ``ci_high`` and ``p_top_k``
     (null when unknown, i.e. fewer than two batches)."""
-    figures = stats.by_name() if stats is not None else {}
+    figures = _uncertainty(stats)
     entries = []
     for item in ranking:
         entry = {
@@ -36,30 +36,34 @@ def estimate_json(ranking: list[RankedModule], top_k: int, stats: RankingStats |
             "share": item.share,
             "top_k": item.rank <= top_k,
         }
-        if item.module in figures:
-            unit = figures[item.module].to_dict()
-            entry.update({key: unit[key] for key in ("stderr", "ci_low", "ci_high", "p_top_k")})
+        entry.update(figures.get(item.module, {}))
         entries.append(entry)
     return json.dumps(entries, indent=2) + "\n"
 
 
-def ranking_csv(ranking: list[RankedModule], top_k: int) -> str:
+UNCERTAINTY_KEYS = ("stderr", "ci_low", "ci_high", "p_top_k")
+
+
+def _uncertainty(stats: RankingStats | None) -> dict[str, dict[str, float | None]]:
+    """Per unit the uncertainty figures of ``stats`` (empty without stats, e.g. for imported rankings)."""
+    if stats is None:
+        return {}
+    return {name: {key: unit.to_dict()[key] for key in UNCERTAINTY_KEYS} for name, unit in stats.by_name().items()}
+
+
+def ranking_csv(ranking: list[RankedModule], top_k: int, stats: RankingStats | None = None) -> str:
+    """One row per unit; with ``stats`` also the uncertainty columns (empty cells when unknown)."""
+    figures = _uncertainty(stats)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["rank", "module", "layer", "attention", "projection", "sensitivity", "share", "top_k"])
+    extra = list(UNCERTAINTY_KEYS) if figures else []
+    writer.writerow(["rank", "module", "layer", "attention", "projection", "sensitivity", "share", "top_k", *extra])
     for item in ranking:
-        writer.writerow(
-            [
-                item.rank,
-                item.module,
-                item.layer,
-                item.kind,
-                item.projection,
-                repr(item.sensitivity),
-                f"{item.share:.6f}",
-                int(item.rank <= top_k),
-            ]
-        )
+        unit = figures.get(item.module, {})
+        row = [item.rank, item.module, item.layer, item.kind, item.projection, repr(item.sensitivity)]
+        row += [f"{item.share:.6f}", int(item.rank <= top_k)]
+        row += ["" if unit.get(key) is None else repr(unit[key]) for key in extra]
+        writer.writerow(row)
     return buffer.getvalue()
 
 
@@ -123,8 +127,9 @@ EXPORT_FORMATS = {
 
 
 def export(path: Path, fmt: str, ranking: list[RankedModule], top_k: int, stats: RankingStats | None = None) -> Path:
-    """Write one export atomically and return its path (``stats`` adds uncertainty keys to ``json``)."""
+    """Write one export atomically and return its path (``stats`` adds uncertainty to ``json`` and ``csv``)."""
     _, render = EXPORT_FORMATS[fmt]
-    text = estimate_json(ranking, top_k, stats) if fmt == "json" else render(ranking, top_k)
+    with_stats = {"json": estimate_json, "csv": ranking_csv}
+    text = with_stats[fmt](ranking, top_k, stats) if fmt in with_stats else render(ranking, top_k)
     write_text_atomic(Path(path).expanduser(), text)
     return Path(path).expanduser()
