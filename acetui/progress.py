@@ -176,7 +176,22 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
             base_rank=args.base_rank,
             rank_min=args.rank_min,
             rank_max=args.rank_max,
+            progress=None if args.quiet else effective_rank_progress(sys.stderr),
         )
+
+
+def effective_rank_progress(stream: TextIO):
+    """A ``progress(done, todo)`` line for the one-off SVDs of the pretrained weights (minutes on a CPU)."""
+    interactive = stream.isatty()
+
+    def report(done: int, todo: int) -> None:
+        if interactive or done in (1, todo):
+            bar = block_bar(done / todo, PROGRESS_WIDTH)
+            text = f"|{bar}| effective rank of the pretrained weights {done}/{todo} (cached for this checkpoint)"
+            stream.write(("\r\033[K" if interactive else "") + text + ("\n" if done == todo or not interactive else ""))
+            stream.flush()
+
+    return report
 
 
 def fisher_map_target(request: EstimateRequest, args: argparse.Namespace) -> Path | None:

@@ -108,3 +108,17 @@ def test_fisher_map_into_a_folder_and_bad_budgets(checkpoint_root, dataset_dir, 
         assert _estimate(checkpoint_root, dataset_dir, "--fisher-map", str(tmp_path / "x.json"), *flags) == 1
         assert capsys.readouterr().err.startswith("acetui: ")
     assert not (tmp_path / "x.json").exists()
+
+
+def test_first_fisher_map_reports_effective_rank_progress_then_uses_the_cache(
+    checkpoint_root, dataset_dir, tmp_path, capsys
+):
+    def run(name: str) -> str:
+        argv = estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "1", quiet=False)
+        assert main([*argv, "--fisher-map", str(tmp_path / name)]) == 0
+        return capsys.readouterr().err
+
+    first = run("first.json")
+    assert "effective rank of the pretrained weights 32/32 (cached for this checkpoint)" in first
+    assert "effective rank" not in run("second.json")
+    assert json.loads((tmp_path / "first.json").read_text())["modules"][0]["effective_rank"] > 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,21 +298,25 @@ def export_fisher_map(
     rank_max: int = DEFAULT_RANK_MAX,
     ranks: dict[str, int] | None = None,
     effective: dict[str, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Build and write the map (default path: the run's dataset folder). Effective ranks come from the
-    per-checkpoint cache (computed on first use) unless given; an unreadable checkpoint leaves them -1."""
+    per-checkpoint cache (computed on first use, reporting ``progress(done, todo)``) unless given; an
+    unreadable checkpoint leaves them -1."""
     target = fisher_map_path(result, path)
     if target.exists() and not force:
         raise OutputExistsError(target)
     if effective is None:
-        effective = cached_effective_ranks(result)
+        effective = cached_effective_ranks(result, progress)
     fisher_map = build_fisher_map(
         result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max, effective=effective, ranks=ranks
     )
     return write_fisher_map(target, fisher_map, force=force)
 
 
-def cached_effective_ranks(result: EstimateResult) -> dict[str, int]:
+def cached_effective_ranks(
+    result: EstimateResult, progress: Callable[[int, int], None] | None = None
+) -> dict[str, int]:
     """Cached effective ranks; a first computation runs on the run's CUDA device when there is one."""
     import torch
 
@@ -321,7 +326,9 @@ def cached_effective_ranks(result: EstimateResult) -> dict[str, int]:
     if not (device.startswith("cuda") and torch.cuda.is_available()):
         device = "cpu"
     try:
-        return effective_ranks(result.request.checkpoint_dir, result.request.variant, result.modules, device=device)
+        return effective_ranks(
+            result.request.checkpoint_dir, result.request.variant, result.modules, device=device, progress=progress
+        )
     except (AcetuiError, RuntimeError):
         return {}
 
