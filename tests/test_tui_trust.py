@@ -169,3 +169,11 @@ async def test_fisher_map_and_rank_pattern_exports(checkpoint_root, dataset_dir,
             name: 2 * rank for name, rank in config["rank_pattern"].items()
         }
         assert not any(name.startswith("decoder.") for name in config["target_modules"])
+
+
+def test_figures_keep_alignment_zeros_but_no_bare_trailing_point():
+    from acetui.tui.widgets.ranking_table import significant
+
+    assert significant(119.04, "#.3g") == "119"
+    assert significant(1.2, "#.3g") == "1.20"
+    assert significant(103.84, "#.4g") == "103.8"

@@ -82,8 +82,13 @@ def short_module(name: str) -> str:
     return name.removeprefix("decoder.")
 
 
+def significant(value: float, spec: str) -> str:
+    """``format`` with ``#`` specs (trailing zeros kept for alignment) but no bare trailing point: 119, not 119."""
+    return format(value, spec).rstrip(".")
+
+
 def figure(value: float, spec: str, style: str = "") -> Text:
-    return Text(format(value, spec) if math.isfinite(value) else UNKNOWN, justify="right", style=style)
+    return Text(significant(value, spec) if math.isfinite(value) else UNKNOWN, justify="right", style=style)
 
 
 def probability_style(p: float) -> str:
@@ -108,7 +113,7 @@ def row_cells(row: Row, top_k: int, top_sensitivity: float) -> tuple[Text, ...]:
     p_top_k, stderr = (stats.p_top_k, stats.stderr) if stats is not None else (nan, nan)
     interval = UNKNOWN
     if stats is not None and math.isfinite(stats.ci_low):
-        interval = f"[{stats.ci_low:#.3g}, {stats.ci_high:#.3g}]"
+        interval = f"[{significant(stats.ci_low, '#.3g')}, {significant(stats.ci_high, '#.3g')}]"
     fraction = item.sensitivity / top_sensitivity if top_sensitivity > 0 else nan
     return (
         Text(f"{'●' if top else ' '}{item.rank:>3}", style="bold green" if top else "dim"),
