@@ -14,7 +14,7 @@ from pathlib import Path
 
 from acetui import __version__, paths
 from acetui.errors import AcetuiError
-from acetui.estimate import EstimateRequest, EstimateResult, Estimator
+from acetui.estimate import SCORES, EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import world_from_env
 from acetui.history import find_run, load_record
 from acetui.profiles import load_profile
@@ -65,7 +65,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     add("--estimate-output", "--output", "-o", dest="output", type=Path, help="write the JSON ranking here")
     add("--csv", type=Path, help="also write the ranking as CSV")
     add("--peft-output", type=Path, help="write PEFT target_modules (exact names of the top-k) as JSON")
-    add("--score", choices=("grad-norm", "fisher", "relative"), default="grad-norm", help="score to rank by")
+    add("--score", choices=SCORES, help="score to rank and track stability by (default grad-norm; resume: the run's)")
     add(
         "--fisher-map",
         nargs="?",
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("second", type=Path, help="the ranking to compare it with")
     compare.add_argument(
         "--score",
-        choices=("grad-norm", "fisher", "relative"),
+        choices=SCORES,
         default="grad-norm",
         help="score used for run records (default grad-norm)",
     )
@@ -145,6 +145,7 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         "dataset_dir",
         "top_k",
         "granularity",
+        "score",
         "seed",
         "batch_size",
         "device",
@@ -212,7 +213,7 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
 
             shutdown()
     if result is not None and world.main and result.included_batches:
-        print_ranking(result, args.score, sys.stdout)
+        print_ranking(result, args.score or result.request.score, sys.stdout)
         write_outputs(result, args)
     return _finish(result, announce=world.main)
 

@@ -148,13 +148,14 @@ def stability_line(result: EstimateResult, stats: RankingStats) -> str:
 
 def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     """The files the user asked for; each written atomically."""
-    ranking = rank_modules(result, args.score, result.request.granularity)
+    score = args.score or result.request.score
+    ranking = rank_modules(result, score, result.request.granularity)
     top_k = result.request.top_k
     budget = getattr(args, "rank_budget", None)
     peft_plain = args.peft_output if budget is None else None
     for path, fmt in ((args.output, "json"), (args.csv, "csv"), (peft_plain, "peft")):
         if path is not None:
-            export(path, fmt, ranking, top_k, result_stats(result, args.score) if fmt in ("json", "csv") else None)
+            export(path, fmt, ranking, top_k, result_stats(result, score) if fmt in ("json", "csv") else None)
     if args.peft_output is not None and budget is not None:
         text = peft_rank_json(
             result,
@@ -172,7 +173,7 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
             result,
             target,
             force=args.force,
-            score=args.score,
+            score=score,
             base_rank=args.base_rank,
             rank_min=args.rank_min,
             rank_max=args.rank_max,

@@ -111,3 +111,26 @@ def test_fixed_batch_runs_record_why_they_ended(planted_root, dataset_dir):
     stopped = estimator.run()
     assert stopped.status == "cancelled" and stopped.completed_batches == 0
     assert stopped.metadata["stop_reason"] == "cancelled"
+
+
+def test_auto_batches_track_the_requested_score(checkpoint_root, dataset_dir):
+    """The stability an auto run stops on is that of the score the user asked for."""
+    from acetui.estimate import EstimateRequest, Estimator
+    from acetui.estimate.scores import score_table
+    from acetui.estimate.stats import top_k_stability
+
+    request = EstimateRequest(
+        checkpoint_root,
+        "turbo",
+        dataset_dir,
+        auto_batches=True,
+        max_batches=4,
+        top_k=4,
+        score="relative",
+        stability_target=1.0,
+    )
+    result = Estimator(request).run()
+    last_batches, last_stability = result.metadata["stability"][-1]
+    table = score_table(result, "relative", "module")
+    assert last_batches == result.completed_batches
+    assert last_stability == top_k_stability(table.values, 4, seed=request.seed)

@@ -54,7 +54,6 @@ OOM_ADVICE = (
 OUT_OF_MEMORY = "out of memory"
 AUTO_MIN_BATCHES = 3  # --estimate-batches auto never stops before this many included batches
 FEW_SAMPLES = 5  # Side-Step warns below this many samples too
-AUTO_SCORE = "grad-norm"  # the score whose top-k stability the engine tracks (the reference tool's)
 
 
 def new_run_id() -> str:
@@ -383,7 +382,7 @@ class Estimator:
         """Top-k stability of the ranking so far (None below two included batches), kept in the record."""
         if len(result.included_batches) < MIN_BATCHES:
             return None
-        table = score_table(result, AUTO_SCORE, self.request.granularity)
+        table = score_table(result, self.request.score, self.request.granularity)
         stability = top_k_stability(table.values, self.request.top_k, seed=self.request.seed)
         history = result.metadata.setdefault("stability", [])
         history.append([result.completed_batches, stability])

@@ -11,6 +11,7 @@ import torch
 from acetui.errors import AcetuiError
 
 GRANULARITIES = ("module", "layer")
+SCORES = ("grad-norm", "fisher", "relative")
 MODULE_SETS = ("attention", "attention+mlp")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 CHECKPOINTING = ("auto", "on", "off")
@@ -26,6 +27,7 @@ class EstimateRequest:
     batches: int = 5
     top_k: int = 16
     granularity: str = "module"
+    score: str = "grad-norm"
     seed: int = 42
     batch_size: int = 1
     device: str = "auto"
@@ -53,6 +55,8 @@ class EstimateRequest:
                 raise AcetuiError(f"{name} must be at least 1, got {value}")
         if self.granularity not in GRANULARITIES:
             raise AcetuiError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {self.granularity!r}")
+        if self.score not in SCORES:
+            raise AcetuiError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
         if self.modules not in MODULE_SETS:
             raise AcetuiError(f"modules must be one of {', '.join(MODULE_SETS)}, got {self.modules!r}")
         if self.dtype != "auto" and self.dtype not in DTYPES:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from acetui.estimate.request import SCORES
 from acetui.estimate.result import EstimateResult
 
-SCORES = ("grad-norm", "fisher", "relative")
 _NAME = re.compile(r"^decoder\.layers\.(\d+)\.(self_attn|cross_attn|mlp)(?:\.(\w+))?$")
 
 

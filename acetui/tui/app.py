@@ -36,7 +36,7 @@ class AcetuiApp(App):
     def __init__(self, draft: dict[str, Any], *, open_parameters: bool, problems: Iterable[str] = ()) -> None:
         super().__init__()
         self.draft = draft
-        self.score = "grad-norm"
+        self.score = str(draft.get("score", "grad-norm"))
         self.open_parameters = open_parameters
         self.problems = list(problems)
 

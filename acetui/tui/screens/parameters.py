@@ -133,7 +133,7 @@ class ParametersScreen(Screen):
         """The form as a request, or None after telling the user what is wrong."""
         try:
             values = self.query_one(SettingsForm).values()
-            self.app.score = values.pop("score")
+            self.app.score = values["score"]
             self.app.draft.update(values)
             return EstimateRequest.from_dict(self.app.draft)
         except (AcetuiError, KeyError) as error:
