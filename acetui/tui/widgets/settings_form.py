@@ -87,7 +87,7 @@ FIELDS = (
     integer("crop_frames", "crop frames", minimum=2, placeholder="blank: whole samples"),
     Field("activation_checkpointing", "activation checkpointing", CHECKPOINTING),
     Field("modules", "modules", MODULE_SETS),
-    Field("score", "score (results)", SCORES),
+    Field("score", "score", SCORES),
 )
 AUTO_ONLY = ("max_batches", "stability_target")
 
