@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from acetui.progress import ConsoleReporter, fisher_map_target, print_ranking, w
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+DEBUG_VARIABLE = "ACETUI_DEBUG"
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
@@ -313,3 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("acetui: aborted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:  # a bug: one line for the user, the traceback when asked for
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"acetui: unexpected {type(error).__name__}: {detail} (set {DEBUG_VARIABLE}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR

@@ -126,3 +126,27 @@ def test_demo_headless_creates_cache_once_and_runs(capsys, isolated_app_dirs):
 
     ensure_demo()
     assert marker.stat().st_mtime_ns == stamp
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
+    """A bug (here: unusable app folders) prints one line; ACETUI_DEBUG=1 gives the traceback instead."""
+    from acetui import paths
+
+    monkeypatch.setattr(paths, "app_dirs", lambda: None)
+    assert main(["locate"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        "acetui: unexpected AttributeError: 'NoneType' object has no attribute 'profiles' "
+        "(set ACETUI_DEBUG=1 for the traceback)"
+    ]
+    monkeypatch.setenv("ACETUI_DEBUG", "1")
+    with pytest.raises(AttributeError):
+        main(["locate"])
+
+
+def test_run_time_dependencies_cover_what_the_demo_needs():
+    """safetensors' torch writer imports numpy without declaring it, so acetui must (the demo writes one)."""
+    from importlib.metadata import requires
+
+    declared = {requirement.split(">")[0].split("=")[0].split(";")[0].strip() for requirement in requires("acetui")}
+    assert {"textual", "torch", "safetensors", "numpy", "platformdirs", "tomli-w"} <= declared
