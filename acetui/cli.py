@@ -1,4 +1,5 @@
-"""The ``acetui`` command: the TUI by default, ``estimate`` headless, ``demo``, ``resume``, ``locate``.
+"""The ``acetui`` command: the TUI by default; ``estimate``, ``resume``, ``compare``, ``variants``, ``scan``,
+``demo`` and ``locate``.
 
 Every user-facing failure exits non-zero with one line on stderr, never a traceback.
 """
@@ -134,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--top-k", type=int, default=16, help="size of the top sets compared (default 16)")
     compare.add_argument("--output", "-o", type=Path, help="also write the full comparison as JSON")
 
+    variants = commands.add_parser("variants", help="list the model variants of a checkpoints root")
+    variants.add_argument("root", type=Path, help="checkpoints root, e.g. ACE-Step-1.5/checkpoints")
+
+    scan = commands.add_parser("scan", help="check a dataset folder without loading a model")
+    scan.add_argument("dataset", type=Path, help="folder of preprocessed .pt samples")
+    scan.add_argument("--checkpoint-dir", "-c", type=Path, help="with --model-variant: check widths against it")
+    scan.add_argument("--model-variant", "--model", "-M", dest="variant", help="variant whose widths to check")
+
     commands.add_parser("locate", help="print where acetui keeps profiles, history and the demo")
     return parser
 
@@ -251,6 +260,19 @@ def _open_app(request: EstimateRequest | None = None, profile: str | None = None
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    """``variants`` / ``scan``: the report on stdout; exit 1 when nothing in it is usable."""
+    from acetui.preflight import dataset_report, variants_report
+
+    if args.command == "variants":
+        text, usable = variants_report(args.root.expanduser())
+    else:
+        text, scan = dataset_report(args.dataset.expanduser(), args.checkpoint_dir, args.variant)
+        usable = bool(scan.samples)
+    sys.stdout.write(text)
+    return 0 if usable else EXIT_ERROR
+
+
 def _locate() -> int:
     dirs = paths.app_dirs()
     for label, path in (
@@ -308,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "locate":
             return _locate()
+        if args.command in ("variants", "scan"):
+            return _inspect(args)
         return _open_app(profile=args.profile)
     except AcetuiError as error:
         print(f"acetui: {error}", file=sys.stderr)

@@ -1,0 +1,51 @@
+"""Headless looks at the inputs before a run: the variants of a checkpoints root, the samples of a dataset.
+
+The same facts the app's first two screens show, for a shell on a server (``acetui variants ROOT``,
+``acetui scan DATASET``); nothing here loads model weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from acetui.data import DatasetScan, scan_dataset
+from acetui.errors import ModelLoadError
+from acetui.model import list_variants
+from acetui.model.checkpoint import decoder_config
+from acetui.units import format_bytes
+
+
+def variants_report(root: Path) -> tuple[str, bool]:
+    """A table of the variants under ``root`` and whether any of them is usable."""
+    if not root.is_dir():
+        raise ModelLoadError(f"{root}: checkpoint root does not exist or is not a folder")
+    infos = list_variants(root)
+    if not infos:
+        return f"{root}: no variant folders (sub-folders holding config.json)\n", False
+    lines = [f"{'variant':<18} {'decoder params':>14}  {'dtype':<6} {'on disk':>10}  {'layers x hidden':<15} files"]
+    for info in infos:
+        if info.problem:
+            lines.append(f"{info.name:<18} unusable: {info.problem}")
+            continue
+        shape = f"{info.layers} x {info.hidden_size}"
+        files = "sharded" if info.sharded else "single"
+        lines.append(
+            f"{info.name:<18} {info.parameters / 1e6:>12.1f} M  {info.storage_dtype:<6} "
+            f"{format_bytes(info.size_bytes):>10}  {shape:<15} {files}"
+        )
+    return "\n".join(lines) + "\n", any(not info.problem for info in infos)
+
+
+def dataset_report(folder: Path, root: Path | None = None, variant: str | None = None) -> tuple[str, DatasetScan]:
+    """The scan of ``folder`` (checked against ``variant``'s widths when given) as text, and the scan."""
+    width, channels = None, 128
+    if root is not None and variant is not None:
+        config = decoder_config(root, variant)
+        width, channels = config.condition_width, config.context_channels
+    scan = scan_dataset(folder, condition_width=width, context_channels=channels)
+    lines = [f"{folder}: {scan.summary()}"]
+    lines += [f"  {problem}" for problem in scan.problems]
+    lines += [f"  note: {note}" for note in scan.notes]
+    if width is None:
+        lines.append("  (give --checkpoint-dir and --model-variant to also check the condition width)")
+    return "\n".join(lines) + "\n", scan

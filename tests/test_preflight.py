@@ -1,0 +1,42 @@
+"""``acetui variants`` and ``acetui scan``: the inputs checked from a shell, no model loaded."""
+
+from __future__ import annotations
+
+import shutil
+
+from acetui.cli import main
+from acetui.model.synthetic import TINY, write_checkpoint
+
+
+def test_variants_lists_each_with_its_facts_and_problems(checkpoint_root, tmp_path, capsys):
+    root = tmp_path / "root"
+    shutil.copytree(checkpoint_root, root)
+    write_checkpoint(root / "my-finetune", TINY, seed=9)
+    (root / "acestep-v15-sft").mkdir()
+    (root / "acestep-v15-sft" / "config.json").write_text("{broken")
+    assert main(["variants", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["turbo", "base", "sft", "xl-base", "my-finetune"]
+    turbo = lines[1].split()
+    assert turbo[1:4] == ["0.3", "M", "bf16"] and turbo[-1] == "single" and lines[2].split()[-1] == "sharded"
+    assert "unusable:" in lines[3] and "config.json" in lines[3]
+
+
+def test_variants_of_an_empty_root_exit_1(tmp_path, capsys):
+    assert main(["variants", str(tmp_path)]) == 1
+    assert "no variant folders" in capsys.readouterr().out
+
+
+def test_scan_reports_problems_and_checks_widths_against_a_variant(checkpoint_root, dataset_dir, tmp_path, capsys):
+    folder = tmp_path / "data"
+    shutil.copytree(dataset_dir, folder)
+    (folder / "bad.pt").write_bytes(b"junk")
+    assert main(["scan", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "6 samples" in out and "1 problem file" in out and "bad.pt: not a valid torch file" in out
+    assert "--checkpoint-dir and --model-variant" in out
+
+    assert main(["scan", str(folder), "-c", str(checkpoint_root), "-M", "xl-base"]) == 1  # width 48 != 64
+    out = capsys.readouterr().out
+    assert "0 samples" in out and "7 problem files" in out and "--checkpoint-dir" not in out
+    assert "encoder_hidden_states" in out
