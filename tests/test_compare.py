@@ -12,7 +12,6 @@ from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, Estimator
 from acetui.estimate.compare import (
     canonical_name,
-    compare_results,
     compare_sensitivities,
     load_sensitivities,
     result_sensitivities,
@@ -77,7 +76,8 @@ def test_ratios_names_and_missing_modules():
 
 
 def test_run_against_itself_and_its_export(run, tmp_path):
-    assert compare_results(run, run).spearman == pytest.approx(1.0)
+    same = result_sensitivities(run)
+    assert compare_sensitivities(same, same).spearman == pytest.approx(1.0)
     exported = tmp_path / "ranking.json"
     exported.write_text(estimate_json(rank_modules(run), 4))
     record = tmp_path / "run.json"

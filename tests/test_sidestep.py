@@ -19,10 +19,10 @@ from acetui.estimate.sidestep import (
     build_fisher_map,
     dataset_hash,
     export_fisher_map,
-    fisher_map_problems,
     load_ranking,
     write_fisher_map,
 )
+from tests.fisher_map_schema import fisher_map_problems
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from textual.widgets import Input, Select, Static
 from acetui.estimate import rank_modules
 from acetui.estimate.effective_rank import effective_ranks
 from acetui.estimate.exports import export
-from acetui.estimate.sidestep import default_fisher_map_path, export_fisher_map, fisher_map_problems
+from acetui.estimate.sidestep import default_fisher_map_path, export_fisher_map
 from acetui.estimate.stats import result_stats
 from acetui.tui.app import make_app
 from acetui.tui.screens.compare import CompareScreen
@@ -21,6 +21,7 @@ from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import BAR_WIDTH, RankingTable
+from tests.fisher_map_schema import fisher_map_problems
 from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit
 
 

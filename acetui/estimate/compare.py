@@ -190,22 +190,6 @@ def result_sensitivities(
     return {item.module: item.sensitivity for item in ranking}
 
 
-def compare_results(
-    first: EstimateResult,
-    second: EstimateResult,
-    *,
-    score: str = "grad-norm",
-    granularity: str | None = None,
-    top_k: int | None = None,
-) -> Comparison:
-    """Compare two runs (the TUI history view): same score and granularity on both sides."""
-    granularity = granularity or first.request.granularity
-    return compare_sensitivities(
-        result_sensitivities(first, score, granularity), result_sensitivities(second, score, granularity),
-        top_k=top_k or first.request.top_k, label_a=first.run_id, label_b=second.run_id,
-    )  # fmt: skip
-
-
 def load_sensitivities(
     path: str | Path, *, score: str = "grad-norm", granularity: str | None = None
 ) -> dict[str, float]:
