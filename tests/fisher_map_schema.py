@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from acetui.estimate.exports import peft_name
 from acetui.estimate.sidestep import (
-    DECODER_PREFIX,
     FISHER_MAP_KEYS,
     SCHEMA_VERSION,
-    peft_key,
     projection_suffix,
 )
+from acetui.model.checkpoint import DECODER_PREFIX
 
 MODULE_KEYS = ("name", "fisher_score", "fisher_cross_run_std", "effective_rank", "assigned_rank")
 
@@ -47,7 +47,7 @@ def fisher_map_problems(data: Any) -> list[str]:
     scores = [entry.get("fisher_score", 0) for entry in modules if isinstance(entry, dict)]
     if scores != sorted(scores, reverse=True):
         problems.append("modules are not in descending fisher_score order")
-    if {peft_key(str(name)) for name in names} != set(ranks):
+    if {peft_name(str(name)) for name in names} != set(ranks):
         problems.append("modules and rank_pattern name different modules")
     if isinstance(targets, list):
         for name in [*names, *data["excluded_modules"]]:
@@ -55,6 +55,6 @@ def fisher_map_problems(data: Any) -> list[str]:
                 targeted = projection_suffix(str(name)) in targets
             except ValueError:
                 continue
-            if targeted and peft_key(str(name)) not in ranks:
+            if targeted and peft_name(str(name)) not in ranks:
                 problems.append(f"{name} is matched by target_modules but has no rank_pattern entry")
     return problems

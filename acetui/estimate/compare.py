@@ -27,8 +27,7 @@ from acetui.errors import AcetuiError
 from acetui.estimate.result import RECORD_FORMAT, EstimateResult
 from acetui.estimate.scores import rank_modules
 from acetui.jsonfile import read_json
-
-DECODER_PREFIX = "decoder."
+from acetui.model.checkpoint import DECODER_PREFIX
 
 
 def canonical_name(name: str) -> str:

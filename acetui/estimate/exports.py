@@ -16,9 +16,9 @@ from pathlib import Path
 from acetui.atomic import write_text_atomic
 from acetui.estimate.scores import RankedModule
 from acetui.estimate.stats import RankingStats
+from acetui.model.checkpoint import DECODER_PREFIX
 from acetui.model.decoder import ATTENTION_PROJECTIONS, MLP_PROJECTIONS
 
-DECODER_PREFIX = "decoder."
 TARGET_COVERAGE = 0.75
 
 
@@ -92,8 +92,13 @@ def target_modules_string(ranking: list[RankedModule], top_k: int) -> str:
     return " ".join(chosen)
 
 
+def peft_name(module: str) -> str:
+    """PEFT's name for a decoder module: no ``decoder.`` prefix, since LoRA is applied to the decoder itself."""
+    return module.removeprefix(DECODER_PREFIX)
+
+
 def _exact_names(item: RankedModule) -> list[str]:
-    base = item.module.removeprefix(DECODER_PREFIX)
+    base = peft_name(item.module)
     if item.projection:
         return [base]
     members = MLP_PROJECTIONS if item.kind == "mlp" else ATTENTION_PROJECTIONS

@@ -22,17 +22,13 @@ from collections.abc import Mapping
 import torch
 
 from acetui.errors import AcetuiError
+from acetui.estimate.exports import peft_name
 from acetui.estimate.result import EstimateResult
 from acetui.estimate.scores import RankedModule
 from acetui.model.config import DecoderConfig
 from acetui.model.decoder import AceStepDecoder
 
-DECODER_PREFIX = "decoder."
 Shape = tuple[int, int] | int
-
-
-def peft_name(module: str) -> str:
-    return module.removeprefix(DECODER_PREFIX)
 
 
 def lora_parameters(shape: Shape, rank: int) -> int:

@@ -35,10 +35,12 @@ from typing import Any
 from acetui.atomic import write_text_atomic
 from acetui.errors import AcetuiError, OutputExistsError
 from acetui.estimate.effective_rank import UNKNOWN
+from acetui.estimate.exports import peft_name
 from acetui.estimate.objective import TimestepFocus
 from acetui.estimate.result import EstimateResult
 from acetui.estimate.scores import RankedModule, module_parts, rank_modules, score_table
 from acetui.jsonfile import read_json
+from acetui.model.checkpoint import DECODER_PREFIX
 from acetui.model.variants import resolve_variant, short_name, variant_folder_name
 
 FISHER_MAP_NAME = "fisher_map.json"
@@ -47,7 +49,6 @@ DEFAULT_BASE_RANK = 64  # Side-Step's defaults for --rank / --rank-min / --rank-
 DEFAULT_RANK_MIN = 16
 DEFAULT_RANK_MAX = 128
 RANK_STEP = 8
-DECODER_PREFIX = "decoder."
 DEFAULT_TIMESTEP_PARAMS = {"mu": -0.4, "sigma": 1.0, "data_proportion": 0.5}
 FISHER_MAP_KEYS = (
     "version", "model_variant", "timestep_focus", "timestep_range", "timestep_params", "num_runs",
@@ -63,11 +64,6 @@ def dataset_hash(folder: str | Path) -> str:
     entries = sorted((file.name, file.stat().st_size) for file in Path(folder).glob("*.pt") if file.is_file())
     payload = "|".join(f"{name}:{size}" for name, size in entries)
     return hashlib.md5(payload.encode("utf-8")).hexdigest()[:12]
-
-
-def peft_key(module: str) -> str:
-    """``decoder.layers.7.cross_attn.k_proj`` -> ``layers.7.cross_attn.k_proj`` (PEFT's module path)."""
-    return module.removeprefix(DECODER_PREFIX)
 
 
 def projection_suffix(module: str) -> str:
@@ -180,17 +176,17 @@ def build_fisher_map(
         chosen = set(selected)
         chosen_scores = {item.module: item.sensitivity for item in ranking if item.module in chosen}
         assigned = {
-            peft_key(name): rank
+            peft_name(name): rank
             for name, rank in budget_ranks(
                 chosen_scores, effective, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max
             ).items()
         }
     else:
-        missing = [peft_key(name) for name in selected if peft_key(name) not in ranks]
+        missing = [peft_name(name) for name in selected if peft_name(name) not in ranks]
         if missing:
             raise AcetuiError(f"rank pattern has no rank for {missing[0]} ({len(missing)} targeted modules missing)")
-        assigned = {peft_key(name): int(ranks[peft_key(name)]) for name in selected}
-    rank_pattern = {peft_key(name): assigned[peft_key(name)] for name in selected}
+        assigned = {peft_name(name): int(ranks[peft_name(name)]) for name in selected}
+    rank_pattern = {peft_name(name): assigned[peft_name(name)] for name in selected}
     focus = TimestepFocus.parse(result.request.timestep_focus)
     return {
         "version": SCHEMA_VERSION,
@@ -213,7 +209,7 @@ def build_fisher_map(
                 "fisher_score": fisher_means[name],
                 "fisher_cross_run_std": fisher_errors[name],
                 "effective_rank": int(effective.get(name, UNKNOWN)),
-                "assigned_rank": rank_pattern[peft_key(name)],
+                "assigned_rank": rank_pattern[peft_name(name)],
             }
             for name in sorted(selected, key=lambda name: -fisher_means[name])
         ],
