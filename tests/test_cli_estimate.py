@@ -75,6 +75,8 @@ def test_layer_granularity_ranks_attention_blocks(checkpoint_root, dataset_dir, 
         (("--checkpoint-dir", "/nonexistent/ckpt"), "/nonexistent/ckpt"),
         (("--top-k", "0"), "top-k"),
         (("--device", "cuda:7"), "cuda:7"),
+        (("--timestep-focus", "0.7,0.2"), "0.7,0.2"),
+        (("--timestep-focus", "middle"), "middle"),
     ],
 )
 def test_bad_settings_exit_with_one_line(checkpoint_root, dataset_dir, capsys, change, message):

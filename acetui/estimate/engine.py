@@ -184,7 +184,6 @@ class Estimator:
         request = self.request
         device = resolve_device(request.device)
         dtype = resolve_dtype(request.dtype, device)
-        TimestepFocus.parse(request.timestep_focus)
         self.on_event(StageChanged(f"reading {request.variant} config"))
         config = decoder_config(request.checkpoint_dir, request.variant)
         self.on_event(StageChanged(f"scanning {request.dataset_dir}"))

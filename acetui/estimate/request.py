@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from acetui.errors import AcetuiError
+from acetui.estimate.objective import TimestepFocus
 
 GRANULARITIES = ("module", "layer")
 SCORES = ("grad-norm", "fisher", "relative")
@@ -67,6 +68,7 @@ class EstimateRequest:
             )
         if self.crop_frames is not None and self.crop_frames < 2:
             raise AcetuiError(f"crop length must be at least 2 frames, got {self.crop_frames}")
+        TimestepFocus.parse(self.timestep_focus)
         if not 0.0 < self.stability_target <= 1.0:
             raise AcetuiError(f"stability target must be in (0, 1], got {self.stability_target}")
 
