@@ -12,8 +12,10 @@ The naive baseline (the reference ``estimate.py``'s approach):
     then copy the decoder tensors into an allocated model and cast it to the run dtype;
   * per batch: ``requires_grad`` toggled on every parameter, ``zero_grad``, each sample read from disk,
     forward + backward with every attention projection's gradient materialised and kept, then one
-    ``.item()`` per parameter and the norms summed on the host.
-Both variants use the same decoder module, batch order, noise and timesteps, so the rankings must agree;
+    ``.item()`` per parameter and the norms summed on the host;
+  * model: the official op structure where ours differs: the unfused RMSNorm and a dense [T', T']
+    mask on sliding-window layers.
+Both variants use the same decoder weights, batch order, noise and timesteps, so the rankings must agree;
 the script checks that and says so.
 
 Examples::
@@ -52,7 +54,7 @@ from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch
 from acetui.estimate.request import resolve_device, resolve_dtype  # noqa: E402
 from acetui.model import load_decoder  # noqa: E402
 from acetui.model.config import DecoderConfig  # noqa: E402
-from acetui.model.decoder import AceStepDecoder  # noqa: E402
+from acetui.model.decoder import AceStepDecoder, RMSNorm  # noqa: E402
 from acetui.model.synthetic import FULL_2B, FULL_XL, TINY, random_state, write_checkpoint  # noqa: E402
 
 MID = DecoderConfig(
@@ -126,6 +128,15 @@ def checkpoint_files(folder: Path) -> list[Path]:
 # ------------------------------------------------------------------------------------- naive baseline
 
 
+class OfficialRMSNorm(RMSNorm):
+    """The official modeling code's norm, op by op (seven kernels where ours launches two)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        statistics = x.float()
+        normalised = statistics * torch.rsqrt(statistics.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normalised.to(x.dtype)
+
+
 class NaiveEstimator:
     """The reference tool's way: whole-file load, every gradient kept, a host sync per parameter."""
 
@@ -141,6 +152,9 @@ class NaiveEstimator:
             model = AceStepDecoder(self.config)
         model = model.to_empty(device=device).to(dtype)
         model.banded_attention = False  # the official SDPA path: a dense [T', T'] mask on sliding layers
+        for module in model.modules():
+            if type(module) is RMSNorm:
+                module.__class__ = OfficialRMSNorm
         state = {key.removeprefix("decoder."): t for key, t in everything.items() if key.startswith("decoder.")}
         model.load_state_dict(state)
         del everything, state
@@ -539,7 +553,7 @@ def run_case(args, root: Path, case: Case) -> dict:
     if (
         args.memory
         and args.checkpointing_study
-        and case.size == args.checkpointing_study_size
+        and case.size in args.checkpointing_study_size.split(",")
         and case.seconds == max(c.seconds for c in parse_cases(args) if c.size == case.size)
     ):
         study = {}
@@ -662,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="memory of ours with activation checkpointing off/on and with a crop, at the longest length",
     )
-    add("--checkpointing-study-size", default="mid")
+    add("--checkpointing-study-size", default="mid", help="comma list of the sizes to study")
     add("--crop-seconds", type=float, default=30.0, help="crop length in the checkpointing study")
     add("--workdir", type=Path, help="keep checkpoints and datasets here (default: a temporary folder)")
     add("--json", type=Path, help="write all results as JSON here")

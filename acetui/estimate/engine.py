@@ -405,7 +405,7 @@ class Estimator:
         session.probe.reset()
         loss = flow_matching_loss(session.decoder, batch, draw)
         loss.backward()
-        readout = torch.cat([loss.detach().float().reshape(1), session.probe.squared_norms.sqrt()]).cpu().tolist()
+        readout = torch.cat([loss.detach().float().reshape(1), session.probe.norms]).cpu().tolist()
         loss_value, norms = readout[0], readout[1:]
         record = BatchRecord(index, loss_value, draw.timesteps.tolist(), [str(p) for p in paths], 0.0)
         if not math.isfinite(loss_value):

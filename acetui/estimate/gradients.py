@@ -1,9 +1,9 @@
 """Per-module gradient norms taken on the device the moment each gradient exists.
 
-Only the scored projection weights require grad. A post-accumulate-grad hook writes the squared
-Frobenius norm of each weight's gradient into a preallocated device buffer and frees the gradient at
-once, so at no point is the full set of gradients held, and nothing syncs with the host until the
-caller reads the buffer once per batch.
+Only the scored projection weights require grad. A post-accumulate-grad hook writes the Frobenius
+norm of each weight's gradient straight into its slot of a preallocated device buffer (one kernel)
+and frees the gradient at once, so at no point is the full set of gradients held, and nothing syncs
+with the host until the caller reads the buffer once per batch.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from acetui.model import AceStepDecoder
 
 
 class GradientProbe:
-    """Collects ||dL/dW||^2 for each scored module over one backward pass."""
+    """Collects ||dL/dW|| for each scored module over one backward pass."""
 
     def __init__(self, decoder: AceStepDecoder, module_names: list[str]) -> None:
         modules = dict(decoder.named_modules())
         self.names = module_names
         self.weights = [modules[name].weight for name in module_names]
         device = self.weights[0].device
-        self.squared_norms = torch.zeros(len(module_names), dtype=torch.float32, device=device)
+        self.norms = torch.zeros(len(module_names), dtype=torch.float32, device=device)
         self._handles = []
         decoder.requires_grad_(False)
         for index, weight in enumerate(self.weights):
@@ -30,14 +30,13 @@ class GradientProbe:
 
     def _hook(self, index: int):
         def record(weight: torch.Tensor) -> None:
-            gradient = weight.grad
-            self.squared_norms[index] = torch.linalg.vector_norm(gradient, dtype=torch.float32).square()
+            torch.linalg.vector_norm(weight.grad, dtype=torch.float32, out=self.norms[index])
             weight.grad = None
 
         return record
 
     def reset(self) -> None:
-        self.squared_norms.zero_()
+        self.norms.zero_()
 
     @property
     def numels(self) -> list[int]:

@@ -3,9 +3,10 @@
 Only keys that start exactly with ``decoder.`` are read; the encoder, tokenizers and the CFG embedding in
 the same file are never touched. The safetensors header is parsed and checked here (every tensor's byte
 range must lie inside the file, so a truncated download is reported before any data is read), and each
-tensor is then read with a plain file read into its own buffer and converted to the target device and
-dtype before the next one is read. Nothing is memory-mapped, so host memory holds the finished model plus
-at most one tensor in its stored dtype: never the whole file, nor an fp32 copy of a bf16 model.
+tensor is then read with a plain file read into a staging buffer and converted to the target device and
+dtype (on CUDA, uploaded while the next one is read). Nothing is memory-mapped, so host memory holds the
+finished model plus one or two staging buffers the size of the largest tensor: never the whole file, nor
+an fp32 copy of a bf16 model.
 """
 
 from __future__ import annotations
@@ -209,29 +210,43 @@ def iter_decoder_tensors(
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (name without ``decoder.``, tensor on device in dtype), one stored tensor in memory at a time.
 
-    Every tensor is read into one staging buffer the size of the largest (pinned when loading to CUDA)
-    and copied from there straight into its own tensor on the device in the run dtype: no per-tensor
-    host allocation, and the staging memory is touched once, not once per tensor.
+    Every tensor is read into a staging buffer the size of the largest, so there is no per-tensor host
+    allocation. On the CPU it is converted from there into its final tensor. On CUDA two pinned buffers
+    alternate: the stored bytes go to the GPU asynchronously while the next tensor is read from disk,
+    and any dtype conversion (fp32 shards to bf16) runs on the GPU, not in a host-side temporary.
     """
     handles: dict[Path, BinaryIO] = {}
     largest = max((entry.nbytes for entry in entries), default=0)
-    staging = torch.empty(largest, dtype=torch.uint8, pin_memory=device.type == "cuda" and largest > 0)
+    cuda = device.type == "cuda"
+    stagings = [torch.empty(largest, dtype=torch.uint8, pin_memory=cuda and largest > 0) for _ in range(1 + cuda)]
+    uploads: list[torch.cuda.Event | None] = [None] * len(stagings)
     try:
-        for entry in entries:
+        for number, entry in enumerate(entries):
             if entry.file not in handles:
                 try:
                     handles[entry.file] = entry.file.open("rb")
                 except OSError as error:
                     raise ModelLoadError(f"{entry.file}: cannot read ({error})") from None
+            slot = number % len(stagings)
+            if uploads[slot] is not None:
+                uploads[slot].synchronize()  # the buffer's previous upload must finish before it is refilled
             try:
-                stored = _read_tensor(handles[entry.file], entry, staging)
+                stored = _read_tensor(handles[entry.file], entry, stagings[slot])
             except OSError as error:
                 raise ModelLoadError(f"{entry.file}: cannot read tensor {entry.key!r} ({error})") from None
-            tensor = torch.empty(entry.shape, dtype=dtype, device=device)
-            tensor.copy_(stored)  # the stored bytes, converted once, into the tensor's final place
+            if cuda:
+                tensor = stored.to(device, non_blocking=True).to(dtype)
+                uploads[slot] = torch.cuda.Event()
+                uploads[slot].record()
+            else:
+                tensor = torch.empty(entry.shape, dtype=dtype)
+                tensor.copy_(stored)  # the stored bytes, converted once, into the tensor's final place
             del stored
             yield entry.key[len(DECODER_PREFIX) :], tensor
     finally:
+        for upload in uploads:
+            if upload is not None:
+                upload.synchronize()
         for handle in handles.values():
             handle.close()
 
