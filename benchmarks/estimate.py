@@ -103,8 +103,10 @@ def prepare_checkpoint(root: Path, size: str) -> str:
     return name
 
 
-def prepare_dataset(root: Path, size: str, seconds: float, count: int) -> Path:
-    folder = root / f"data-{size}-{seconds:g}s"
+def prepare_dataset(root: Path, size: str, seconds: float, count: int, spread: float = 0.0) -> Path:
+    """``count`` samples of ``seconds`` of audio; with ``spread`` > 0 their lengths are drawn from
+    [seconds x (1 - spread), seconds], so batches have different shapes, as real datasets do."""
+    folder = root / f"data-{size}-{seconds:g}s" if not spread else root / f"data-{size}-{seconds:g}s-{spread:g}-{count}"
     if not folder.is_dir():
         frames = round(seconds * LATENT_FRAMES_PER_SECOND)
         write_dataset(
@@ -112,7 +114,7 @@ def prepare_dataset(root: Path, size: str, seconds: float, count: int) -> Path:
             count=count,
             condition_width=SIZES[size].condition_width,
             seed=1,
-            frames=(frames, frames),
+            frames=(round(frames * (1 - spread)), frames),
             condition_length=(CONDITION_TOKENS, CONDITION_TOKENS),
         )
     return folder
@@ -458,9 +460,11 @@ def run_case(args, root: Path, case: Case) -> dict:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     variant = prepare_checkpoint(root, case.size)
-    dataset = prepare_dataset(root, case.size, case.seconds, count=3)
-    frames = round(case.seconds * LATENT_FRAMES_PER_SECOND)
     batches = args.warmup + args.repeats
+    # Varied lengths: one sample per batch, so every batch has a shape of its own.
+    count = batches if args.length_spread else 3
+    dataset = prepare_dataset(root, case.size, case.seconds, count, args.length_spread)
+    frames = round(case.seconds * LATENT_FRAMES_PER_SECOND)
     print(
         f"\n== {case.size} at {case.seconds:g} s ({frames} frames, {math.ceil(frames / 2)} tokens), "
         f"{batches} batches each on {device} {dtype} ==",
@@ -516,6 +520,7 @@ def run_case(args, root: Path, case: Case) -> dict:
         "frames": frames,
         "tokens": math.ceil(frames / config.patch_size),
         "condition_tokens": CONDITION_TOKENS,
+        "length_spread": args.length_spread,
         "parameters": ours.info.parameters,
         "batches": batches,
         "warmup": args.warmup,
@@ -678,6 +683,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--checkpointing-study-size", default="mid", help="comma list of the sizes to study")
     add("--crop-seconds", type=float, default=30.0, help="crop length in the checkpointing study")
+    add(
+        "--length-spread",
+        type=float,
+        default=0.0,
+        help="draw sample lengths from [L x (1 - spread), L] so every batch has a new shape (e.g. 0.2)",
+    )
     add("--workdir", type=Path, help="keep checkpoints and datasets here (default: a temporary folder)")
     add("--json", type=Path, help="write all results as JSON here")
     add("--markdown", type=Path, help="write the summary table as Markdown here")

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, schedule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
     seconds = [record.seconds for record in result.batches[args.warmup :]]
     events = profiler.key_averages()
-    operators = [event for event in events if not event.key.startswith("ProfilerStep")]
-    device_busy = sum(event.self_device_time_total for event in operators) / 1e6 / args.active
-    launches = sum(event.count for event in operators if event.key in LAUNCH_CALLS) / args.active
+    # Device time as the table's footer counts it: kernels and copies only, not the CPU-side operators
+    # they are also attributed to, nor user annotations such as the profiler's step markers.
+    kernels = [event for event in events if event.device_type == DeviceType.CUDA and not event.is_user_annotation]
+    device_busy = sum(event.self_device_time_total for event in kernels) / 1e6 / args.active
+    launches = sum(event.count for event in events if event.key in LAUNCH_CALLS) / args.active
     print(f"{args.size} at {args.seconds:g} s on {run.info.device} {run.info.dtype}")
     print(
         f"wall per batch {sum(seconds) / len(seconds) * 1e3:.1f} ms, device busy {device_busy * 1e3:.1f} ms, "

@@ -37,7 +37,7 @@ from acetui.estimate.events import (
     StageChanged,
 )
 from acetui.estimate.gradients import GradientProbe
-from acetui.estimate.memory import memory_stats, needs_activation_checkpointing
+from acetui.estimate.memory import activation_bytes, memory_stats, needs_activation_checkpointing
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
 from acetui.estimate.request import EstimateRequest, dtype_name, resolve_device, resolve_dtype
 from acetui.estimate.result import BatchRecord, EstimateResult
@@ -46,6 +46,7 @@ from acetui.estimate.stats import MIN_BATCHES, statistics_record, top_k_stabilit
 from acetui.model import AceStepDecoder, load_decoder
 from acetui.model.checkpoint import decoder_config
 from acetui.model.variants import resolve_variant, variant_folder_name
+from acetui.units import format_bytes
 
 OOM_ADVICE = (
     "out of memory on batch {index}: lower --batch-size, use --dtype bf16, set --crop-frames, "
@@ -180,6 +181,10 @@ class Estimator:
             self._save(result)
         self.on_event(RunFailed(message, result))
 
+    def _warn(self, message: str) -> None:
+        self._warnings.append(message)
+        self.on_event(RunWarning(message))
+
     def _prepare(self) -> tuple[torch.device, torch.dtype, DatasetScan]:
         request = self.request
         device = resolve_device(request.device)
@@ -197,8 +202,7 @@ class Estimator:
                 f"(--strict: {len(scan.problems)} bad sample file(s) in {scan.folder})"
             )
         for message in dataset_warnings(scan, request.variant):
-            self._warnings.append(message)
-            self.on_event(RunWarning(message))
+            self._warn(message)
         return device, dtype, scan
 
     def _load(self, device: torch.device, dtype: torch.dtype, scan: DatasetScan) -> tuple[AceStepDecoder, ModelInfo]:
@@ -207,15 +211,26 @@ class Estimator:
         started = time.perf_counter()
         decoder = load_decoder(request.checkpoint_dir, request.variant, dtype=dtype, device=device)
         if device.type == "cuda":
+            # cuDNN's fused attention builds an execution plan for every new (batch, heads, length)
+            # shape, reported at ~0.4-0.5 s per forward and per backward (pytorch 2.11); samples differ in
+            # length, so most batches would pay it for each attention shape. Flash and memory-efficient
+            # attention need no plan. (Process-wide: the estimator is the only CUDA user of the app.)
+            torch.backends.cuda.enable_cudnn_sdp(False)
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         load_seconds = time.perf_counter() - started
         longest = max(info.frames for info in scan.samples)
         frames = min(longest, request.crop_frames or longest)
-        decoder.activation_checkpointing = request.activation_checkpointing == "on" or (
-            request.activation_checkpointing == "auto"
-            and needs_activation_checkpointing(decoder.config, frames, request.batch_size, dtype, device)
+        automatic = request.activation_checkpointing == "auto" and needs_activation_checkpointing(
+            decoder.config, frames, request.batch_size, dtype, device
         )
+        decoder.activation_checkpointing = request.activation_checkpointing == "on" or automatic
+        if automatic:
+            needed = format_bytes(activation_bytes(decoder.config, frames, request.batch_size, dtype))
+            self._warn(
+                f"activation checkpointing turned on: the longest batch would keep ~{needed} of activations, "
+                f"more than {device} has free; batches take ~1.4x longer (--crop-frames is faster)"
+            )
         info = ModelInfo(
             variant=request.variant,
             folder=str(resolve_variant(request.checkpoint_dir, request.variant)),

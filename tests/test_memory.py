@@ -1,0 +1,36 @@
+"""Memory figures and the automatic activation-checkpointing decision, on this machine's real RAM."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from acetui.estimate.memory import activation_bytes, memory_stats, needs_activation_checkpointing
+from acetui.model.synthetic import FULL_2B, TINY
+
+CPU = torch.device("cpu")
+
+
+def test_cpu_memory_figures_are_consistent():
+    stats = memory_stats(CPU)
+    assert stats.device == "cpu" and not stats.is_cuda
+    assert 0 < stats.allocated <= stats.peak
+    assert 0 < stats.free <= stats.total  # available RAM (page cache counts as reclaimable)
+
+
+def test_activation_estimate_grows_with_length_batch_and_element_size():
+    one = activation_bytes(FULL_2B, 250, 1, torch.float32)
+    assert activation_bytes(FULL_2B, 6000, 1, torch.float32) == 24 * one
+    assert activation_bytes(FULL_2B, 250, 2, torch.float32) == 2 * one
+    assert activation_bytes(FULL_2B, 250, 1, torch.bfloat16) * 2 == one
+
+
+def test_cpu_auto_checkpointing_turns_on_when_activations_would_not_fit_in_ram():
+    """A 2B model at 240 s keeps ~14 GB of fp32 activations: on a smaller machine the CPU run must
+    recompute them rather than meet the OOM killer; short samples keep them."""
+    assert not needs_activation_checkpointing(TINY, 250, 1, torch.float32, CPU)
+    available = memory_stats(CPU).free
+    per_frame = activation_bytes(FULL_2B, 2, 1, torch.float32) / 2
+    frames = math.ceil(available / per_frame)  # needs about all of the RAM there is: twice the limit
+    assert needs_activation_checkpointing(FULL_2B, frames, 1, torch.float32, CPU)
