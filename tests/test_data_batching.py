@@ -107,6 +107,20 @@ def test_batch_plan_prefix_is_stable(batch_size):
     assert batch_plan(6, 1, batch_size, seed=11) == longer[:1]
 
 
+@pytest.mark.parametrize(("sample_count", "batch_size"), [(5, 2), (5, 3), (7, 4), (4, 4), (9, 5)])
+def test_no_batch_holds_a_sample_twice_across_epoch_boundaries(sample_count, batch_size):
+    plan = batch_plan(sample_count, 40, batch_size, seed=2)
+    assert all(len(set(batch)) == batch_size for batch in plan)
+    order = [index for batch in plan for index in batch]
+    for start in range(0, len(order) - sample_count + 1, sample_count):  # still one permutation per epoch
+        assert sorted(order[start : start + sample_count]) == list(range(sample_count))
+
+
+def test_a_batch_larger_than_the_dataset_holds_every_sample_and_repeats():
+    plan = batch_plan(2, 4, 3, seed=0)
+    assert all(len(batch) == 3 and set(batch) == {0, 1} for batch in plan)
+
+
 def test_batch_plan_rejects_nonsense():
     with pytest.raises(ValueError):
         batch_plan(0, 3, 1, seed=0)

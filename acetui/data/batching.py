@@ -94,13 +94,21 @@ def _pad_stack(tensors: list[torch.Tensor]) -> torch.Tensor:
 def batch_plan(sample_count: int, batches: int, batch_size: int, seed: int) -> list[list[int]]:
     """Sample indices for each batch: seeded permutations, one per epoch, concatenated and cut.
 
-    Asking for more batches only appends to the plan (the prefix never changes), which is what lets a
-    resumed run continue with exactly the batches it had not done yet.
+    A batch that straddles two epochs is completed with samples it does not hold yet (the new epoch's
+    first fresh ones, the rest of its order kept), so no batch weighs one sample twice while the
+    dataset has at least ``batch_size`` samples. Asking for more batches only appends to the plan (the
+    prefix never changes), which is what lets a resumed run continue with exactly the batches it had
+    not done yet.
     """
     if sample_count < 1 or batch_size < 1 or batches < 0:
         raise ValueError(f"bad batch plan: {sample_count} samples, {batches} batches of {batch_size}")
     generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
     while len(order) < batches * batch_size:
-        order.extend(torch.randperm(sample_count, generator=generator).tolist())
+        permutation = torch.randperm(sample_count, generator=generator).tolist()
+        open_batch = set(order[len(order) - len(order) % batch_size :])
+        if open_batch and sample_count >= batch_size:
+            completion = [index for index in permutation if index not in open_batch][: batch_size - len(open_batch)]
+            permutation = completion + [index for index in permutation if index not in completion]
+        order.extend(permutation)
     return [order[start : start + batch_size] for start in range(0, batches * batch_size, batch_size)]
