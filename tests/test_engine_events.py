@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from acetui.data import write_dataset
 from acetui.estimate import (
     BatchDone,
@@ -35,6 +37,11 @@ def test_events_of_a_complete_run(checkpoint_root, dataset_dir, tmp_path):
     assert [event.index for event in batches] == [0, 1, 2, 3]
     assert all(event.loss > 0 and event.memory.allocated > 0 and event.elapsed > 0 for event in batches)
     assert batches[-1].eta_seconds == 0
+    # Throughput and ETA leave out the first batch, which pays one-off costs (kernel loading).
+    for done, event in enumerate(batches[1:], start=1):
+        assert event.seconds_per_batch == pytest.approx((event.elapsed - batches[0].elapsed) / done)
+        assert event.eta_seconds == pytest.approx((4 - done - 1) * event.seconds_per_batch)
+    assert batches[0].seconds_per_batch == pytest.approx(batches[0].elapsed)
     assert batches[-1].mean_loss == result.mean_loss
 
     saved = EstimateResult.from_dict(json.loads((tmp_path / f"{result.run_id}.json").read_text()))

@@ -105,6 +105,15 @@ class _Session:
     cache: SampleCache
     started: float = field(default_factory=time.perf_counter)
     measured_batches: int = 0
+    first_done: float = 0.0  # when the first batch finished (it also pays kernel loading and planning)
+
+    def seconds_per_batch(self, now: float) -> float:
+        """Average batch time for progress and ETA: from the second batch on, the batches after the
+        first, whose one-off costs (CUDA kernel loading, allocator growth) reached 4 s for a batch that
+        then took 0.15 s on an H100, and would inflate the ETA of a short run many times over."""
+        if self.measured_batches < 2:
+            return (now - self.started) / max(self.measured_batches, 1)
+        return (now - self.first_done) / (self.measured_batches - 1)
 
 
 class Estimator:
@@ -364,9 +373,12 @@ class Estimator:
             result.batches.append(record)
             stability = self._stability(result)
             self._save(result)
+            now = time.perf_counter()
             session.measured_batches += 1
-            elapsed = time.perf_counter() - session.started
-            per_batch = elapsed / session.measured_batches
+            if session.measured_batches == 1:
+                session.first_done = now
+            per_batch = session.seconds_per_batch(now)
+            elapsed = now - session.started
             self.on_event(
                 BatchDone(
                     index=record.index,
