@@ -69,6 +69,13 @@ def test_custom_folder_with_config_is_accepted(root):
     assert load_decoder(root, "my-finetune").config == TINY
 
 
+def test_fine_tune_stored_elsewhere_by_absolute_path(root, tmp_path):
+    elsewhere = tmp_path / "finetunes" / "run-7"
+    write_checkpoint(elsewhere, TINY, seed=4, dtype=torch.bfloat16)
+    assert resolve_variant(root, str(elsewhere)) == elsewhere
+    assert load_decoder(root, str(elsewhere)).config == TINY
+
+
 def test_missing_root(tmp_path):
     with pytest.raises(ModelLoadError, match="checkpoint root does not exist") as caught:
         resolve_variant(tmp_path / "nowhere", "turbo")
