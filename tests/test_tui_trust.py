@@ -10,14 +10,17 @@ from textual.widgets import Input, Select, Static
 from acetui.estimate import rank_modules
 from acetui.estimate.effective_rank import effective_ranks
 from acetui.estimate.exports import export
+from acetui.estimate.memory import MemoryNeed
 from acetui.estimate.sidestep import default_fisher_map_path, export_fisher_map
 from acetui.estimate.stats import result_stats
+from acetui.model import load_decoder
 from acetui.tui.app import make_app
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.export import ExportScreen
 from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
+from acetui.tui.screens.parameters import batches_hint
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import BAR_WIDTH, RankingTable
@@ -86,6 +89,50 @@ async def test_cpu_memory_hint_never_says_vram(checkpoint_root, dataset_dir):
             await pilot.pause()
             hint = str(app.screen.query_one("#hint", Static).render())
             assert "VRAM" not in hint and "RAM free" in hint
+
+
+async def test_memory_hint_follows_the_longest_sample_dtype_batch_size_and_crop(checkpoint_root, dataset_dir):
+    """The hint estimates the longest batch of the scanned dataset as the form says, on the real app."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pick_to_parameters(pilot, checkpoint_root, dataset_dir)
+        screen = app.screen
+        screen.query_one("#device", Select).value = "cpu"
+        await pilot.pause()
+
+        def needed() -> int:
+            need = screen.longest_batch_need(on_cuda=False)
+            hint = str(screen.query_one("#hint", Static).render())
+            assert "the longest batch needs" in hint and "fits" in hint, hint
+            return need.total
+
+        fp32 = needed()
+        assert screen.longest_batch_need(on_cuda=False).weights == 4 * sum(
+            p.numel() for p in load_decoder(checkpoint_root, app.draft["variant"]).parameters()
+        )
+        screen.query_one("#dtype", Select).value = "bf16"
+        await pilot.pause()
+        bf16 = needed()
+        fill(pilot, batch_size="4")
+        await pilot.pause()
+        four = needed()
+        fill(pilot, crop_frames="2")
+        await pilot.pause()
+        cropped = needed()
+        assert bf16 * 2 == fp32 and four > bf16 and cropped < four
+
+
+def test_memory_hint_says_when_a_run_does_not_fit():
+    gib = 1024**3
+    cuda = (True, 8 * gib)
+    assert "fits" in batches_hint(cuda, MemoryNeed(weights=3 * gib, activations=2 * gib))
+    tight = batches_hint(cuda, MemoryNeed(weights=3 * gib, activations=7 * gib))
+    assert "auto checkpointing" in tight and "crop frames" in tight
+    assert "weights alone do not fit" in batches_hint(cuda, MemoryNeed(weights=9 * gib, activations=gib))
+    # The CPU keeps half its available RAM as headroom (glibc holds on to freed activations).
+    cpu = (False, 16 * gib)
+    assert "auto checkpointing" in batches_hint(cpu, MemoryNeed(weights=3 * gib, activations=7 * gib))
+    assert "unknown" in batches_hint(None, None)
 
 
 async def open_ranking_file(pilot, path) -> None:

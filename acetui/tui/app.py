@@ -39,6 +39,7 @@ class AcetuiApp(App):
         self.score = str(draft.get("score", "grad-norm"))
         self.open_parameters = open_parameters
         self.problems = list(problems)
+        self.longest_frames: dict[str, int] = {}  # dataset folder -> its longest sample, once scanned
 
     def on_mount(self) -> None:
         for problem in self.problems:

@@ -93,6 +93,8 @@ class DatasetScreen(PathStepScreen):
 
     def show_scan(self, scan: DatasetScan) -> None:
         self.scan = scan
+        if scan.samples:  # for the parameters step's memory estimate
+            self.app.longest_frames[str(scan.folder)] = max(info.frames for info in scan.samples)
         self.query_one("#summary", Static).update(scan_text(scan))
         self.query_one("#problem-list", Static).update(problems_text(scan))
 

@@ -1,10 +1,11 @@
-"""Step 3: the run settings, a batch-count hint from free memory, and named profiles to load and save."""
+"""Step 3: the run settings, a memory and batch-count hint, and named profiles to load and save."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import fields
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,12 +15,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Select, Static
+from textual.widgets import Footer, Header, Input, Select, Static
 from textual.worker import Worker, WorkerState
 
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest
-from acetui.estimate.memory import memory_stats
+from acetui.estimate.memory import MemoryNeed, activations_fit, memory_need, memory_stats
+from acetui.estimate.request import DTYPES
+from acetui.model.catalog import describe_variant
+from acetui.model.config import DecoderConfig
+from acetui.model.variants import CONFIG_FILE, resolve_variant
 from acetui.profiles import ProfileError, list_profiles, load_profile, save_profile, settings_of
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.screens.profile import ProfileScreen
@@ -27,24 +32,40 @@ from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.settings_form import FIELD_KEYS, SettingsForm
 from acetui.units import format_bytes
 
-GIB = 1024**3
-VRAM_HINTS = ((48, "10-20 batches"), (24, "10 batches"), (12, "5 batches"), (8, "3 batches"))
 
-
-def batches_hint(free: tuple[bool, int] | None) -> str:
-    """The reference tool's table for ``(is_cuda, free bytes)``: 8 GB -> 3 batches, 12 -> 5, 24 -> 10, 48 -> 10-20."""
+def batches_hint(free: tuple[bool, int] | None, need: MemoryNeed | None = None) -> str:
+    """Advice for ``(is_cuda, free bytes)`` and, when known, what the longest sample needs. Batches cost
+    time here, not memory: gradient norms are accumulated, so memory is set by sample length."""
     if free is None:
         return "free memory unknown: start with 3-5 batches"
-    is_cuda, available = free
-    if not is_cuda:
-        return (
-            f"CPU, {format_bytes(available)} RAM free: the GPU table does not apply; minutes per batch on "
-            "real models, so 3-5 batches (auto with a low max) and crop frames to save RAM"
-        )
-    for gigabytes, advice in VRAM_HINTS:
-        if available >= gigabytes * GIB:
-            return f"{format_bytes(available)} VRAM free: {advice}"
-    return f"{format_bytes(available)} VRAM free: 1-3 batches; use bf16 and crop frames"
+    on_cuda, available = free
+    memory = f"{format_bytes(available)} {'VRAM' if on_cuda else 'RAM'} free"
+    advice = (
+        "batches add time, not memory: 5-10, or auto"
+        if on_cuda
+        else "minutes per batch on real models: 3-5 batches (auto with a low max)"
+    )
+    if need is None:
+        return f"{memory}; {advice}"
+    if need.weights >= available:
+        fit = "the weights alone do not fit: pick another device or a smaller variant"
+    elif not activations_fit(need.activations, available - need.weights, on_cuda):
+        fit = "too much: auto checkpointing recomputes activations (~1.4x slower), or set crop frames"
+    else:
+        fit = "fits"
+    estimate = f"the longest batch needs ~{format_bytes(need.total)} ({format_bytes(need.weights)} weights)"
+    return f"{memory}; {estimate}: {fit}; {advice}"
+
+
+def probe_model(draft: dict[str, Any]) -> tuple[DecoderConfig, int] | None:
+    """The chosen variant's config and decoder parameter count, from config.json and weight headers."""
+    try:
+        folder = resolve_variant(Path(draft["checkpoint_dir"]), draft["variant"])
+        info = describe_variant(folder)
+        config = DecoderConfig.from_json_file(folder / CONFIG_FILE)
+    except (AcetuiError, KeyError):
+        return None
+    return None if info.problem else (config, info.parameters)
 
 
 def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]]]:
@@ -84,6 +105,7 @@ class ParametersScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.free: dict[str, tuple[bool, int]] = {}
+        self.model: tuple[DecoderConfig, int] | None = None
         self.devices_ready = False
 
     def compose(self) -> ComposeResult:
@@ -109,15 +131,15 @@ class ParametersScreen(Screen):
         self.find_devices()
 
     @work(thread=True, exclusive=True, group="devices", exit_on_error=False, description="listing devices")
-    def find_devices(self) -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]]]:
-        return probe_devices()
+    def find_devices(self):
+        return *probe_devices(), probe_model(self.app.draft)
 
     @on(Worker.StateChanged)
     def devices_found(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "devices":
             return
         if event.state == WorkerState.SUCCESS:
-            options, self.free = event.worker.result
+            options, self.free, self.model = event.worker.result
             self.devices_ready = True
             self.query_one(SettingsForm).set_devices(options, self.app.draft.get("device", "auto"))
             self.show_hint()
@@ -125,9 +147,29 @@ class ParametersScreen(Screen):
             self.query_one("#hint", Static).update(Text(f"cannot list devices: {event.worker.error}", style="red"))
 
     @on(Select.Changed, "#device")
+    @on(Select.Changed, "#dtype")
+    @on(Input.Changed, "#batch-size")
+    @on(Input.Changed, "#crop-frames")
     def show_hint(self) -> None:
-        device = self.query_one("#device", Select).value
-        self.query_one("#hint", Static).update(Text("hint: " + batches_hint(self.free.get(str(device)))))
+        if not self.devices_ready:
+            return
+        free = self.free.get(str(self.query_one("#device", Select).value))
+        need = self.longest_batch_need(on_cuda=bool(free and free[0]))
+        self.query_one("#hint", Static).update(Text("hint: " + batches_hint(free, need)))
+
+    def longest_batch_need(self, *, on_cuda: bool) -> MemoryNeed | None:
+        """Memory for the dataset's longest sample (known once the dataset step scanned it) as the form says."""
+        longest = self.app.longest_frames.get(str(self.app.draft.get("dataset_dir")))
+        if self.model is None or longest is None:
+            return None
+        config, parameters = self.model
+        dtype_name = str(self.query_one("#dtype", Select).value)
+        dtype = DTYPES.get(dtype_name, torch.bfloat16 if on_cuda else torch.float32)
+        crop = self.query_one("#crop-frames", Input).value.strip()
+        frames = min(longest, int(crop)) if crop.isdigit() and int(crop) >= 2 else longest
+        size = self.query_one("#batch-size", Input).value.strip()
+        batch_size = int(size) if size.isdigit() and int(size) > 0 else 1
+        return memory_need(config, parameters, frames, batch_size, dtype)
 
     def request(self) -> EstimateRequest | None:
         """The form as a request, or None after telling the user what is wrong."""
