@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "estimate.py"
 
 
@@ -64,3 +66,28 @@ def test_benchmark_script_on_tiny_config(tmp_path):
     assert case["activation_checkpointing"]["off"]["activation_checkpointing"] is False
     assert "| tiny | 2 s | 25 |" in table.read_text()
     assert "ranking identical" in done.stdout
+
+
+def test_varied_lengths_give_every_batch_its_own_shape(tmp_path):
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(SCRIPT), "--cases", "tiny:4", "--repeats", "3", "--warmup", "1"]
+    command += ["--length-spread", "0.5", "--no-memory", "--load-repeats", "1", "--device", "cpu", "--threads", "1"]
+    command += ["--workdir", str(tmp_path / "work"), "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    [case] = json.loads(out.read_text())["cases"]
+    assert case["length_spread"] == 0.5 and case["ranking_identical"] and case["losses_identical"]
+    [dataset] = (tmp_path / "work").glob("data-tiny-4s-*")
+    lengths = {torch.load(path, weights_only=True)["target_latents"].shape[0] for path in dataset.glob("*.pt")}
+    assert len(list(dataset.glob("*.pt"))) == 4 and all(50 <= frames <= 100 for frames in lengths)
+    assert len(lengths) > 1
+
+
+def test_profile_script_prints_where_the_time_goes(tmp_path):
+    script = SCRIPT.with_name("profile_batch.py")
+    command = [sys.executable, str(script), "--size", "tiny", "--seconds", "2", "--device", "cpu"]
+    command += ["--warmup", "1", "--active", "2", "--rows", "5", "--workdir", str(tmp_path), "--trace", "t.json.gz"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "tiny at 2 s on cpu fp32" in done.stdout and "wall per batch" in done.stdout
+    assert "aten::" in done.stdout and (tmp_path / "t.json.gz").stat().st_size > 0
