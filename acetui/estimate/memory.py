@@ -1,4 +1,5 @@
-"""Memory figures for progress displays: CUDA allocator statistics, or the process RSS on the CPU."""
+"""Memory figures for progress displays (CUDA allocator statistics, or the process RSS on the CPU) and the
+estimates behind automatic activation checkpointing and the parameters hint."""
 
 from __future__ import annotations
 
