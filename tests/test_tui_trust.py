@@ -7,20 +7,22 @@ import json
 import torch
 from textual.widgets import Input, Select, Static
 
-from acetui.estimate import rank_modules
+from acetui.data import scan_dataset
+from acetui.estimate import EstimateRequest, rank_modules
 from acetui.estimate.effective_rank import effective_ranks
 from acetui.estimate.exports import export
 from acetui.estimate.memory import MemoryNeed
 from acetui.estimate.sidestep import default_fisher_map_path, export_fisher_map
 from acetui.estimate.stats import result_stats
 from acetui.model import load_decoder
+from acetui.model.synthetic import TINY
 from acetui.tui.app import make_app
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.export import ExportScreen
 from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
-from acetui.tui.screens.parameters import batches_hint
+from acetui.tui.screens.parameters import ParametersScreen, batches_hint
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import BAR_WIDTH, RankingTable
@@ -120,6 +122,19 @@ async def test_memory_hint_follows_the_longest_sample_dtype_batch_size_and_crop(
         await pilot.pause()
         cropped = needed()
         assert bf16 * 2 == fp32 and four > bf16 and cropped < four
+
+
+async def test_memory_hint_when_the_app_opens_at_the_parameters_step(checkpoint_root, dataset_dir):
+    """Demo, last settings and profiles skip the dataset step: the parameters step scans for itself."""
+    app = make_app(EstimateRequest(checkpoint_root, "turbo", dataset_dir, device="cpu"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ParametersScreen)
+        await pilot.pause()
+        hint = str(app.screen.query_one("#hint", Static).render())
+        assert "the longest batch needs" in hint and "fits" in hint, hint
+        longest = max(info.frames for info in scan_dataset(dataset_dir, condition_width=TINY.condition_width).samples)
+        assert app.longest_frames == {str(dataset_dir): longest}
 
 
 def test_memory_hint_says_when_a_run_does_not_fit():

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select, Static
 from textual.worker import Worker, WorkerState
 
+from acetui.data import scan_dataset
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest
 from acetui.estimate.memory import MemoryNeed, activations_fit, memory_need, memory_stats
@@ -66,6 +67,20 @@ def probe_model(draft: dict[str, Any]) -> tuple[DecoderConfig, int] | None:
     except (AcetuiError, KeyError):
         return None
     return None if info.problem else (config, info.parameters)
+
+
+def longest_sample_frames(folder: str, config: DecoderConfig, known: dict[str, int]) -> int | None:
+    """The dataset's longest valid sample: from the dataset step's scan, or scanned here when that step
+    was skipped (the demo, last settings, a profile)."""
+    if folder in known:
+        return known[folder]
+    try:
+        scan = scan_dataset(
+            Path(folder), condition_width=config.condition_width, context_channels=config.context_channels
+        )
+    except AcetuiError:
+        return None
+    return max((info.frames for info in scan.samples), default=None)
 
 
 def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]]]:
@@ -132,14 +147,19 @@ class ParametersScreen(Screen):
 
     @work(thread=True, exclusive=True, group="devices", exit_on_error=False, description="listing devices")
     def find_devices(self):
-        return *probe_devices(), probe_model(self.app.draft)
+        model = probe_model(self.app.draft)
+        folder = str(self.app.draft.get("dataset_dir"))
+        longest = longest_sample_frames(folder, model[0], dict(self.app.longest_frames)) if model else None
+        return *probe_devices(), model, longest
 
     @on(Worker.StateChanged)
     def devices_found(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "devices":
             return
         if event.state == WorkerState.SUCCESS:
-            options, self.free, self.model = event.worker.result
+            options, self.free, self.model, longest = event.worker.result
+            if longest is not None:
+                self.app.longest_frames[str(self.app.draft.get("dataset_dir"))] = longest
             self.devices_ready = True
             self.query_one(SettingsForm).set_devices(options, self.app.draft.get("device", "auto"))
             self.show_hint()
@@ -158,7 +178,7 @@ class ParametersScreen(Screen):
         self.query_one("#hint", Static).update(Text("hint: " + batches_hint(free, need)))
 
     def longest_batch_need(self, *, on_cuda: bool) -> MemoryNeed | None:
-        """Memory for the dataset's longest sample (known once the dataset step scanned it) as the form says."""
+        """Memory for the dataset's longest sample as the form's dtype, batch size and crop say."""
         longest = self.app.longest_frames.get(str(self.app.draft.get("dataset_dir")))
         if self.model is None or longest is None:
             return None
