@@ -96,7 +96,12 @@ def test_imported_ranking(snap_compare, checkpoint_root, dataset_dir, tmp_path, 
 def test_history(snap_compare, checkpoint_root, dataset_dir):
     fixed_run(checkpoint_root, dataset_dir, "run-a", seed=1)
     fixed_run(checkpoint_root, dataset_dir, "run-b", seed=2)
-    assert snap_compare(make_app(), terminal_size=SIZE, press=["ctrl+g", "space", "down", "space"])
+
+    async def open_history(pilot) -> None:
+        await pilot.press("ctrl+g")
+        await settle(pilot)  # the records are read off the UI thread
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=open_history, press=["space", "down", "space"])
 
 
 def test_compare(snap_compare, checkpoint_root, dataset_dir):

@@ -6,15 +6,16 @@ from functools import partial
 from pathlib import Path
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import Worker, WorkerState
 
 from acetui.estimate import EstimateResult, rank_modules
 from acetui.estimate.sidestep import ImportedRanking
-from acetui.history import list_runs
+from acetui.history import HistoryProblem, list_runs
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
@@ -27,6 +28,12 @@ STATUS_STYLES = {
     "failed": "red",
     "running": "cyan",
 }
+
+
+def top_module(run: EstimateResult) -> str:
+    if not run.included_batches:
+        return "-"
+    return rank_modules(run)[0].module.removeprefix("decoder.")
 
 
 class HistoryScreen(Screen):
@@ -45,6 +52,7 @@ class HistoryScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.runs: list[EstimateResult] = []
+        self.tops: dict[str, str] = {}
         self.marked: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -65,13 +73,30 @@ class HistoryScreen(Screen):
             ("top module", "top"),
         ):
             table.add_column(label, key=key)
-        self.action_reload()
 
-    def on_screen_resume(self) -> None:
+    def on_screen_resume(self) -> None:  # also when first shown: records change while other screens run
         self.action_reload()
 
     def action_reload(self) -> None:
-        self.runs, problems = list_runs()
+        self.read_history()
+
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False, description="reading run history")
+    def read_history(self) -> tuple[list[EstimateResult], list[HistoryProblem], dict[str, str]]:
+        """Off the UI thread: hundreds of records with 50 batches each take about a second to read and rank."""
+        runs, problems = list_runs()
+        return runs, problems, {run.run_id: top_module(run) for run in runs}
+
+    @on(Worker.StateChanged)
+    def history_read(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "history":
+            return
+        if event.state == WorkerState.SUCCESS:
+            self.show_runs(*event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            self.notify(f"cannot read the run history: {event.worker.error}", severity="error")
+
+    def show_runs(self, runs: list[EstimateResult], problems: list[HistoryProblem], tops: dict[str, str]) -> None:
+        self.runs, self.tops = runs, tops
         for problem in problems:
             self.notify(problem.reason, title="Broken run record moved aside", severity="warning", timeout=10)
         notice = self.query_one("#problems", Static)
@@ -97,14 +122,8 @@ class HistoryScreen(Screen):
             Text(request.variant),
             Text(Path(request.dataset_dir).name),
             Text(f"{run.completed_batches}/{total}", justify="right"),
-            Text(self.top_module(run), style="dim"),
+            Text(self.tops.get(run.run_id, "-"), style="dim"),
         )
-
-    @staticmethod
-    def top_module(run: EstimateResult) -> str:
-        if not run.included_batches:
-            return "-"
-        return rank_modules(run)[0].module.removeprefix("decoder.")
 
     def current(self) -> EstimateResult | None:
         table = self.query_one("#runs", DataTable)
