@@ -48,6 +48,7 @@ class ConsoleReporter:
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
+        self.last_batch: BatchDone | None = None
 
     def note(self, text: str) -> None:
         self.stream.write(("\n" if self.interactive else "") + f"acetui: {text}\n")
@@ -73,6 +74,7 @@ class ConsoleReporter:
                 final=True,
             )
         elif isinstance(event, BatchDone):
+            self.last_batch = event
             loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
             bar = block_bar((event.index + 1) / event.total, PROGRESS_WIDTH)
             self._line(
@@ -83,13 +85,22 @@ class ConsoleReporter:
                 final=event.index + 1 == event.total or not self.interactive,
             )
         elif isinstance(event, RunFinished):
-            self._line(f"done: {event.result.completed_batches} batches", final=True)
+            self._line(f"done: {event.result.completed_batches} batches{_timing(self.last_batch)}", final=True)
         elif isinstance(event, RunStopped):
             self.note(f"{event.result.message}; partial result saved")
         elif isinstance(event, RunFailed):
             self.note(event.message)
         elif isinstance(event, RunWarning):
             self.note(f"warning: {event.message}")
+
+
+def _timing(last: BatchDone | None) -> str:
+    """How long this session's batches took and the peak memory, for the closing line."""
+    if last is None:
+        return ""
+    memory = last.memory
+    peak = f"peak {'VRAM' if memory.is_cuda else 'RSS'} {format_bytes(memory.peak)}"
+    return f" in {format_duration(last.elapsed)} ({last.seconds_per_batch:.2f} s/batch), {peak}"
 
 
 def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from acetui.cli import main
+from tests.support import estimate_args, run_cli
 
 
 def _estimate(checkpoint_root, dataset_dir, *extra: str) -> list[str]:
@@ -152,3 +153,10 @@ def test_run_time_dependencies_cover_what_the_demo_needs():
 
     declared = {requirement.split(">")[0].split("=")[0].split(";")[0].strip() for requirement in requires("acetui")}
     assert {"textual", "torch", "safetensors", "numpy", "platformdirs", "tomli-w"} <= declared
+
+
+def test_progress_ends_with_the_time_and_peak_memory(checkpoint_root, dataset_dir, capsys):
+    code, _, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "3", quiet=False))
+    assert code == 0
+    done = next(line for line in err.splitlines() if line.startswith("done: "))
+    assert done.startswith("done: 3 batches in ") and " s/batch), peak RSS " in done
