@@ -95,3 +95,13 @@ def test_warnings_for_few_samples_and_another_variants_preprocessing(checkpoint_
     events.clear()
     Estimator(EstimateRequest(checkpoint_root, "turbo", folder, batches=1), on_event=events.append).run()
     assert [event.message for event in events if isinstance(event, RunWarning)] == warnings[:1]
+
+
+def test_cancel_from_a_batch_callback_stops_before_the_next_batch(checkpoint_root, dataset_dir, tmp_path):
+    def on_event(event) -> None:
+        if isinstance(event, BatchDone) and event.index == 1:
+            estimator.cancel()
+
+    estimator = Estimator(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=6), on_event=on_event)
+    result = estimator.run()
+    assert result.status == "cancelled" and result.completed_batches == 2

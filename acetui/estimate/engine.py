@@ -141,6 +141,7 @@ class Estimator:
         self.resume = resume
         self.owns_batch = batch_indices or (lambda index: True)
         self.exchange = exchange or (lambda records, stopping: (records, stopping))
+        self.single_process = exchange is None
         self.round_size = round_size
         self.metadata: dict = {}  # merged into the result's metadata (e.g. the distributed setup)
         self._stop = threading.Event()
@@ -334,6 +335,9 @@ class Estimator:
                 return
             if self._absorb(session, result, records):
                 break
+            # Alone, a cancel from a BatchDone callback stops before the next batch; several processes
+            # learn of it at the next exchange, so that all of them stop after the same round.
+            stopping = stopping or (self.single_process and self._stop.is_set() and index < len(plan))
             if stopping:
                 status = self._stop_status if self._stop.is_set() else "interrupted"
                 result.status, result.message = status, f"{status} after {result.completed_batches} batches"
