@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--active", type=int, default=3)
     parser.add_argument("--rows", type=int, default=20)
+    parser.add_argument("--length-spread", type=float, default=0.0, help="as in estimate.py: every batch a new length")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--trace", type=Path, help="write a Chrome trace (gzipped when the name ends in .gz)")
     args = parser.parse_args(argv)
@@ -47,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         root = args.workdir or Path(temporary)
         root.mkdir(parents=True, exist_ok=True)
         variant = prepare_checkpoint(root, args.size)
-        dataset = prepare_dataset(root, args.size, args.seconds, count=3)
-        run = EngineRun(root, variant, dataset, args.warmup + args.active, args.device, args.dtype, "off")
+        batches = args.warmup + args.active
+        count = batches if args.length_spread else 3
+        dataset = prepare_dataset(root, args.size, args.seconds, count, args.length_spread)
+        run = EngineRun(root, variant, dataset, batches, args.device, args.dtype, "off")
         plan = schedule(wait=0, warmup=args.warmup, active=args.active, repeat=1)
         with profile(activities=activities, schedule=plan, acc_events=True) as profiler:
             result = run.run(between=lambda index: profiler.step())
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     device_busy = sum(event.self_device_time_total for event in kernels) / 1e6 / args.active
     launches = sum(event.count for event in events if event.key in LAUNCH_CALLS) / args.active
     print(f"{args.size} at {args.seconds:g} s on {run.info.device} {run.info.dtype}")
+    warmup = ", ".join(f"{record.seconds * 1e3:.0f}" for record in result.batches[: args.warmup])
+    print(f"warm-up batches (one-off costs: kernel loading, attention plans, allocator growth): {warmup} ms")
     print(
         f"wall per batch {sum(seconds) / len(seconds) * 1e3:.1f} ms, device busy {device_busy * 1e3:.1f} ms, "
         f"{launches:.0f} kernel launches"
