@@ -28,6 +28,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -41,6 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -54,7 +58,7 @@ from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch
 from acetui.estimate.request import resolve_device, resolve_dtype  # noqa: E402
 from acetui.model import load_decoder  # noqa: E402
 from acetui.model.config import DecoderConfig  # noqa: E402
-from acetui.model.decoder import AceStepDecoder, RMSNorm  # noqa: E402
+from acetui.model.decoder import AceStepDecoder, Attention, RMSNorm, SwiGLU  # noqa: E402
 from acetui.model.synthetic import FULL_2B, FULL_XL, TINY, random_state, write_checkpoint  # noqa: E402
 
 MID = DecoderConfig(
@@ -139,6 +143,34 @@ class OfficialRMSNorm(RMSNorm):
         return self.weight * normalised.to(x.dtype)
 
 
+class OfficialSwiGLU(SwiGLU):
+    """The official MLP: plain autograd, which also keeps silu(gate) for the backward pass."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class OfficialAttention(Attention):
+    """The official attention's GQA: key/value heads repeated (``repeat_kv``) before a masked SDPA."""
+
+    def attend(self, query, key, value, mask):
+        group = self.heads // self.key_value_heads
+        key, value = key.repeat_interleave(group, dim=1), value.repeat_interleave(group, dim=1)
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.head_dim**-0.5)
+
+
+OFFICIAL_MODULES = {RMSNorm: OfficialRMSNorm, SwiGLU: OfficialSwiGLU, Attention: OfficialAttention}
+
+
+def use_official_ops(model: AceStepDecoder) -> None:
+    """Give ``model`` the official modeling code's op structure where ours differs (same maths): the
+    dense [T', T'] mask on sliding layers, the unfused norm, autograd's SwiGLU and repeated GQA heads."""
+    model.banded_attention = False
+    for module in model.modules():
+        if type(module) in OFFICIAL_MODULES:
+            module.__class__ = OFFICIAL_MODULES[type(module)]
+
+
 class NaiveEstimator:
     """The reference tool's way: whole-file load, every gradient kept, a host sync per parameter."""
 
@@ -153,10 +185,7 @@ class NaiveEstimator:
         with torch.device("meta"):
             model = AceStepDecoder(self.config)
         model = model.to_empty(device=device).to(dtype)
-        model.banded_attention = False  # the official SDPA path: a dense [T', T'] mask on sliding layers
-        for module in model.modules():
-            if type(module) is RMSNorm:
-                module.__class__ = OfficialRMSNorm
+        use_official_ops(model)
         state = {key.removeprefix("decoder."): t for key, t in everything.items() if key.startswith("decoder.")}
         model.load_state_dict(state)
         del everything, state
@@ -338,6 +367,32 @@ class MemoryMeter:
             _reset_peak_rss()
 
 
+class CpuTensorPeak:
+    """Peak bytes of live CPU tensors while open, from the profiler's allocation events: the CPU's
+    counterpart of CUDA's ``max_memory_allocated``. Peak RSS also counts the freed blocks glibc keeps
+    (it ran 1.5-2x the live tensors here), which shifts by 10-20 % between identical runs."""
+
+    def __init__(self) -> None:
+        self.profile = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self.peak = 0
+
+    def __enter__(self) -> CpuTensorPeak:
+        self.profile.__enter__()
+        return self
+
+    def __exit__(self, *failure) -> None:
+        self.profile.__exit__(*failure)
+        events = [
+            event
+            for event in self.profile.profiler.kineto_results.events()
+            if event.name() == "[memory]" and event.device_type() == DeviceType.CPU
+        ]
+        live = 0
+        for event in sorted(events, key=lambda event: event.start_ns()):
+            live += event.nbytes()
+            self.peak = max(self.peak, live)
+
+
 def measure_worker(args: argparse.Namespace) -> dict:
     """Run one variant alone and report its memory: before load, load peak, resident model, batch peaks."""
     device = resolve_device(args.device)
@@ -360,14 +415,21 @@ def measure_worker(args: argparse.Namespace) -> dict:
             args.crop_frames,
         )
 
+        tensors = CpuTensorPeak()
+
         def started() -> None:
             marks["load_peak"], marks["resident"] = meter.peak(), meter.current()
             meter.reset()
+            if device.type == "cpu":
+                tensors.__enter__()
 
         def batch_done(index: int) -> None:
             marks["batch_peaks"].append(meter.peak())
 
         result = run.run(on_started=started, between=batch_done)
+        if device.type == "cpu":
+            tensors.__exit__(None, None, None)
+            marks["tensor_peak"] = tensors.peak
         marks["batch_seconds"] = [record.seconds for record in result.batches]
         marks["load_seconds"] = run.info.load_seconds
         marks["activation_checkpointing"] = run.info.activation_checkpointing
@@ -376,11 +438,14 @@ def measure_worker(args: argparse.Namespace) -> dict:
         marks["load_peak"], marks["resident"] = meter.peak(), meter.current()
         marks["load_seconds"] = naive.load_seconds
         meter.reset()
-        for index in range(args.batches):
-            started = time.perf_counter()
-            naive.batch(index)
-            marks["batch_seconds"].append(time.perf_counter() - started)
-            marks["batch_peaks"].append(meter.peak())
+        with CpuTensorPeak() if device.type == "cpu" else contextlib.nullcontext() as tensors:
+            for index in range(args.batches):
+                started = time.perf_counter()
+                naive.batch(index)
+                marks["batch_seconds"].append(time.perf_counter() - started)
+                marks["batch_peaks"].append(meter.peak())
+        if tensors is not None:
+            marks["tensor_peak"] = tensors.peak
     marks["peak_resettable"] = meter.resettable
     return marks
 
@@ -433,6 +498,7 @@ def measure_memory(
         "batch_seconds": marks["batch_seconds"],
         "peak_resettable": marks["peak_resettable"],
         "activation_checkpointing": marks.get("activation_checkpointing"),
+        "tensor_peak_bytes": marks.get("tensor_peak"),
     }
 
 
@@ -581,8 +647,9 @@ def ratio(entry: dict) -> None:
         "batch": ours["batch_seconds"] / base["batch_seconds"],
     }
     if "memory" in ours:
-        for key in ("peak_bytes", "batch_peak_bytes", "load_peak_bytes"):
-            entry["ratios"][key.removesuffix("_bytes")] = ours["memory"][key] / max(base["memory"][key], 1)
+        for key in ("peak_bytes", "batch_peak_bytes", "load_peak_bytes", "tensor_peak_bytes"):
+            if ours["memory"].get(key) is not None:
+                entry["ratios"][key.removesuffix("_bytes")] = ours["memory"][key] / max(base["memory"][key], 1)
 
 
 def mib(value: float) -> str:
@@ -602,6 +669,8 @@ def report_case(entry: dict) -> None:
                 f"   peak {mib(memory['peak_bytes'])} MiB (load {mib(memory['load_peak_bytes'])}, "
                 f"batches {mib(memory['batch_peak_bytes'])}, model {mib(memory['model_bytes'])})"
             )
+            if memory.get("tensor_peak_bytes") is not None:
+                text += f"   live tensors {mib(memory['tensor_peak_bytes'])} MiB"
         print(text)
     ratios = ", ".join(f"{key} {value:.2f}" for key, value in entry["ratios"].items())
     print(f"  ours/baseline: {ratios}")
@@ -622,21 +691,23 @@ def report_case(entry: dict) -> None:
 def markdown(results: dict) -> str:
     lines = [
         "| size | audio | tokens | load ours / base (s) | batch ours / base (ms) | ratio | peak mem ours / base (MiB) "
-        "| ratio | ranking |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| ratio | live tensors ours / base (MiB) | ratio | ranking |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in results["cases"]:
         ours, base = entry["ours"], entry["baseline"]
-        memory = "n/a"
-        memory_ratio = "n/a"
+        memory = memory_ratio = tensors = tensors_ratio = "n/a"
         if "memory" in ours:
             memory = f"{mib(ours['memory']['peak_bytes'])} / {mib(base['memory']['peak_bytes'])}"
             memory_ratio = f"{entry['ratios']['peak']:.2f}"
+        if "tensor_peak" in entry["ratios"]:
+            tensors = f"{mib(ours['memory']['tensor_peak_bytes'])} / {mib(base['memory']['tensor_peak_bytes'])}"
+            tensors_ratio = f"{entry['ratios']['tensor_peak']:.2f}"
         same = "same" if entry["ranking_identical"] else "top-16 same" if entry["top_k_identical"] else "DIFFERENT"
         lines.append(
             f"| {entry['size']} | {entry['seconds']:g} s | {entry['tokens']} | {ours['load_seconds']:.2f} / "
             f"{base['load_seconds']:.2f} | {ours['batch_seconds'] * 1e3:,.1f} / {base['batch_seconds'] * 1e3:,.1f} "
-            f"| {entry['ratios']['batch']:.2f} | {memory} | {memory_ratio} | {same} |"
+            f"| {entry['ratios']['batch']:.2f} | {memory} | {memory_ratio} | {tensors} | {tensors_ratio} | {same} |"
         )
     return "\n".join(lines) + "\n"
 

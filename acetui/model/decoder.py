@@ -89,6 +89,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> 
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 where ``allowed``, -inf elsewhere: what SDPA turns a boolean mask into on every call.
+
+    Converting once per forward lets every sliding layer share one mask, where a boolean mask would be
+    converted, and the float copy kept for the backward pass, by each layer separately.
+    """
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+
+
 def sliding_window_mask(length: int, window: int, device: torch.device) -> torch.Tensor:
     """Boolean [T', T'] band: query i sees key j iff |i - j| <= window (True = attend)."""
     positions = torch.arange(length, device=device)
@@ -102,10 +111,10 @@ class BandedAttention:
     either side (a ``4 * window`` span), under the same |i - j| <= window band and with the padded keys
     masked out. Masked scores contribute exactly zero in the dense form too, so this is the same
     attention up to floating-point summation order, with O(T' * window) work and memory instead of
-    O(T'^2). Built once per forward and shared by every sliding layer.
+    O(T'^2). Built once per forward (for its batch size and dtype) and shared by every sliding layer.
     """
 
-    def __init__(self, length: int, window: int, device: torch.device) -> None:
+    def __init__(self, batch: int, length: int, window: int, device: torch.device, dtype: torch.dtype) -> None:
         self.length, self.window = length, window
         self.block = 2 * window
         self.blocks = math.ceil(length / self.block)
@@ -117,29 +126,35 @@ class BandedAttention:
         keys = starts - window + columns
         mask = band & (keys >= 0) & (keys < length)
         # Padded query rows (cropped from the output) keep their band so no row is fully masked.
-        self.mask = torch.where(starts + rows >= length, band, mask)[:, None]  # [blocks, 1, block, span]
+        allowed = torch.where(starts + rows >= length, band, mask)[:, None]  # [blocks, 1, block, span]
+        self.mask = additive_mask(allowed.repeat(batch, 1, 1, 1), dtype)  # [batch * blocks, 1, block, span]
 
-    def __call__(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float) -> torch.Tensor:
+    def __call__(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float, enable_gqa: bool
+    ) -> torch.Tensor:
         batch, heads, _, width = query.shape
         blocks, block, window = self.blocks, self.block, self.window
-        query = F.pad(query, (0, 0, 0, self.padding)).view(batch, heads, blocks, block, width)
-        query = query.transpose(1, 2).reshape(batch * blocks, heads, block, width)
+        # Token-major blocks: the output comes back in this layout, so un-blocking it is a view.
+        query = F.pad(query.transpose(1, 2), (0, 0, 0, 0, 0, self.padding))
+        query = query.reshape(batch * blocks, block, heads, width).transpose(1, 2)
 
         def spans(x: torch.Tensor) -> torch.Tensor:
             x = F.pad(x, (0, 0, window, self.padding + window)).unfold(2, block + 2 * window, block)
-            return x.permute(0, 2, 1, 4, 3).reshape(batch * blocks, heads, block + 2 * window, width)
+            return x.permute(0, 2, 1, 4, 3).reshape(batch * blocks, x.shape[1], block + 2 * window, width)
 
-        mask = self.mask.repeat(batch, 1, 1, 1) if batch > 1 else self.mask
-        attended = F.scaled_dot_product_attention(query, spans(key), spans(value), attn_mask=mask, scale=scale)
-        attended = attended.view(batch, blocks, heads, block, width).transpose(1, 2)
-        return attended.reshape(batch, heads, blocks * block, width)[:, :, : self.length]
+        attended = F.scaled_dot_product_attention(
+            query, spans(key), spans(value), attn_mask=self.mask, scale=scale, enable_gqa=enable_gqa
+        )
+        attended = attended.transpose(1, 2).reshape(batch, blocks * block, heads, width)
+        return attended[:, : self.length].transpose(1, 2)
 
 
-def sliding_window_attention(length: int, window: int, device: torch.device, blocked: bool = True):
-    """The sliding layers' mask: banded blocks once T' >= 8 windows (where they pay off), else dense."""
+def sliding_window_attention(batch: int, length: int, window: int, x: torch.Tensor, blocked: bool = True):
+    """The sliding layers' mask for activations like ``x``: banded blocks once T' >= 8 windows (where they
+    pay off), else the dense additive band."""
     if blocked and length >= 8 * window:
-        return BandedAttention(length, window, device)
-    return sliding_window_mask(length, window, device)
+        return BandedAttention(batch, length, window, x.device, x.dtype)
+    return additive_mask(sliding_window_mask(length, window, x.device), x.dtype)
 
 
 class Attention(nn.Module):
@@ -159,7 +174,13 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
 
     def _heads(self, x: torch.Tensor, count: int) -> torch.Tensor:
-        return x.unflatten(-1, (count, self.head_dim)).transpose(1, 2)
+        """[B, T', count * head_dim] -> [B, T', count, head_dim]; callers transpose after the norm.
+
+        Norming before the transpose keeps the heads token-major in memory, and attention kernels write
+        their output in the query's layout, so merging the heads for ``o_proj`` is a view, not a copy that
+        every layer would keep for the backward pass (the CPU norm makes a transposed input contiguous).
+        """
+        return x.unflatten(-1, (count, self.head_dim))
 
     def forward(
         self,
@@ -168,22 +189,54 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        query = self.q_norm(self._heads(self.q_proj(hidden), self.heads))
-        key = self.k_norm(self._heads(self.k_proj(key_value_source), self.key_value_heads))
-        value = self._heads(self.v_proj(key_value_source), self.key_value_heads)
+        query = self.q_norm(self._heads(self.q_proj(hidden), self.heads)).transpose(1, 2)
+        key = self.k_norm(self._heads(self.k_proj(key_value_source), self.key_value_heads)).transpose(1, 2)
+        value = self._heads(self.v_proj(key_value_source), self.key_value_heads).transpose(1, 2)
         if rope is not None:
             query, key = apply_rope(query, *rope), apply_rope(key, *rope)
-        # Heads are repeated explicitly: SDPA's enable_gqa sends fp32 (and masked) CUDA attention to the
-        # unfused math kernel, whose [T', T'] scores cost far more memory than the repeated keys.
+        return self.o_proj(self.attend(query, key, value, mask).transpose(1, 2).flatten(2))
+
+    def attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | BandedAttention | None,
+    ) -> torch.Tensor:
+        """SDPA over [B, heads, T', head_dim], each key/value head serving ``heads / kv_heads`` queries.
+
+        The CPU's flash kernel shares key/value heads itself, so no repeated copies are kept for the
+        backward pass; on CUDA, enable_gqa sends fp32 (and masked) attention to the unfused math kernel,
+        whose [T', T'] scores cost far more memory than repeating the heads.
+        """
+        native_groups = query.device.type == "cpu"
         group = self.heads // self.key_value_heads
-        if group > 1:
+        if group > 1 and not native_groups:
             key, value = key.repeat_interleave(group, dim=1), value.repeat_interleave(group, dim=1)
         scale = self.head_dim**-0.5
         if isinstance(mask, BandedAttention):
-            attended = mask(query, key, value, scale)
-        else:
-            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale)
-        return self.o_proj(attended.transpose(1, 2).flatten(2))
+            return mask(query, key, value, scale, native_groups)
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale, enable_gqa=native_groups)
+
+
+class GatedSiLU(torch.autograd.Function):
+    """silu(gate) * up, keeping only gate and up for the backward pass.
+
+    Autograd would also keep silu(gate), the size of the MLP's widest activation; recomputing it in the
+    backward pass is one cheap elementwise kernel, and the gradients use the same kernels as autograd's.
+    """
+
+    @staticmethod
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        gate, up = ctx.saved_tensors
+        grad_gate = torch.ops.aten.silu_backward(grad * up, gate) if ctx.needs_input_grad[0] else None
+        grad_up = grad * F.silu(gate) if ctx.needs_input_grad[1] else None
+        return grad_gate, grad_up
 
 
 class SwiGLU(nn.Module):
@@ -194,7 +247,7 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(GatedSiLU.apply(self.gate_proj(x), self.up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -286,7 +339,9 @@ class AceStepDecoder(nn.Module):
         rope = rope_tables(tokens, self.config, x.device, x.dtype)
         window = self.config.sliding_window if self.config.use_sliding_window else None
         needs_mask = window is not None and tokens > window + 1
-        sliding_mask = sliding_window_attention(tokens, window, x.device, self.banded_attention) if needs_mask else None
+        sliding_mask = None
+        if needs_mask:
+            sliding_mask = sliding_window_attention(x.shape[0], tokens, window, x, self.banded_attention)
         for layer in self.layers:
             if self.activation_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(layer, x, modulation, condition, rope, sliding_mask, use_reentrant=False)
