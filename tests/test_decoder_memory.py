@@ -21,7 +21,7 @@ from torch.autograd.graph import saved_tensors_hooks
 from acetui.model.decoder import AceStepDecoder, GatedSiLU
 from acetui.model.synthetic import TINY, random_state
 
-FRAMES = 400  # 200 tokens: the banded sliding-window path (>= 8 windows of 4)
+FRAMES = 400  # 200 tokens: the banded sliding-window path (>= 4 windows of 4 on the CPU)
 
 
 def _decoder(layers: int) -> AceStepDecoder:
