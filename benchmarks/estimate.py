@@ -137,10 +137,10 @@ def checkpoint_files(folder: Path) -> list[Path]:
 class OfficialRMSNorm(RMSNorm):
     """The official modeling code's norm, op by op (seven kernels where ours launches two)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def normalize(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         statistics = x.float()
         normalised = statistics * torch.rsqrt(statistics.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * normalised.to(x.dtype)
+        return weight * normalised.to(x.dtype)
 
 
 class OfficialSwiGLU(SwiGLU):
@@ -151,7 +151,13 @@ class OfficialSwiGLU(SwiGLU):
 
 
 class OfficialAttention(Attention):
-    """The official attention's GQA: key/value heads repeated (``repeat_kv``) before a masked SDPA."""
+    """The official attention: projections of the kept normed input, key/value heads repeated
+    (``repeat_kv``) before a masked SDPA."""
+
+    def project(self, source, prepare, condition):
+        hidden = prepare(*source)
+        key_value_source = hidden if condition is None else condition
+        return self.q_proj(hidden), self.k_proj(key_value_source), self.v_proj(key_value_source)
 
     def attend(self, query, key, value, mask):
         group = self.heads // self.key_value_heads
@@ -164,7 +170,8 @@ OFFICIAL_MODULES = {RMSNorm: OfficialRMSNorm, SwiGLU: OfficialSwiGLU, Attention:
 
 def use_official_ops(model: AceStepDecoder) -> None:
     """Give ``model`` the official modeling code's op structure where ours differs (same maths): the
-    dense [T', T'] mask on sliding layers, the unfused norm, autograd's SwiGLU and repeated GQA heads."""
+    dense [T', T'] mask on sliding layers, the unfused norm, autograd's SwiGLU, projections that keep
+    their normed input and repeated GQA heads."""
     model.banded_attention = False
     for module in model.modules():
         if type(module) in OFFICIAL_MODULES:

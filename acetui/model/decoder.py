@@ -10,6 +10,7 @@ neither RoPE nor a gate.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,53 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weight * F.rms_norm(x, x.shape[-1:], eps=self.eps)
+        return self.normalize(x, self.weight)
+
+    def normalize(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The norm with ``weight`` passed in, for recomputation where the weight is an explicit input."""
+        return weight * F.rms_norm(x, x.shape[-1:], eps=self.eps)
+
+
+class ProjectionsOfNorm(torch.autograd.Function):
+    """Linear projections of ``prepare(source, *extras)`` that keep only their inputs for backward.
+
+    The attention projections read the (modulated) norm of the residual stream; autograd would keep
+    that D-wide input for their weight gradients next to the residual stream, which the norm keeps
+    anyway. Rebuilding the input in the backward pass costs a few elementwise kernels and keeps one
+    activation fewer per attention block. ``apply(prepare, input_count, *inputs, *weights_and_biases)``:
+    the inputs (residual stream, norm weight, modulation) are explicit so that their gradients flow;
+    weights and biases alternate, a bias may be None. Returns one output per weight.
+    """
+
+    @staticmethod
+    def forward(ctx, prepare, input_count: int, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        ctx.prepare, ctx.input_count = prepare, input_count
+        ctx.save_for_backward(*tensors)
+        hidden = prepare(*tensors[:input_count])
+        parameters = tensors[input_count:]
+        return tuple(F.linear(hidden, weight, bias) for weight, bias in zip(parameters[0::2], parameters[1::2]))
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        count = ctx.input_count
+        tensors, needs = ctx.saved_tensors, ctx.needs_input_grad[2:]
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(need) for t, need in zip(tensors[:count], needs[:count])]
+            hidden = ctx.prepare(*leaves)
+        rows = hidden.detach().flatten(0, -2)
+        weights = tensors[count::2]
+        parameter_grads: list[torch.Tensor | None] = []
+        for index, grad in enumerate(grads):
+            flat = grad.flatten(0, -2)
+            need_weight, need_bias = needs[count + 2 * index], needs[count + 2 * index + 1]
+            parameter_grads += [flat.T @ rows if need_weight else None, flat.sum(0) if need_bias else None]
+        wanted = [leaf for leaf, need in zip(leaves, needs[:count]) if need]
+        input_grads: list[torch.Tensor | None] = [None] * count
+        if wanted:
+            grad_hidden = sum(grad @ weight for grad, weight in zip(grads, weights))
+            found = iter(torch.autograd.grad(hidden, wanted, grad_hidden))
+            input_grads = [next(found) if need else None for need in needs[:count]]
+        return (None, None, *input_grads, *parameter_grads)
 
 
 class ChannelsFirst(nn.Module):
@@ -189,17 +236,33 @@ class Attention(nn.Module):
 
     def forward(
         self,
-        hidden: torch.Tensor,
-        key_value_source: torch.Tensor,
+        source: tuple[torch.Tensor, ...],
+        prepare: Callable[..., torch.Tensor],
+        condition: torch.Tensor | None = None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        mask: torch.Tensor | None = None,
+        mask: torch.Tensor | BandedAttention | None = None,
     ) -> torch.Tensor:
-        query = self.q_norm(self._heads(self.q_proj(hidden), self.heads)).transpose(1, 2)
-        key = self.k_norm(self._heads(self.k_proj(key_value_source), self.key_value_heads)).transpose(1, 2)
-        value = self._heads(self.v_proj(key_value_source), self.key_value_heads).transpose(1, 2)
+        """Attention over ``prepare(*source)`` (the residual stream normed, with the norm weight and any
+        modulation in ``source``); keys and values from the same input, or from ``condition``."""
+        query, key, value = self.project(source, prepare, condition)
+        query = self.q_norm(self._heads(query, self.heads)).transpose(1, 2)
+        key = self.k_norm(self._heads(key, self.key_value_heads)).transpose(1, 2)
+        value = self._heads(value, self.key_value_heads).transpose(1, 2)
         if rope is not None:
             query, key = apply_rope(query, *rope), apply_rope(key, *rope)
         return self.o_proj(self.attend(query, key, value, mask).transpose(1, 2).flatten(2))
+
+    def project(
+        self, source: tuple[torch.Tensor, ...], prepare: Callable[..., torch.Tensor], condition: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw q, k, v. What the official model computes as q_proj(h), k_proj(h or condition), ...
+        with h = prepare(*source), without keeping h for the backward pass (see ProjectionsOfNorm)."""
+        own = (self.q_proj,) if condition is not None else (self.q_proj, self.k_proj, self.v_proj)
+        parameters = [tensor for projection in own for tensor in (projection.weight, projection.bias)]
+        outputs = ProjectionsOfNorm.apply(prepare, len(source), *source, *parameters)
+        if condition is None:
+            return outputs
+        return outputs[0], self.k_proj(condition), self.v_proj(condition)
 
     def attend(
         self,
@@ -279,11 +342,17 @@ class DecoderLayer(nn.Module):
     ) -> torch.Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (self.scale_shift_table + modulation).chunk(6, dim=1)
         mask = sliding_mask if self.window is not None else None
-        attention_input = torch.addcmul(shift_a, self.self_attn_norm(x), 1 + scale_a)
-        x = torch.addcmul(x, self.self_attn(attention_input, attention_input, rope, mask), gate_a)
-        x = x + self.cross_attn(self.cross_attn_norm(x), condition)
+        source = (x, self.self_attn_norm.weight, shift_a, scale_a)
+        x = torch.addcmul(x, self.self_attn(source, self._modulated_norm, rope=rope, mask=mask), gate_a)
+        x = x + self.cross_attn((x, self.cross_attn_norm.weight), self.cross_attn_norm.normalize, condition)
         mlp_input = torch.addcmul(shift_m, self.mlp_norm(x), 1 + scale_m)
         return torch.addcmul(x, self.mlp(mlp_input), gate_m)
+
+    def _modulated_norm(
+        self, x: torch.Tensor, weight: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        """AdaLN: the self-attention norm of x, scaled by 1 + scale and shifted (the attention input)."""
+        return torch.addcmul(shift, self.self_attn_norm.normalize(x, weight), 1 + scale)
 
 
 class AceStepDecoder(nn.Module):
