@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.graph import saved_tensors_hooks
 
-from acetui.model.decoder import AceStepDecoder, GatedSiLU
+from acetui.model.decoder import AceStepDecoder, GatedSiLU, ProjectionsOfNorm, RMSNorm
 from acetui.model.synthetic import TINY, random_state
 
 FRAMES = 400  # 200 tokens: the banded sliding-window path (>= 4 windows of 4 on the CPU)
@@ -80,6 +80,33 @@ def test_gated_silu_gives_autograds_values_and_gradients():
             assert (mine.grad is None) == (theirs.grad is None)
             if mine.grad is not None:
                 assert torch.equal(mine.grad, theirs.grad)
+
+
+def test_projections_of_a_norm_give_autograds_gradients_for_every_input():
+    """Residual stream, norm weight, modulation, weights and biases: each gradient as plain autograd's."""
+    generator = torch.Generator().manual_seed(2)
+
+    def leaf(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).requires_grad_()
+
+    norm = RMSNorm(16, 1e-6)
+
+    def prepare(x, weight, shift, scale):
+        return torch.addcmul(shift, norm.normalize(x, weight), 1 + scale)
+
+    inputs = [leaf(2, 9, 16), leaf(16), leaf(2, 1, 16), leaf(2, 1, 16)]
+    parameters = [leaf(16, 16), leaf(16), leaf(8, 16), None]
+    outputs = ProjectionsOfNorm.apply(prepare(*inputs), prepare, len(inputs), *inputs, *parameters)
+    hidden = prepare(*inputs)
+    expected = (F.linear(hidden, parameters[0], parameters[1]), F.linear(hidden, parameters[2]))
+    tensors = [tensor for tensor in inputs + parameters if tensor is not None]
+    upstream = [torch.randn(output.shape, generator=generator, dtype=torch.float64) for output in expected]
+    ours = torch.autograd.grad(outputs, tensors, upstream)
+    theirs = torch.autograd.grad(expected, tensors, upstream)
+    for output, reference in zip(outputs, expected):
+        torch.testing.assert_close(output, reference, rtol=1e-12, atol=1e-12)
+    for mine, reference in zip(ours, theirs):
+        torch.testing.assert_close(mine, reference, rtol=1e-12, atol=1e-12)
 
 
 def test_each_layer_keeps_about_10_5_hidden_widths_and_2_mlp_widths_per_token():

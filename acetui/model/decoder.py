@@ -48,45 +48,37 @@ class RMSNorm(nn.Module):
 
 
 class ProjectionsOfNorm(torch.autograd.Function):
-    """Linear projections of ``prepare(source, *extras)`` that keep only their inputs for backward.
+    """Linear projections of ``hidden = prepare(*inputs)`` that keep ``inputs``, not ``hidden``, for backward.
 
     The attention projections read the (modulated) norm of the residual stream; autograd would keep
     that D-wide input for their weight gradients next to the residual stream, which the norm keeps
-    anyway. Rebuilding the input in the backward pass costs a few elementwise kernels and keeps one
-    activation fewer per attention block. ``apply(prepare, input_count, *inputs, *weights_and_biases)``:
-    the inputs (residual stream, norm weight, modulation) are explicit so that their gradients flow;
-    weights and biases alternate, a bias may be None. Returns one output per weight.
+    anyway. Rebuilding it in the backward pass costs a few elementwise kernels and keeps one activation
+    fewer per attention block. ``apply(hidden, prepare, input_count, *inputs, *weights_and_biases)``:
+    ``hidden`` gets its gradient here and passes it on through its own graph; weights and biases
+    alternate, a bias may be None. Returns one output per weight.
     """
 
     @staticmethod
-    def forward(ctx, prepare, input_count: int, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def forward(ctx, hidden, prepare, input_count: int, *tensors: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         ctx.prepare, ctx.input_count = prepare, input_count
         ctx.save_for_backward(*tensors)
-        hidden = prepare(*tensors[:input_count])
         parameters = tensors[input_count:]
         return tuple(F.linear(hidden, weight, bias) for weight, bias in zip(parameters[0::2], parameters[1::2]))
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         count = ctx.input_count
-        tensors, needs = ctx.saved_tensors, ctx.needs_input_grad[2:]
-        with torch.enable_grad():
-            leaves = [t.detach().requires_grad_(need) for t, need in zip(tensors[:count], needs[:count])]
-            hidden = ctx.prepare(*leaves)
-        rows = hidden.detach().flatten(0, -2)
+        tensors, needs = ctx.saved_tensors, ctx.needs_input_grad
+        with torch.no_grad():
+            rows = ctx.prepare(*tensors[:count]).flatten(0, -2)
         weights = tensors[count::2]
         parameter_grads: list[torch.Tensor | None] = []
         for index, grad in enumerate(grads):
             flat = grad.flatten(0, -2)
-            need_weight, need_bias = needs[count + 2 * index], needs[count + 2 * index + 1]
+            need_weight, need_bias = needs[3 + count + 2 * index], needs[4 + count + 2 * index]
             parameter_grads += [flat.T @ rows if need_weight else None, flat.sum(0) if need_bias else None]
-        wanted = [leaf for leaf, need in zip(leaves, needs[:count]) if need]
-        input_grads: list[torch.Tensor | None] = [None] * count
-        if wanted:
-            grad_hidden = sum(grad @ weight for grad, weight in zip(grads, weights))
-            found = iter(torch.autograd.grad(hidden, wanted, grad_hidden))
-            input_grads = [next(found) if need else None for need in needs[:count]]
-        return (None, None, *input_grads, *parameter_grads)
+        grad_hidden = sum(grad @ weight for grad, weight in zip(grads, weights)) if needs[0] else None
+        return (grad_hidden, None, None, *[None] * count, *parameter_grads)
 
 
 class ChannelsFirst(nn.Module):
@@ -259,7 +251,7 @@ class Attention(nn.Module):
         with h = prepare(*source), without keeping h for the backward pass (see ProjectionsOfNorm)."""
         own = (self.q_proj,) if condition is not None else (self.q_proj, self.k_proj, self.v_proj)
         parameters = [tensor for projection in own for tensor in (projection.weight, projection.bias)]
-        outputs = ProjectionsOfNorm.apply(prepare, len(source), *source, *parameters)
+        outputs = ProjectionsOfNorm.apply(prepare(*source), prepare, len(source), *source, *parameters)
         if condition is None:
             return outputs
         return outputs[0], self.k_proj(condition), self.v_proj(condition)
