@@ -97,7 +97,7 @@ def memory_stats(device: torch.device, *, query_driver: bool = True) -> MemorySt
 def activation_bytes(config, frames: int, batch_size: int, dtype: torch.dtype) -> int:
     """Rough bytes of activations kept for backward: 12 D + 4 I values per token and layer.
 
-    The decoder now keeps 12.5 D + 2 I (tests/test_decoder_memory.py; 1 D more on CUDA, which repeats
+    The decoder now keeps 10.5 D + 2 I (tests/test_decoder_memory.py; 1 D more on CUDA, which repeats
     key/value heads), but the one GPU measurement predates that saving (2B at 240 s kept 7.2 GiB with
     6.6 GiB estimated), so the estimate stays on the side that turns checkpointing on too early.
     """
