@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: running the real CLI, its argument lists and writing real samples."""
+"""Helpers shared by the tests: running the real CLI, its argument lists, writing real samples and the
+decoder's inputs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,20 @@ from acetui import cli
 from acetui.model.synthetic import TINY
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def decoder_inputs(config, batch: int, frames: int, seed: int = 0, r_equals_t: bool = True) -> dict:
+    """Random keyword inputs of the decoder's forward (7 condition tokens); r < t unless ``r_equals_t``."""
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.rand(batch, generator=generator)
+    r = t if r_equals_t else t * torch.rand(batch, generator=generator)
+    return dict(
+        hidden_states=torch.randn(batch, frames, config.audio_acoustic_hidden_dim, generator=generator),
+        timestep=t,
+        timestep_r=r,
+        encoder_hidden_states=torch.randn(batch, 7, config.condition_width, generator=generator),
+        context_latents=torch.randn(batch, frames, config.context_channels, generator=generator),
+    )
 
 
 def sample_dict(frames: int = 10, tokens: int = 6, width: int = TINY.condition_width) -> dict:

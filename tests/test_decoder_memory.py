@@ -20,6 +20,7 @@ from torch.autograd.graph import saved_tensors_hooks
 
 from acetui.model.decoder import AceStepDecoder, GatedSiLU, ProjectionsOfNorm, RMSNorm
 from acetui.model.synthetic import TINY, random_state
+from tests.support import decoder_inputs
 
 FRAMES = 400  # 200 tokens: the banded sliding-window path (>= 4 windows of 4 on the CPU)
 
@@ -35,18 +36,6 @@ def _decoder(layers: int) -> AceStepDecoder:
     return model
 
 
-def _inputs(config, batch: int = 1):
-    generator = torch.Generator().manual_seed(0)
-    t = torch.rand(batch, generator=generator)
-    return dict(
-        hidden_states=torch.randn(batch, FRAMES, config.audio_acoustic_hidden_dim, generator=generator),
-        timestep=t,
-        timestep_r=t,
-        encoder_hidden_states=torch.randn(batch, 7, config.condition_width, generator=generator),
-        context_latents=torch.randn(batch, FRAMES, config.context_channels, generator=generator),
-    )
-
-
 def _saved_bytes(model: AceStepDecoder) -> int:
     """Bytes of the distinct storages autograd keeps for backward, the weights excluded."""
     weights = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
@@ -58,7 +47,7 @@ def _saved_bytes(model: AceStepDecoder) -> int:
             kept[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    inputs = _inputs(model.config)
+    inputs = decoder_inputs(model.config, batch=1, frames=FRAMES)
     with saved_tensors_hooks(pack, lambda tensor: tensor):
         output = model(**inputs)
     assert output.requires_grad
@@ -126,7 +115,7 @@ def test_each_layer_keeps_about_10_5_hidden_widths_and_2_mlp_widths_per_token():
 def test_cpu_attention_shares_key_value_heads_inside_the_flash_kernel():
     """No repeated key/value copies on the CPU, and no fallback to the [T', T'] math kernel."""
     model = _decoder(2)
-    output = model(**_inputs(model.config, batch=2))
+    output = model(**decoder_inputs(model.config, batch=2, frames=FRAMES))
     attention, pending, seen = [], [output.grad_fn], set()
     while pending:
         node = pending.pop()

@@ -8,19 +8,7 @@ import torch
 from acetui.model import load_decoder
 from acetui.model.checkpoint import DECODER_PREFIX
 from tests.diffusers_reference import load_reference, reference_projection_grads
-
-
-def _inputs(config, batch: int, frames: int, seed: int, r_equals_t: bool):
-    generator = torch.Generator().manual_seed(seed)
-    t = torch.rand(batch, generator=generator)
-    r = t if r_equals_t else t * torch.rand(batch, generator=generator)
-    return dict(
-        hidden_states=torch.randn(batch, frames, config.audio_acoustic_hidden_dim, generator=generator),
-        timestep=t,
-        timestep_r=r,
-        encoder_hidden_states=torch.randn(batch, 7, config.condition_width, generator=generator),
-        context_latents=torch.randn(batch, frames, config.context_channels, generator=generator),
-    )
+from tests.support import decoder_inputs
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -33,7 +21,7 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_output_and_projection_gradients_match_diffusers(checkpoint_root, variant, frames, r_equals_t):
     ours = load_decoder(checkpoint_root, variant, dtype=torch.float32)
     reference = load_reference(checkpoint_root / f"acestep-v15-{variant}")
-    inputs = _inputs(ours.config, batch=2, frames=frames, seed=frames, r_equals_t=r_equals_t)
+    inputs = decoder_inputs(ours.config, batch=2, frames=frames, seed=frames, r_equals_t=r_equals_t)
     target = torch.randn(2, frames, 64, generator=torch.Generator().manual_seed(99))
 
     names = ours.attention_projection_names()
@@ -59,7 +47,7 @@ def test_parity_detects_a_wrong_window(checkpoint_root):
     """Control: the comparison is sensitive enough to see an off-by-one sliding window."""
     ours = load_decoder(checkpoint_root, "turbo", dtype=torch.float32)
     reference = load_reference(checkpoint_root / "acestep-v15-turbo")
-    inputs = _inputs(ours.config, batch=2, frames=24, seed=0, r_equals_t=True)
+    inputs = decoder_inputs(ours.config, batch=2, frames=24, seed=0, r_equals_t=True)
     object.__setattr__(ours.config, "sliding_window", ours.config.sliding_window - 1)
     with torch.no_grad():
         difference = _relative(ours(**inputs), reference(**inputs, return_dict=False)[0])
