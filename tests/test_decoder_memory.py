@@ -131,3 +131,19 @@ def test_cpu_attention_shares_key_value_heads_inside_the_flash_kernel():
     for node in attention:
         assert node._saved_query.shape[1] == config.num_attention_heads
         assert node._saved_key.shape[1] == node._saved_value.shape[1] == config.num_key_value_heads
+
+
+def test_activation_checkpointing_keeps_less_and_gives_the_same_gradients():
+    """Recomputing each layer in backward re-runs the decoder's own autograd Functions too."""
+    model = _decoder(2)
+    names = model.attention_projection_names()
+    kept, grads = [], []
+    for checkpointing in (False, True):
+        model.activation_checkpointing = checkpointing
+        kept.append(_saved_bytes(model))
+        model.zero_grad(set_to_none=True)
+        model(**decoder_inputs(model.config, batch=2, frames=FRAMES)).square().mean().backward()
+        grads.append([model.get_submodule(name).weight.grad for name in names])
+    assert kept[1] < kept[0] / 2
+    for plain, recomputed in zip(*grads):
+        torch.testing.assert_close(recomputed, plain, rtol=1e-6, atol=0)
