@@ -334,17 +334,17 @@ class DecoderLayer(nn.Module):
     ) -> torch.Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = (self.scale_shift_table + modulation).chunk(6, dim=1)
         mask = sliding_mask if self.window is not None else None
-        source = (x, self.self_attn_norm.weight, shift_a, scale_a)
+        source = (x, self.self_attn_norm.weight, shift_a, 1 + scale_a)  # 1 + scale once, not per rebuild
         x = torch.addcmul(x, self.self_attn(source, self._modulated_norm, rope=rope, mask=mask), gate_a)
         x = x + self.cross_attn((x, self.cross_attn_norm.weight), self.cross_attn_norm.normalize, condition)
         mlp_input = torch.addcmul(shift_m, self.mlp_norm(x), 1 + scale_m)
         return torch.addcmul(x, self.mlp(mlp_input), gate_m)
 
     def _modulated_norm(
-        self, x: torch.Tensor, weight: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor
+        self, x: torch.Tensor, weight: torch.Tensor, shift: torch.Tensor, factor: torch.Tensor
     ) -> torch.Tensor:
-        """AdaLN: the self-attention norm of x, scaled by 1 + scale and shifted (the attention input)."""
-        return torch.addcmul(shift, self.self_attn_norm.normalize(x, weight), 1 + scale)
+        """AdaLN: the self-attention norm of x times 1 + scale (``factor``), shifted: the attention input."""
+        return torch.addcmul(shift, self.self_attn_norm.normalize(x, weight), factor)
 
 
 class AceStepDecoder(nn.Module):
