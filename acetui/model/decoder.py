@@ -71,13 +71,17 @@ class ProjectionsOfNorm(torch.autograd.Function):
         tensors, needs = ctx.saved_tensors, ctx.needs_input_grad
         with torch.no_grad():
             rows = ctx.prepare(*tensors[:count]).flatten(0, -2)
-        weights = tensors[count::2]
+        weights, flats = tensors[count::2], [grad.flatten(0, -2) for grad in grads]
         parameter_grads: list[torch.Tensor | None] = []
-        for index, grad in enumerate(grads):
-            flat = grad.flatten(0, -2)
+        for index, flat in enumerate(flats):
             need_weight, need_bias = needs[3 + count + 2 * index], needs[4 + count + 2 * index]
             parameter_grads += [flat.T @ rows if need_weight else None, flat.sum(0) if need_bias else None]
-        grad_hidden = sum(grad @ weight for grad, weight in zip(grads, weights)) if needs[0] else None
+        grad_hidden = None
+        if needs[0]:  # the projections' input gradients, summed inside the matmuls
+            grad_rows = flats[0] @ weights[0]
+            for flat, weight in zip(flats[1:], weights[1:]):
+                grad_rows.addmm_(flat, weight)
+            grad_hidden = grad_rows.view(*grads[0].shape[:-1], rows.shape[-1])
         return (grad_hidden, None, None, *[None] * count, *parameter_grads)
 
 
