@@ -13,8 +13,9 @@ The naive baseline (the reference ``estimate.py``'s approach):
   * per batch: ``requires_grad`` toggled on every parameter, ``zero_grad``, each sample read from disk,
     forward + backward with every attention projection's gradient materialised and kept, then one
     ``.item()`` per parameter and the norms summed on the host;
-  * model: the official op structure where ours differs: the unfused RMSNorm and a dense [T', T']
-    mask on sliding-window layers.
+  * model: the official op structure where ours differs (``use_official_ops``): the unfused RMSNorm,
+    a dense [T', T'] mask on sliding-window layers, autograd's SwiGLU, projections that keep their
+    normed input and repeated key/value heads.
 Both variants use the same decoder weights, batch order, noise and timesteps, so the rankings must agree;
 the script checks that and says so.
 
@@ -28,7 +29,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -375,29 +375,28 @@ class MemoryMeter:
 
 
 class CpuTensorPeak:
-    """Peak bytes of live CPU tensors while open, from the profiler's allocation events: the CPU's
-    counterpart of CUDA's ``max_memory_allocated``. Peak RSS also counts the freed blocks glibc keeps
-    (it ran 1.5-2x the live tensors here), which shifts by 10-20 % between identical runs."""
+    """Peak bytes of live CPU tensors between ``start`` and ``stop``, from the profiler's allocation
+    events: the CPU's counterpart of CUDA's ``max_memory_allocated``. Peak RSS also counts the freed
+    blocks glibc keeps (it ran 1.5-2x the live tensors here), which shifts by 10-20 % between runs."""
 
     def __init__(self) -> None:
         self.profile = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-        self.peak = 0
 
-    def __enter__(self) -> CpuTensorPeak:
-        self.profile.__enter__()
-        return self
+    def start(self) -> None:
+        self.profile.start()
 
-    def __exit__(self, *failure) -> None:
-        self.profile.__exit__(*failure)
+    def stop(self) -> int:
+        self.profile.stop()
         events = [
             event
             for event in self.profile.profiler.kineto_results.events()
             if event.name() == "[memory]" and event.device_type() == DeviceType.CPU
         ]
-        live = 0
+        live = peak = 0
         for event in sorted(events, key=lambda event: event.start_ns()):
             live += event.nbytes()
-            self.peak = max(self.peak, live)
+            peak = max(peak, live)
+        return peak
 
 
 def measure_worker(args: argparse.Namespace) -> dict:
@@ -410,7 +409,7 @@ def measure_worker(args: argparse.Namespace) -> dict:
     meter.reset()
     before = meter.current()
     marks: dict = {"before": before, "batch_peaks": [], "batch_seconds": []}
-    count_tensors = args.tensor_peak and device.type == "cpu"
+    tensors = CpuTensorPeak() if args.tensor_peak and device.type == "cpu" else None
     if args.worker == "ours":
         run = EngineRun(
             Path(args.root),
@@ -423,21 +422,16 @@ def measure_worker(args: argparse.Namespace) -> dict:
             args.crop_frames,
         )
 
-        tensors = CpuTensorPeak()
-
         def started() -> None:
             marks["load_peak"], marks["resident"] = meter.peak(), meter.current()
             meter.reset()
-            if count_tensors:
-                tensors.__enter__()
+            if tensors is not None:
+                tensors.start()
 
         def batch_done(index: int) -> None:
             marks["batch_peaks"].append(meter.peak())
 
         result = run.run(on_started=started, between=batch_done)
-        if count_tensors:
-            tensors.__exit__(None, None, None)
-            marks["tensor_peak"] = tensors.peak
         marks["batch_seconds"] = [record.seconds for record in result.batches]
         marks["load_seconds"] = run.info.load_seconds
         marks["activation_checkpointing"] = run.info.activation_checkpointing
@@ -446,14 +440,15 @@ def measure_worker(args: argparse.Namespace) -> dict:
         marks["load_peak"], marks["resident"] = meter.peak(), meter.current()
         marks["load_seconds"] = naive.load_seconds
         meter.reset()
-        with CpuTensorPeak() if count_tensors else contextlib.nullcontext() as tensors:
-            for index in range(args.batches):
-                started = time.perf_counter()
-                naive.batch(index)
-                marks["batch_seconds"].append(time.perf_counter() - started)
-                marks["batch_peaks"].append(meter.peak())
         if tensors is not None:
-            marks["tensor_peak"] = tensors.peak
+            tensors.start()
+        for index in range(args.batches):
+            started = time.perf_counter()
+            naive.batch(index)
+            marks["batch_seconds"].append(time.perf_counter() - started)
+            marks["batch_peaks"].append(meter.peak())
+    if tensors is not None:
+        marks["tensor_peak"] = tensors.stop()
     marks["peak_resettable"] = meter.resettable
     return marks
 

@@ -129,12 +129,12 @@ EXPORT_FORMATS = {
     "peft": ("PEFT target_modules (exact names)", peft_config_json),
     "peft-suffix": ("PEFT target_modules (suffixes)", lambda ranking, k: peft_config_json(ranking, k, exact=False)),
 }
+FORMATS_WITH_STATS = ("json", "csv")  # their renderers also take the uncertainty figures
 
 
 def export(path: Path, fmt: str, ranking: list[RankedModule], top_k: int, stats: RankingStats | None = None) -> Path:
     """Write one export atomically and return its path (``stats`` adds uncertainty to ``json`` and ``csv``)."""
     _, render = EXPORT_FORMATS[fmt]
-    with_stats = {"json": estimate_json, "csv": ranking_csv}
-    text = with_stats[fmt](ranking, top_k, stats) if fmt in with_stats else render(ranking, top_k)
+    text = render(ranking, top_k, stats) if fmt in FORMATS_WITH_STATS else render(ranking, top_k)
     write_text_atomic(Path(path).expanduser(), text)
     return Path(path).expanduser()

@@ -139,7 +139,6 @@ class MemoryNeed:
 
 
 def memory_need(config, parameters: int, frames: int, batch_size: int, dtype: torch.dtype) -> MemoryNeed:
-    """Estimate for a run of a decoder with ``parameters`` weights (measured on an H100: 2B at 240 s
-    kept 7.2 GiB above its weights against 6.6 GiB estimated)."""
+    """Estimate for a run of a decoder with ``parameters`` weights (activations as ``activation_bytes``)."""
     element = torch.finfo(dtype).bits // 8
     return MemoryNeed(parameters * element, activation_bytes(config, frames, batch_size, dtype))

@@ -20,6 +20,7 @@ from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
+from acetui.tui.widgets.ranking_table import short_module
 
 STATUS_STYLES = {
     "complete": "green",
@@ -33,7 +34,7 @@ STATUS_STYLES = {
 def top_module(run: EstimateResult) -> str:
     if not run.included_batches:
         return "-"
-    return rank_modules(run)[0].module.removeprefix("decoder.")
+    return short_module(rank_modules(run)[0].module)
 
 
 class HistoryScreen(Screen):
