@@ -15,7 +15,7 @@ The naive baseline (the reference ``estimate.py``'s approach):
     ``.item()`` per parameter and the norms summed on the host;
   * model: the official op structure where ours differs (``use_official_ops``): the unfused RMSNorm,
     a dense [T', T'] mask on sliding-window layers, autograd's SwiGLU, projections that keep their
-    normed input and repeated key/value heads.
+    normed input, repeated key/value heads and a residual stream stored channels first.
 Both variants use the same decoder weights, batch order, noise and timesteps, so the rankings must agree;
 the script checks that and says so.
 
@@ -58,7 +58,7 @@ from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch
 from acetui.estimate.request import resolve_device, resolve_dtype  # noqa: E402
 from acetui.model import load_decoder  # noqa: E402
 from acetui.model.config import DecoderConfig  # noqa: E402
-from acetui.model.decoder import AceStepDecoder, Attention, RMSNorm, SwiGLU  # noqa: E402
+from acetui.model.decoder import AceStepDecoder, Attention, ChannelsFirst, RMSNorm, SwiGLU, TokensMajor  # noqa: E402
 from acetui.model.synthetic import FULL_2B, FULL_XL, TINY, random_state, write_checkpoint  # noqa: E402
 
 MID = DecoderConfig(
@@ -165,13 +165,19 @@ class OfficialAttention(Attention):
         return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.head_dim**-0.5)
 
 
-OFFICIAL_MODULES = {RMSNorm: OfficialRMSNorm, SwiGLU: OfficialSwiGLU, Attention: OfficialAttention}
+OFFICIAL_MODULES = {
+    RMSNorm: OfficialRMSNorm,
+    SwiGLU: OfficialSwiGLU,
+    Attention: OfficialAttention,
+    TokensMajor: ChannelsFirst,  # the residual stream as the convolution's transposed view
+}
 
 
 def use_official_ops(model: AceStepDecoder) -> None:
     """Give ``model`` the official modeling code's op structure where ours differs (same maths): the
     dense [T', T'] mask on sliding layers, the unfused norm, autograd's SwiGLU, projections that keep
-    their normed input and repeated GQA heads."""
+    their normed input, repeated GQA heads and the residual stream as the patch convolution's
+    transposed view."""
     model.banded_attention = False
     for module in model.modules():
         if type(module) in OFFICIAL_MODULES:

@@ -86,10 +86,22 @@ class ProjectionsOfNorm(torch.autograd.Function):
 
 
 class ChannelsFirst(nn.Module):
-    """[B, T, C] -> [B, C, T] around the patchify convolutions (index 0/2 of the official Sequential)."""
+    """[B, T, C] <-> [B, C, T] around the patchify convolutions (index 0/2 of the official Sequential)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.transpose(1, 2)
+
+
+class TokensMajor(nn.Module):
+    """[B, C, T] -> [B, T, C] stored token by token: the residual stream's layout in every layer.
+
+    The official model keeps the convolution's transposed view, so every norm of the residual stream
+    copies it into rows first (five copies per layer with the backward pass) and every elementwise
+    kernel that mixes it with a projection's output reads one operand across strides.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).contiguous()
 
 
 def sinusoidal_embedding(timestep: torch.Tensor, channels: int = TIMESTEP_CHANNELS) -> torch.Tensor:
@@ -363,7 +375,7 @@ class AceStepDecoder(nn.Module):
         self.proj_in = nn.Sequential(
             ChannelsFirst(),
             nn.Conv1d(config.in_channels, width, config.patch_size, stride=config.patch_size),
-            ChannelsFirst(),
+            TokensMajor(),
         )
         self.time_embed = TimestepEmbedding(width)
         self.time_embed_r = TimestepEmbedding(width)
