@@ -1,39 +1,61 @@
 """Atomic file writes: a temporary file in the same folder, fsynced, then renamed over the target.
 
 A reader (or a crash) therefore sees either the old file or the complete new one, never half of it,
-and a failed write leaves no temporary file behind.
+and a failed write leaves no temporary file behind. The file gets the mode any new file of the process
+gets (0o666 less the umask), or keeps the mode of the file it replaces, so an export or
+``fisher_map.json`` in a shared folder stays readable to whoever could read it before. A symbolic link
+is written through (its target gets the text, the link stays); a path that exists but is not a regular
+file (a device, a pipe, a socket) is refused rather than replaced by a file.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 from acetui.errors import AcetuiError
 
+NEW_FILE_MODE = 0o666  # narrowed by the umask when the file is created, as open() does
+
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``; raise AcetuiError naming the path when it cannot be written.
+    """Replace ``path`` (or the file it links to) with ``text``; raise AcetuiError naming the path when it
+    cannot or must not be written.
 
     The descriptor is handed to ``open`` at once, so an interruption (a second Ctrl+C) can never
     close it twice; the temporary file is removed on any failure, interruptions included.
     """
     path = Path(path)
-    if path.is_dir():
-        raise AcetuiError(f"{path}: is a directory, give a file name")
+    target = Path(os.path.realpath(path))  # the file a link points to is the one to replace
+    try:
+        mode: int | None = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise AcetuiError(f"{path}: cannot write ({error.strerror or error})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        problem = "is a directory, give a file name" if stat.S_ISDIR(mode) else "not a regular file"
+        raise AcetuiError(f"{path}: {problem}")
     temporary = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # not tempfile.mkstemp: its 0o600 would make the file unreadable to everyone else
+        candidate = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)  # O_BINARY: no \r\n on Windows
+        descriptor = os.open(candidate, flags, NEW_FILE_MODE)
+        temporary = candidate
         with open(descriptor, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        if mode is not None:
+            os.chmod(temporary, stat.S_IMODE(mode))
+        os.replace(temporary, target)
         temporary = None
     except OSError as error:
         raise AcetuiError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:
         if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
