@@ -10,6 +10,7 @@ from pathlib import Path
 
 from acetui.data import DatasetScan, scan_dataset
 from acetui.errors import ModelLoadError
+from acetui.estimate.engine import dataset_warnings
 from acetui.model import list_variants
 from acetui.model.checkpoint import decoder_config
 from acetui.units import format_bytes
@@ -37,7 +38,8 @@ def variants_report(root: Path) -> tuple[str, bool]:
 
 
 def dataset_report(folder: Path, root: Path | None = None, variant: str | None = None) -> tuple[str, DatasetScan]:
-    """The scan of ``folder`` (checked against ``variant``'s widths when given) as text, and the scan."""
+    """The scan of ``folder`` (checked against ``variant``'s widths when given) as text, and the scan.
+    With a variant, the warnings are the ones ``estimate`` gives before its run (same function)."""
     width, channels = None, 128
     if root is not None and variant is not None:
         config = decoder_config(root, variant)
@@ -45,7 +47,10 @@ def dataset_report(folder: Path, root: Path | None = None, variant: str | None =
     scan = scan_dataset(folder, condition_width=width, context_channels=channels)
     lines = [f"{folder}: {scan.summary()}"]
     lines += [f"  {problem}" for problem in scan.problems]
-    lines += [f"  note: {note}" for note in scan.notes]
+    if variant is None:
+        lines += [f"  note: {note}" for note in scan.notes]
+    else:
+        lines += [f"  warning: {warning}" for warning in dataset_warnings(scan, variant)]
     if width is None:
         lines.append("  (give --checkpoint-dir and --model-variant to also check the condition width)")
     return "\n".join(lines) + "\n", scan

@@ -19,6 +19,7 @@ from acetui.estimate.compare import (
 )
 from acetui.estimate.exports import estimate_json
 from acetui.estimate.scores import rank_modules
+from tests.support import one_error_line, run_cli
 
 MODULES = {f"decoder.layers.{n}.self_attn.q_proj": float(10 - n) for n in range(6)}
 
@@ -111,3 +112,83 @@ def test_cli_compare(run, tmp_path, capsys):
     assert saved["spearman"] == pytest.approx(-1.0)
     assert len(saved["modules"]) == len(values)
     assert main(["compare", str(record), str(tmp_path / "nope.json")]) == 1
+
+
+def _ranking_file(path, modules) -> str:
+    path.write_text(json.dumps([{"module": name, "sensitivity": value} for name, value in modules.items()]))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--top-k", "0"], "acetui: --top-k must be a positive integer, got 0"),
+        (["--top-k", "-3"], "acetui: --top-k must be a positive integer, got -3"),
+        (["--top", "0"], "acetui: --top must be a positive integer, got 0"),
+        (["--top", "-1"], "acetui: --top must be a positive integer, got -1"),
+    ],
+    ids=["top-k-0", "top-k-negative", "top-0", "top-negative"],
+)
+def test_cli_compare_refuses_counts_below_one(option, expected, tmp_path, capsys):
+    ranking = _ranking_file(tmp_path / "a.json", MODULES)
+    output = tmp_path / "comparison.json"
+    code, out, err = run_cli(capsys, "compare", ranking, ranking, *option, "--output", output)
+    assert (code, out, one_error_line(err)) == (1, "", expected)
+    assert not output.exists()
+
+
+def test_rankings_with_no_module_in_common_are_an_error(tmp_path, capsys):
+    first = _ranking_file(tmp_path / "a.json", MODULES)
+    second = _ranking_file(tmp_path / "b.json", {"decoder.layers.9.cross_attn.v_proj": 1.0})
+    code, out, err = run_cli(capsys, "compare", first, second)
+    assert (code, out) == (1, "")
+    assert one_error_line(err) == (
+        "acetui: the two rankings share no modules (A has 6, e.g. decoder.layers.0.self_attn.q_proj; "
+        "B has 1, e.g. decoder.layers.9.cross_attn.v_proj)"
+    )
+
+
+BAD_FISHER_MAPS = {
+    "modules-object": ({"version": 2, "modules": {"a": 1}, "rank_pattern": {"layers.0.self_attn.q_proj": 8}},
+                       "fisher map 'modules' should be a non-empty list of modules, found {\"a\": 1}"),
+    "modules-string": ({"modules": "layers.0", "rank_pattern": {"layers.0.self_attn.q_proj": 8}},
+                       "fisher map 'modules' should be a non-empty list of modules, found \"layers.0\""),
+    "modules-empty": ({"version": 2, "modules": [], "rank_pattern": {"layers.0.self_attn.q_proj": 8}},
+                      "fisher map 'modules' should be a non-empty list of modules, found []"),
+    "modules-missing": ({"version": 2, "rank_pattern": {"layers.0.self_attn.q_proj": 8}},
+                        "fisher map version 2 has no 'modules' list"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_FISHER_MAPS)
+def test_a_malformed_fisher_map_is_an_error_naming_it(case, tmp_path):
+    content, expected = BAD_FISHER_MAPS[case]
+    path = tmp_path / "fisher_map.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(AcetuiError) as caught:
+        load_sensitivities(path)
+    assert str(caught.value) == f"{path}: {expected}"
+
+
+def test_a_version_1_fisher_map_compares_its_rank_pattern(tmp_path):
+    path = tmp_path / "fisher_map.json"
+    path.write_text(json.dumps({"rank_pattern": {"layers.0.self_attn.q_proj": 16, "layers.1.self_attn.q_proj": 8}}))
+    assert load_sensitivities(path) == {
+        "decoder.layers.0.self_attn.q_proj": 16.0,
+        "decoder.layers.1.self_attn.q_proj": 8.0,
+    }
+
+
+def test_cli_compare_takes_run_ids_and_unique_prefixes(run, tmp_path, capsys, isolated_app_dirs):
+    runs = isolated_app_dirs.runs
+    runs.mkdir(parents=True)
+    for run_id in ("20250101-000000-aaaaaa", "20250101-000000-aaaabb"):
+        (runs / f"{run_id}.json").write_text(json.dumps({**run.to_dict(), "run_id": run_id}))
+    code, out, err = run_cli(capsys, "compare", "20250101-000000-aaaaaa", "20250101-000000-aaaab")
+    assert (code, err) == (0, "")
+    assert out.startswith("A: 20250101-000000-aaaaaa\nB: 20250101-000000-aaaab\n")
+    assert "Spearman rank correlation +1.000" in out
+    code, out, err = run_cli(capsys, "compare", "20250101", "20250101-000000-aaaaaa")
+    assert one_error_line(err) == "acetui: 20250101: ambiguous run id (2 runs match)"
+    code, out, err = run_cli(capsys, "compare", "2024", "20250101-000000-aaaaaa")
+    assert one_error_line(err) == f"acetui: 2024: no such run id in {runs} and no such file"

@@ -95,7 +95,7 @@ def test_empty_folder(tmp_path):
 def test_folder_with_only_other_files(tmp_path):
     (tmp_path / "song.wav").write_bytes(b"RIFF")
     (tmp_path / "manifest.json").write_text("{}")
-    (tmp_path / "inner.pt").mkdir()
+    (tmp_path / "inner").mkdir()  # a sub-folder; one named *.pt is a problem file (test_data_edge_files)
     with pytest.raises(DatasetError) as caught:
         scan_dataset(tmp_path)
     assert str(caught.value) == f"{tmp_path}: no .pt files (found 2 other files)"

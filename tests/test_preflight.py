@@ -40,3 +40,20 @@ def test_scan_reports_problems_and_checks_widths_against_a_variant(checkpoint_ro
     out = capsys.readouterr().out
     assert "0 samples" in out and "7 problem files" in out and "--checkpoint-dir" not in out
     assert "encoder_hidden_states" in out
+
+
+def test_scan_gives_the_variant_warning_that_estimate_gives(checkpoint_root, dataset_dir, tmp_path, capsys):
+    folder = tmp_path / "data"
+    shutil.copytree(dataset_dir, folder)
+    (folder / "preprocess_meta.json").write_text('{"model_variant": "base"}')
+    warning = (
+        f"{folder}: preprocessed with 'base' but estimating 'turbo'; its encoder_hidden_states come from the "
+        "other variant's condition encoder"
+    )
+    assert main(["scan", str(folder), "-c", str(checkpoint_root), "-M", "turbo"]) == 0
+    assert f"  warning: {warning}\n" in capsys.readouterr().out
+    assert main(["estimate", "-q", "-c", str(checkpoint_root), "-M", "turbo", "-d", str(folder),
+                 "--estimate-batches", "1", "--device", "cpu"]) == 0  # fmt: skip
+    assert f"acetui: warning: {warning}\n" in capsys.readouterr().err
+    assert main(["scan", str(folder), "-c", str(checkpoint_root), "-M", "base"]) == 0
+    assert "warning" not in capsys.readouterr().out

@@ -3,17 +3,21 @@
 When it exists, Side-Step trains on the samples its ``samples`` list names instead of scanning the
 folder, so acetui estimates on the same samples and says so. Entries are normalised as Side-Step does:
 non-strings and blanks dropped, backslashes turned into ``/``, relative paths resolved against the
-folder. A manifest that is not valid JSON, or has no ``samples`` list, is ignored with a note and the
-folder is scanned instead.
+folder. A manifest that is not a readable file, not valid JSON, or has no ``samples`` list, is ignored
+with a note and the folder is scanned instead.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from acetui.data.files import read_json_file
+from acetui.errors import DatasetError
+
 MANIFEST = "manifest.json"
+_IGNORED = "ignored; the folder was scanned instead"
 
 
 @dataclass(frozen=True)
@@ -26,15 +30,15 @@ class ManifestListing:
 
 def read_manifest(folder: Path) -> ManifestListing:
     path = folder / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         return ManifestListing(None)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return ManifestListing(None, f"{path}: not valid JSON, ignored; the folder was scanned instead")
+        data = read_json_file(path)
+    except DatasetError as error:
+        return ManifestListing(None, f"{error}, {_IGNORED}")
     entries = data.get("samples") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        return ManifestListing(None, f"{path}: no 'samples' list, ignored; the folder was scanned instead")
+        return ManifestListing(None, f"{path}: no 'samples' list, {_IGNORED}")
     paths: list[Path] = []
     for entry in entries:
         if isinstance(entry, str) and entry.strip():

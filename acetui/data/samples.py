@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from acetui.data.files import file_problem
 from acetui.errors import DatasetError
 
 LATENT_FRAMES_PER_SECOND = 25
 _REQUIRED = ("target_latents", "context_latents", "encoder_hidden_states")
 _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_NESTED_JAGGED = "nested jagged tensors"  # in torch's refusal of a file holding one
 _CORRUPT = "not a valid torch file (corrupt, truncated or not written by torch.save)"
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64)
+_MASK_DTYPES = (torch.bool, *_INTEGERS, *_FLOATS)
+_SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
 
 
 class SampleFileError(DatasetError):
@@ -97,13 +104,19 @@ def load_sample(
 
 
 def _read(path: Path) -> object:
-    """``torch.load`` with weights_only, turning every failure into a reason a user can act on."""
+    """``torch.load`` with weights_only, turning every failure into a reason a user can act on. Anything
+    but a regular file is refused before it is opened (opening a named pipe would block)."""
+    problem = file_problem(path)
+    if problem:
+        raise SampleFileError(path, problem)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns on stderr about what it meets in odd files (a plain pickle's protocol, sparse or
+        # quantized tensors); each such file gets our own one-line reason instead
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise SampleFileError(path, "file not found") from None
-    except IsADirectoryError:
-        raise SampleFileError(path, "is a folder, not a file") from None
     except PermissionError:
         raise SampleFileError(path, "cannot read (permission denied)") from None
     except pickle.UnpicklingError as error:
@@ -114,6 +127,8 @@ def _read(path: Path) -> object:
                 f"holds code or objects that are not plain tensors ({_printable(refused.group(1))}); "
                 "not loaded, because unpickling it could run arbitrary code",
             ) from None
+        if _NESTED_JAGGED in str(error):
+            raise SampleFileError(path, "holds a nested (jagged) tensor; expected dense tensors") from None
         raise SampleFileError(path, _CORRUPT) from None
     except Exception:  # whatever the parser trips on, the file is unusable
         raise SampleFileError(path, _CORRUPT) from None
@@ -135,6 +150,9 @@ class _Checker:
         value = self.data[key]
         if not isinstance(value, torch.Tensor):
             raise SampleFileError(self.path, f"{key!r} should be a tensor, found {type(value).__name__}")
+        unusual = _unusual_kind(value)
+        if unusual:
+            raise SampleFileError(self.path, f"{key!r} {unusual}")
         if value.dim() != rank:
             raise SampleFileError(self.path, f"{key!r} should be {shape}, found shape {list(value.shape)}")
         return value
@@ -144,6 +162,10 @@ class _Checker:
         value = self._tensor(key, 2, f"[{rows}, {width or 'E'}]")
         if not value.is_floating_point():
             raise SampleFileError(self.path, f"{key!r} should be floating point, found {value.dtype}")
+        if value.dtype not in _FLOATS:
+            raise SampleFileError(
+                self.path, f"{key!r} is {value.dtype}; expected float16, bfloat16, float32 or float64"
+            )
         if width is not None and value.shape[1] != width:
             raise SampleFileError(
                 self.path, f"{key!r} has {value.shape[1]} channels, expected {width} (made for another model?)"
@@ -160,9 +182,30 @@ class _Checker:
         value = self._tensor(key, 1, f"[{length}]")
         if value.shape[0] != length:
             raise SampleFileError(self.path, f"{key!r} has length {value.shape[0]} but {against} is {length}")
+        if value.dtype not in _MASK_DTYPES:
+            raise SampleFileError(self.path, f"{key!r} is {value.dtype}; expected a bool, integer or float mask")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise SampleFileError(self.path, f"{key!r} contains NaN/Inf values")
         return value
+
+
+def _unusual_kind(value: torch.Tensor) -> str | None:
+    """Why ``value`` is not a plain strided tensor of real values with storage, or None. Such tensors
+    (sparse, nested, meta, quantized, complex) load fine but then fail deep inside torch with messages
+    that name neither the file nor the key."""
+    if value.is_nested:
+        return "is a nested tensor; expected a dense one"
+    if value.layout in _SPARSE_LAYOUTS:
+        return f"is a sparse tensor ({value.layout}); expected a dense one"
+    if value.layout != torch.strided:
+        return f"has layout {value.layout}; expected a dense (strided) tensor"
+    if value.is_meta:
+        return "is a meta tensor (a shape without values); expected one holding values"
+    if value.is_quantized:
+        return f"is a quantized tensor ({value.dtype}); expected plain values"
+    if value.is_complex():
+        return f"is complex ({value.dtype}); expected real values"
+    return None
 
 
 def _as_float32(tensor: torch.Tensor) -> torch.Tensor:

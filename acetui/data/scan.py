@@ -6,10 +6,11 @@ file becomes a listed problem rather than an error, so a user sees all of them i
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from acetui.data.files import read_json_file
 from acetui.data.manifest import MANIFEST, read_manifest
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, SampleFileError, load_sample
 from acetui.errors import DatasetError
@@ -113,9 +114,9 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
         raise DatasetError(f"{folder}: cannot read (permission denied)") from None
     except OSError as error:
         raise DatasetError(f"{folder}: cannot read ({error.strerror or error})") from None
-    files = [entry for entry in entries if entry.is_file()]
-    candidates = [entry for entry in files if entry.name.endswith(".pt")]
-    others = tuple(entry for entry in files if not entry.name.endswith(".pt"))
+    # every *.pt name is a candidate whatever it is: load_sample names a link, folder or pipe as a problem
+    candidates = [entry for entry in entries if entry.name.endswith(".pt")]
+    others = tuple(entry for entry in entries if not entry.name.endswith(".pt") and entry.is_file())
     manifest = read_manifest(folder)
     notes = [manifest.note] if manifest.note else []
     if manifest.paths is not None:
@@ -141,21 +142,32 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
             continue
         width = sample.encoder_hidden_states.shape[1]
         samples.append(SampleInfo(path, sample.frames, sample.condition_length, width, size))
-    return DatasetScan(folder, tuple(samples), tuple(problems), others, _preprocessed_variant(folder), tuple(notes))
+    variant, meta_note = _preprocessed_variant(folder)
+    notes += [meta_note] if meta_note else []
+    return DatasetScan(folder, tuple(samples), tuple(problems), others, variant, tuple(notes))
 
 
 PREPROCESS_META = "preprocess_meta.json"
 
 
-def _preprocessed_variant(folder: Path) -> str | None:
-    """The ``model_variant`` Side-Step records in ``preprocess_meta.json``: the condition states in the
-    samples come from that variant's encoder. Absent or unreadable metadata simply means unknown."""
+def _preprocessed_variant(folder: Path) -> tuple[str | None, str]:
+    """The ``model_variant`` Side-Step records in ``preprocess_meta.json`` (the condition states in the
+    samples come from that variant's encoder), and a note when the file exists but cannot be used.
+    Without the file, or without the key, the variant is simply unknown."""
+    path = folder / PREPROCESS_META
+    if not os.path.lexists(path):
+        return None, ""
+    ignored = "ignored; the variant the samples were preprocessed with is unknown"
     try:
-        meta = json.loads((folder / PREPROCESS_META).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    variant = meta.get("model_variant") if isinstance(meta, dict) else None
-    return variant if isinstance(variant, str) and variant else None
+        meta = read_json_file(path)
+    except DatasetError as error:
+        return None, f"{error}, {ignored}"
+    if not isinstance(meta, dict):
+        return None, f"{path}: not a JSON object, {ignored}"
+    variant = meta.get("model_variant")
+    if variant is not None and not (isinstance(variant, str) and variant.strip()):
+        return None, f"{path}: 'model_variant' is not a variant name, {ignored}"
+    return variant, ""
 
 
 def _count(number: int, noun: str) -> str:

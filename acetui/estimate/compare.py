@@ -13,11 +13,16 @@ lists and fisher maps compare alike. Definitions, for the modules present in bot
   1 = same order, -1 = reversed, NaN with fewer than two common modules or a constant map;
 * **top-k overlap**: |top-k of A & top-k of B| / k over the common modules;
 * the modules that **differ most**: largest |rank change|, then largest |log share ratio|.
+
+A CLI operand is a ranking file or a run id (or unique prefix) from the run history.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +31,11 @@ from typing import Any
 from acetui.errors import AcetuiError
 from acetui.estimate.result import RECORD_FORMAT, EstimateResult
 from acetui.estimate.scores import rank_modules
+from acetui.history import find_run
 from acetui.jsonfile import read_json
 from acetui.model.checkpoint import DECODER_PREFIX
+
+_RUN_REFERENCE = re.compile(r"[\w.-]+")  # what a run id (or a prefix of one) can look like
 
 
 def canonical_name(name: str) -> str:
@@ -156,7 +164,9 @@ def compare_sensitivities(
     label_a: str = "A",
     label_b: str = "B",
 ) -> Comparison:
-    """Compare two ``{module: sensitivity}`` maps (names with or without ``decoder.``)."""
+    """Compare two ``{module: sensitivity}`` maps (names with or without ``decoder.``); AcetuiError for a
+    ``top_k`` below 1."""
+    positive_count(top_k, "--top-k")
     a = {canonical_name(name): float(value) for name, value in first.items()}
     b = {canonical_name(name): float(value) for name, value in second.items()}
     common = [name for name in a if name in b]
@@ -181,6 +191,14 @@ def compare_sensitivities(
     )  # fmt: skip
 
 
+def positive_count(value: int, option: str) -> int:
+    """``value`` when it is a whole number of at least 1; AcetuiError naming ``option`` otherwise (a zero or
+    negative count would otherwise print a misleading "top-1 overlap" or drop rows silently)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AcetuiError(f"{option} must be a positive integer, got {value}")
+    return value
+
+
 def result_sensitivities(
     result: EstimateResult, score: str = "grad-norm", granularity: str | None = None
 ) -> dict[str, float]:
@@ -192,11 +210,11 @@ def result_sensitivities(
 def load_sensitivities(
     path: str | Path, *, score: str = "grad-norm", granularity: str | None = None
 ) -> dict[str, float]:
-    """``{module: sensitivity}`` from an acetui run record (ranked by ``score``), an acetui/Side-Step
-    estimate JSON list or a Side-Step fisher map. AcetuiError naming the file otherwise."""
+    """``{module: sensitivity}`` from an acetui run record (ranked by ``score``) given by its path or run id,
+    an acetui/Side-Step estimate JSON list or a Side-Step fisher map. AcetuiError naming the file otherwise."""
     from acetui.estimate.sidestep import load_ranking
 
-    path = Path(path).expanduser()
+    path = ranking_path(path)
     data = read_json(path)
     if isinstance(data, dict) and data.get("format") == RECORD_FORMAT:
         try:
@@ -206,11 +224,44 @@ def load_sensitivities(
         if not result.included_batches:
             raise AcetuiError(f"{path}: run {result.run_id} has no included batches")
         return result_sensitivities(result, score, granularity)
+    _check_fisher_map(data, path)
     return dict(load_ranking(path).scores)
 
 
+def ranking_path(reference: str | Path) -> Path:
+    """The file a compare operand names: the path when something is there, else the record of the run id
+    (or unique prefix) in the run history, as ``acetui resume`` takes it."""
+    path = Path(reference).expanduser()
+    if os.path.lexists(path) or not _RUN_REFERENCE.fullmatch(str(reference)):
+        return path
+    return find_run(str(reference))
+
+
+def _check_fisher_map(data: Any, path: Path) -> None:
+    """Refuse a fisher map whose ``modules`` is not a list of modules. Only a schema-1 map (no ``version``
+    or version 1) may lack ``modules``; its ``rank_pattern`` ranks are then compared instead."""
+    if not isinstance(data, dict) or not {"modules", "rank_pattern"} & data.keys():
+        return
+    if "modules" in data:
+        modules = data["modules"]
+        if not isinstance(modules, list) or not modules:
+            found = json.dumps(modules)
+            found = found if len(found) <= 40 else found[:37] + "..."
+            raise AcetuiError(f"{path}: fisher map 'modules' should be a non-empty list of modules, found {found}")
+    elif data.get("version", 1) != 1:
+        raise AcetuiError(f"{path}: fisher map version {data['version']!r} has no 'modules' list")
+
+
 def comparison_text(comparison: Comparison, rows: int = 10) -> str:
-    """The CLI summary: correlation, overlap and the modules that differ most."""
+    """The CLI summary: correlation, overlap and the ``rows`` modules that differ most. AcetuiError when
+    ``rows`` is below 1 or the rankings share no module (then there is nothing to compare: two
+    granularities, or files naming different modules)."""
+    positive_count(rows, "--top")
+    if not comparison.modules:
+        raise AcetuiError(
+            f"the two rankings share no modules (A has {_count_and_first(comparison.only_a)}; "
+            f"B has {_count_and_first(comparison.only_b)})"
+        )
     rho = f"{comparison.spearman:+.3f}" if math.isfinite(comparison.spearman) else "n/a"
     lines = [
         f"A: {comparison.label_a}",
@@ -230,6 +281,10 @@ def comparison_text(comparison: Comparison, rows: int = 10) -> str:
                 f"{_fmt(change.ratio):>8}  {_fmt(change.share_ratio):>9}"
             )
     return "\n".join(lines) + "\n"
+
+
+def _count_and_first(names: list[str]) -> str:
+    return f"{len(names)}, e.g. {names[0]}" if names else "0"
 
 
 def _fmt(value: float) -> str:
