@@ -18,9 +18,10 @@ from acetui import __version__, paths
 from acetui.errors import AcetuiError
 from acetui.estimate import SCORES, EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import world_from_env
+from acetui.estimate.ownership import check_not_running
 from acetui.history import find_run, load_record
 from acetui.profiles import load_profile
-from acetui.progress import ConsoleReporter, fisher_map_target, print_ranking, write_outputs
+from acetui.progress import ConsoleReporter, check_outputs, print_ranking, wants_outputs, write_outputs
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -192,7 +193,7 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
 
 def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: EstimateResult | None = None) -> int:
     """Run with a progress line on stderr; signals stop the run after the current batch and keep it."""
-    fisher_map_target(request, args)  # refuse an existing map before the run, not after it
+    check_outputs(request, args)  # an existing map or a bad rank budget fails before the run, not after it
     world = world_from_env()
     reporter = ConsoleReporter(quiet=args.quiet or not world.main)
     if world.distributed:
@@ -209,11 +210,13 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
         if estimator.stopping:
             raise KeyboardInterrupt
         estimator.cancel("interrupted")
-        reporter.note(f"{signal.Signals(signum).name}: stopping after the current batch (again to abort)")
+        when = "the current batch" if reporter.last_batch is not None else "setup"
+        reporter.note(f"{signal.Signals(signum).name}: stopping after {when} (again to abort)")
 
     for name in STOP_SIGNALS:
-        if hasattr(signal, name):
-            previous[name] = signal.signal(getattr(signal, name), stop)
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # nohup's ignored SIGHUP stays
+            previous[name] = signal.signal(number, stop)
     try:
         result = estimator.run()
     finally:
@@ -226,11 +229,14 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
     if result is not None and world.main and result.included_batches:
         print_ranking(result, args.score or result.request.score, sys.stdout)
         write_outputs(result, args)
-    return _finish(result, announce=world.main)
+    record = None if result is None else estimator.record_path(result.run_id)
+    hopeless = result is not None and result.status == "failed" and bool(result.batches) and not result.included_batches
+    return _finish(result, announce=record is not None and record.is_file() and not hopeless)
 
 
 def _finish(result: EstimateResult | None, announce: bool) -> int:
-    """Exit code for how the run ended; a kept partial run also gets the command that resumes it."""
+    """Exit code for how the run ended; a kept partial run (``announce``: its record was saved) also
+    gets the command that resumes it."""
     if result is None or result.status == "failed":
         code = EXIT_ERROR
     elif result.status == "complete":
@@ -300,12 +306,40 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def resumable(reference: str, *, owner_check: bool = True) -> EstimateResult:
+    """The run ``reference`` names, refused when it is complete or (``owner_check``) a live process
+    still runs it. The other ranks of a multi-process resume skip that check: their rank 0 may have
+    taken the run up already."""
+    record = load_record(find_run(reference))
+    if record.status == "complete":
+        raise AcetuiError(f"run {record.run_id} is already complete ({record.completed_batches} batches)")
+    if owner_check:
+        check_not_running(record)
+    return record
+
+
+def _stored_exports(args: argparse.Namespace) -> int | None:
+    """``resume`` of a complete run with output options writes them from its record (there is nothing
+    left to run, and the files may have failed or been lost the first time); None for anything else."""
+    if args.command != "resume" or not wants_outputs(args):
+        return None
+    record = load_record(find_run(args.run))
+    if record.status != "complete":
+        return None
+    check_outputs(record.request, args)
+    if world_from_env().main:
+        print_ranking(record, args.score or record.request.score, sys.stdout)
+        write_outputs(record, args)
+    return 0
+
+
 def _spawn(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
     """``--nproc N`` outside torchrun: start N ranks of this same command line; None when not asked."""
     if not getattr(args, "nproc", None) or args.nproc == 1 or world_from_env().distributed:
         return None
-    if args.command == "estimate":
-        request_from_args(args)  # bad flags are reported once, not by every rank
+    # bad flags, a finished or running run are reported once, not by every rank
+    request = request_from_args(args) if args.command == "estimate" else resumable(args.run).request
+    check_outputs(request, args)
     from acetui.estimate.distributed import spawn_local, strip_nproc
 
     return spawn_local(args.nproc, strip_nproc(sys.argv[1:] if argv is None else argv))
@@ -314,6 +348,9 @@ def _spawn(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        exported = _stored_exports(args)
+        if exported is not None:
+            return exported
         spawned = _spawn(args, argv)
         if spawned is not None:
             return spawned
@@ -322,9 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "estimate":
             return run_headless(request_from_args(args), args)
         if args.command == "resume":
-            record = load_record(find_run(args.run))
-            if record.status == "complete":
-                raise AcetuiError(f"run {record.run_id} is already complete ({record.completed_batches} batches)")
+            record = resumable(args.run, owner_check=world_from_env().main)
             return run_headless(record.request, args, resume=record)
         if args.command == "demo":
             return _demo(args)

@@ -1,4 +1,8 @@
-"""Run history: one JSON record per run in the user data folder, rewritten atomically after each batch."""
+"""Run history: one JSON record per run in the user data folder, rewritten atomically after each batch.
+
+``run_owner_alive`` says whether a record marked running is still being written by a live process (such
+a run must not be resumed, or two processes would write the same record).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,11 @@ from pathlib import Path
 
 from acetui import paths
 from acetui.errors import AcetuiError
+from acetui.estimate.ownership import run_owner_alive
 from acetui.estimate.result import EstimateResult
-from acetui.jsonfile import read_json
+from acetui.estimate.result import read_record as load_record
+
+__all__ = ["HistoryProblem", "find_run", "list_runs", "load_record", "run_owner_alive"]
 
 
 @dataclass(frozen=True)
@@ -19,24 +26,19 @@ class HistoryProblem:
     reason: str
 
 
-def load_record(path: Path) -> EstimateResult:
-    """Read one run record; AcetuiError naming the file when it does not parse."""
-    data = read_json(path)
-    try:
-        return EstimateResult.from_dict(data)
-    except RecursionError:
-        raise AcetuiError(f"{path}: not a valid run record (nested too deeply)") from None
-    except (KeyError, TypeError, ValueError, AttributeError, AcetuiError) as error:
-        raise AcetuiError(f"{path}: not a valid run record ({error})") from None
-
-
 def find_run(reference: str) -> Path:
-    """A run id (or unique prefix) from the history, or a path to a record file."""
+    """A run id (or unique prefix) from the history, or a path to a record file; taken literally (a
+    ``*`` or a folder is no pattern), and an empty reference matches nothing rather than every run."""
+    if not reference.strip():
+        raise AcetuiError("empty run id (give a run id from the history or a run record file)")
     candidate = Path(reference).expanduser()
     if candidate.is_file():
         return candidate
+    if candidate.is_dir():
+        raise AcetuiError(f"{reference}: is a folder, not a run id or run record file")
     folder = paths.app_dirs().runs
-    matches = sorted(folder.glob(f"{reference}*.json")) if folder.is_dir() else []
+    records = folder.glob("*.json") if folder.is_dir() else ()
+    matches = sorted(path for path in records if path.name.startswith(reference))
     if len(matches) == 1:
         return matches[0]
     if not matches:

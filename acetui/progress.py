@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from acetui.atomic import write_text_atomic
-from acetui.errors import OutputExistsError
+from acetui.errors import AcetuiError, OutputExistsError
 from acetui.estimate import (
     BatchDone,
     EngineEvent,
@@ -189,6 +190,7 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
             rank_min=args.rank_min,
             rank_max=args.rank_max,
             progress=None if args.quiet else effective_rank_progress(sys.stderr),
+            warn=lambda text: print(f"acetui: warning: {text}", file=sys.stderr),
         )
 
 
@@ -206,9 +208,49 @@ def effective_rank_progress(stream: TextIO):
     return report
 
 
+def check_outputs(request: EstimateRequest, args: argparse.Namespace) -> None:
+    """Refuse, before the run, output options that would only fail once it is over: an existing fisher
+    map without ``--force``, rank limits or a ``--rank-budget`` that no ranking can satisfy, and a file
+    that cannot be written where it is asked for."""
+    fisher_map = fisher_map_target(request, args)
+    budget = getattr(args, "rank_budget", None)
+    if budget is not None and args.peft_output is not None:
+        if budget < 0:
+            raise AcetuiError(f"--rank-budget must be at least 0 (0: what --base-rank costs), got {budget}")
+        check_rank_budget(args.base_rank, args.rank_min, args.rank_max)
+    for option, path in (
+        ("--estimate-output", args.output),
+        ("--csv", args.csv),
+        ("--peft-output", args.peft_output),
+        ("--fisher-map", fisher_map),
+    ):
+        if path is not None:
+            check_writable(option, Path(path).expanduser())
+
+
+def wants_outputs(args: argparse.Namespace) -> bool:
+    """Whether any file output was asked for (a complete run's ``resume`` then only writes them)."""
+    paths = (args.output, args.csv, args.peft_output, getattr(args, "fisher_map", None))
+    return any(path is not None for path in paths)
+
+
+def check_writable(option: str, path: Path) -> None:
+    """AcetuiError naming ``option`` and ``path`` unless a file can be created there: not a folder, and
+    its nearest existing parent is a folder this user may write in (missing folders are created)."""
+    if path.is_dir():
+        raise AcetuiError(f"{option} {path}: is a folder, not a file")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AcetuiError(f"{option} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AcetuiError(f"{option} {path}: no permission to write in {parent}")
+
+
 def fisher_map_target(request: EstimateRequest, args: argparse.Namespace) -> Path | None:
     """Where ``--fisher-map`` writes (bare flag: the dataset folder); refuses an existing file without
-    ``--force`` and a bad rank budget, so both fail before a run rather than after it."""
+    ``--force`` and a bad rank budget (see ``check_outputs``, which runs it before the run)."""
     value = getattr(args, "fisher_map", None)
     if value is None:
         return None

@@ -9,7 +9,7 @@ import torch
 
 from acetui.cli import main
 from acetui.errors import AcetuiError
-from acetui.estimate import EstimateRequest, Estimator
+from acetui.estimate import BatchDone, EstimateRequest, Estimator
 from acetui.estimate.distributed import World, gather_exchange, strip_nproc, world_from_env
 from acetui.estimate.result import BatchRecord
 from acetui.model.synthetic import TINY, write_checkpoint
@@ -104,3 +104,26 @@ def test_two_gloo_ranks_equal_one_process(planted_root, dataset_dir, tmp_path, m
         "decoder.layers.3.self_attn.o_proj",
     ]
     assert ranking[0]["p_top_k"] == 1.0
+
+
+def test_throughput_counts_a_rounds_batches_together(checkpoint_root, dataset_dir):
+    """Rounds of two records that finish together (what two ranks hand rank 0): each record of a round
+    shows the round's time per batch, not the few milliseconds between the two records."""
+    events = []
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=6, device="cpu")
+    estimator = Estimator(
+        request, on_event=events.append, exchange=lambda records, stopping: (records, stopping), round_size=2
+    )
+    assert estimator.run().completed_batches == 6
+    batches = [event for event in events if isinstance(event, BatchDone)]
+    rounds = [batches[0:2], batches[2:4], batches[4:6]]
+    for first, second in rounds:
+        assert second.elapsed == first.elapsed and second.seconds_per_batch == first.seconds_per_batch
+        assert second.samples_per_second == first.samples_per_second
+    first_round = rounds[0][0]
+    assert first_round.seconds_per_batch == pytest.approx(first_round.elapsed / 2)
+    for done, (event, _) in enumerate(rounds[1:], start=1):  # later rounds leave out the first's one-off costs
+        assert event.seconds_per_batch == pytest.approx((event.elapsed - first_round.elapsed) / (2 * done))
+    assert [event.eta_seconds for event in batches] == pytest.approx(
+        [(6 - event.index - 1) * event.seconds_per_batch for event in batches]
+    )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import torch
 
-from acetui.estimate.memory import activation_bytes, memory_stats, needs_activation_checkpointing
+from acetui.estimate.memory import activation_bytes, maxrss_bytes, memory_stats, needs_activation_checkpointing
 from acetui.model.synthetic import FULL_2B, TINY
+from tests.support import REPO
 
 CPU = torch.device("cpu")
 
@@ -34,3 +37,21 @@ def test_cpu_auto_checkpointing_turns_on_when_activations_would_not_fit_in_ram()
     per_frame = activation_bytes(FULL_2B, 2, 1, torch.float32) / 2
     frames = math.ceil(available / per_frame)  # needs about all of the RAM there is: twice the limit
     assert needs_activation_checkpointing(FULL_2B, frames, 1, torch.float32, CPU)
+
+
+def test_peak_rss_units_per_platform():
+    """ru_maxrss is bytes on macOS and KiB on Linux: both give the same byte count."""
+    assert maxrss_bytes(2048, "darwin") == 2048
+    assert maxrss_bytes(2048, "linux") == 2048 * 1024
+
+
+def test_memory_figures_without_the_resource_module():
+    """Windows has no ``resource``: the module still imports (the engine imports it) and reports."""
+    code = (
+        "import sys; sys.modules['resource'] = None; import torch; "
+        "from acetui.estimate.memory import memory_stats, peak_rss; "
+        "stats = memory_stats(torch.device('cpu')); print(peak_rss(), stats.allocated > 0, stats.peak > 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True", "True"]

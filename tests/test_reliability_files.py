@@ -42,11 +42,12 @@ def _export_run(capsys, root, dataset, dirs, flag: str, target: Path) -> str:
 
 @pytest.mark.parametrize("flag", ["--estimate-output", "--csv", "--peft-output"])
 def test_export_to_a_directory(flag, tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    """Refused before the run (tests/test_cli_edges.py has the other cases a look can foresee)."""
     target = tmp_path / "exports"
     target.mkdir()
-    line = _export_run(capsys, checkpoint_root, dataset_dir, isolated_app_dirs, flag, target)
-    assert line == f"acetui: {target}: is a directory, give a file name"
-    assert list(target.iterdir()) == []
+    code, _, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, flag, str(target)))
+    assert code == 1 and one_error_line(err) == f"acetui: {flag} {target}: is a folder, not a file"
+    assert list(target.iterdir()) == [] and run_records(isolated_app_dirs) == {}
 
 
 def _unwritable(case: str, tmp_path: Path) -> tuple[Path, Path]:
@@ -63,11 +64,18 @@ def _unwritable(case: str, tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("case", ["parent-is-a-file", "proc", "sys"])
 def test_export_to_an_unwritable_place(case, tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    """Refused before the run when a look at the folders foresees it, else when the write fails (root
+    passes the permission check where the kernel then refuses, as in /proc): one line either way."""
     target, folder = _unwritable(case, tmp_path)
     if not folder.is_dir():
         pytest.skip(f"no {folder} here")
-    line = _export_run(capsys, checkpoint_root, dataset_dir, isolated_app_dirs, "--estimate-output", target)
-    assert line.startswith(f"acetui: {target}: cannot write (")
+    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-output", str(target)))
+    line = one_error_line(err)
+    assert code == 1
+    if run_records(isolated_app_dirs):  # the run was kept and shown
+        assert line.startswith(f"acetui: {target}: cannot write (") and "decoder.layers." in out
+    else:
+        assert line.startswith(f"acetui: --estimate-output {target}: ")
     assert not target.exists()
     for place in (folder, target.parent):  # no temporary file (/proc's other entries come and go)
         assert not place.is_dir() or not list(place.glob(".ranking.json*"))

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,9 +39,10 @@ from acetui.estimate.events import (
 from acetui.estimate.gradients import GradientProbe
 from acetui.estimate.memory import activation_bytes, memory_stats, needs_activation_checkpointing
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
+from acetui.estimate.ownership import claim_run, process_owner, release_run
 from acetui.estimate.request import EstimateRequest, dtype_name, resolve_device, resolve_dtype
-from acetui.estimate.result import BatchRecord, EstimateResult
-from acetui.estimate.scores import score_table
+from acetui.estimate.result import BatchRecord, EstimateResult, read_record
+from acetui.estimate.scores import group_name, score_table
 from acetui.estimate.stats import MIN_BATCHES, statistics_record, top_k_stability
 from acetui.model import AceStepDecoder, load_decoder
 from acetui.model.checkpoint import decoder_config
@@ -71,6 +72,30 @@ def package_versions() -> dict[str, str]:
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
     }
+
+
+def failure_text(error: Exception) -> str:
+    """One line for a failure: a user's problem as it is, anything else marked as a bug to report."""
+    if isinstance(error, AcetuiError):
+        return str(error)
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"unexpected {type(error).__name__}: {detail} (please report this)"
+
+
+def all_excluded_text(result: EstimateResult) -> str:
+    """Why a run whose every batch was excluded has no ranking (a mean over no batches is undefined)."""
+    reasons = sorted({batch.excluded for batch in result.batches})
+    count = len(result.batches)
+    return f"all {count} batch{'es' if count != 1 else ''} excluded ({'; '.join(reasons)}): no ranking"
+
+
+def _check_weights(probe: GradientProbe, info: ModelInfo) -> None:
+    """A scored weight holding NaN or infinity makes every gradient and the relative score non-finite:
+    a broken checkpoint, refused by name instead of run to a ranking of nothing."""
+    broken = [name for name, norm in zip(probe.names, probe.weight_norms()) if not math.isfinite(norm)]
+    if broken:
+        more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
+        raise AcetuiError(f"{info.folder}: weight of decoder.{broken[0]}{more} is not finite (NaN or infinity)")
 
 
 def dataset_warnings(scan: DatasetScan, variant: str) -> list[str]:
@@ -105,15 +130,23 @@ class _Session:
     cache: SampleCache
     started: float = field(default_factory=time.perf_counter)
     measured_batches: int = 0
-    first_done: float = 0.0  # when the first batch finished (it also pays kernel loading and planning)
+    first_round: int = 0  # batches of the first round (it also pays kernel loading and planning)
+    first_done: float = 0.0  # when the first round finished
+
+    def add_round(self, batches: int, now: float) -> None:
+        """Count a round's batches, all finished at ``now`` (several processes finish theirs together)."""
+        self.measured_batches += batches
+        if not self.first_round:
+            self.first_round, self.first_done = batches, now
 
     def seconds_per_batch(self, now: float) -> float:
-        """Average batch time for progress and ETA: from the second batch on, the batches after the
-        first, whose one-off costs (CUDA kernel loading, allocator growth) reached 4 s for a batch that
-        then took 0.15 s on an H100, and would inflate the ETA of a short run many times over."""
-        if self.measured_batches < 2:
+        """Average batch time for progress and ETA, per round's wall time (a round of N processes runs N
+        batches at once): after the first round, the rounds after it, whose one-off costs (CUDA kernel
+        loading, allocator growth) reached 4 s for a batch that then took 0.15 s on an H100, and would
+        inflate the ETA of a short run many times over."""
+        if self.measured_batches <= self.first_round:
             return (now - self.started) / max(self.measured_batches, 1)
-        return (now - self.first_done) / (self.measured_batches - 1)
+        return (now - self.first_done) / (self.measured_batches - self.first_round)
 
 
 class Estimator:
@@ -147,6 +180,7 @@ class Estimator:
         self._stop = threading.Event()
         self._stop_status = "cancelled"
         self._result: EstimateResult | None = None
+        self._active: str | None = None  # the run id this estimator has marked active in this process
         self._warnings: list[str] = []
 
     def cancel(self, status: str = "cancelled") -> None:
@@ -166,8 +200,9 @@ class Estimator:
         path = self.record_path(result.run_id)
         if result.status != "running":  # the full figures once, when the run ends; stability every batch
             result.metadata["statistics"] = statistics_record(result)
+            result.metadata.pop("owner", None)  # only a running record has an owner
         if path is not None:
-            write_text_atomic(path, json.dumps(result.to_dict(), indent=1))
+            write_text_atomic(path, json.dumps(result.to_dict(), indent=1, allow_nan=False))
 
     def run(self) -> EstimateResult | None:
         """Run to completion, cancellation or failure; the matching event is the last one emitted.
@@ -178,18 +213,53 @@ class Estimator:
         self._result = None
         try:
             return self._run()
-        except AcetuiError as error:
-            self._fail(str(error), self._result)
         except Exception as error:  # a bug or an unforeseen torch error must not lose the finished batches
-            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            self._fail(f"unexpected {type(error).__name__}: {detail} (please report this)", self._result)
+            self._fail(failure_text(error), self._result)
+        finally:
+            if self._active is not None:
+                release_run(self._active)
+                self._active = None
         return self._result
 
     def _fail(self, message: str, result: EstimateResult | None) -> None:
+        """Mark and save the failed result; a save that fails too (a full disk) is told, not raised."""
         if result is not None:
             result.status, result.message = "failed", message
-            self._save(result)
+            try:
+                self._save(result)
+            except Exception as error:
+                unsaved = failure_text(error)
+                if unsaved != message:  # the failure may be this very save
+                    message = f"{message}; the run record could not be saved either: {unsaved}"
+                result.message = message
         self.on_event(RunFailed(message, result))
+
+    def _claim(self, result: EstimateResult) -> None:
+        """Take the run up in this process, refused while a live process runs it, so that no second
+        estimator writes its record meanwhile. Only an estimator that writes the record claims it: the
+        other ranks of a multi-process run write none (and may read it after their rank 0 claimed it)."""
+        if self.record_dir is not None:
+            claim_run(result)
+            self._active = result.run_id
+
+    def _saved(self, result: EstimateResult) -> EstimateResult:
+        """The run as its record now says (fresher than ``result`` when another process took it up since)."""
+        path = self.record_path(result.run_id)
+        try:
+            return read_record(path) if path is not None and path.is_file() else result
+        except AcetuiError:
+            return result
+
+    def _capped_top_k(self, modules: list[str]) -> None:
+        """A top-k beyond the units ranked (modules, or layer blocks) cannot be filled: use them all, and
+        say so, rather than report a trivially perfect stability."""
+        by_module = self.request.granularity == "module"
+        units = len(modules) if by_module else len({group_name(module) for module in modules})
+        top_k = self.request.top_k
+        if top_k > units:
+            kind = "modules" if by_module else "layer blocks"
+            self._warn(f"top-k {top_k} is more than the {units} {kind} scored; using {units}")
+            self.request = replace(self.request, top_k=units)
 
     def _warn(self, message: str) -> None:
         self._warnings.append(message)
@@ -213,6 +283,11 @@ class Estimator:
             )
         for message in dataset_warnings(scan, request.variant):
             self._warn(message)
+        if request.batch_size > len(scan.samples):
+            self._warn(
+                f"batch size {request.batch_size} is more than the {len(scan.samples)} valid samples of "
+                f"{scan.folder}: each batch repeats samples"
+            )
         return device, dtype, scan
 
     def _load(self, device: torch.device, dtype: torch.dtype, scan: DatasetScan) -> tuple[AceStepDecoder, ModelInfo]:
@@ -280,13 +355,18 @@ class Estimator:
         )
 
     def _run(self) -> EstimateResult:
-        request = self.request
+        if self.resume is not None:  # before anything is loaded
+            self._claim(self._saved(self.resume))
         device, dtype, scan = self._prepare()
         decoder, info = self._load(device, dtype, scan)
-        names = decoder.attention_projection_names(include_mlp=request.modules == "attention+mlp")
+        names = decoder.attention_projection_names(include_mlp=self.request.modules == "attention+mlp")
+        modules = [f"decoder.{name}" for name in names]
+        self._capped_top_k(modules)
+        request = self.request
         probe = GradientProbe(decoder, names)
+        _check_weights(probe, info)
         result = self._new_result(probe, info, scan)
-        if result.modules != [f"decoder.{name}" for name in names]:
+        if result.modules != modules:
             raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
         recorded = result.metadata.get("dataset", {}).get("samples")
         if self.resume is not None and recorded not in (None, len(scan.samples)):
@@ -295,12 +375,16 @@ class Estimator:
                 "it cannot be resumed exactly (start a new run)"
             )
         self._result = result  # from here on a failure keeps (and saves) the batches done
+        if self.resume is None:
+            self._claim(result)
         result.status = "running"
+        result.metadata["owner"] = process_owner()
         result.metadata["model"] = vars(info)
         result.metadata["warnings"] = self._warnings
         result.metadata.update(self.metadata)
         total = request.max_batches if request.auto_batches else request.batches
         plan = batch_plan(len(scan.samples), total, request.batch_size, request.seed)
+        self._save(result)  # the record names its owner before the first batch
         self.on_event(RunStarted(result.run_id, info, scan, total, result.completed_batches))
         session = _Session(
             decoder=decoder,
@@ -352,6 +436,9 @@ class Estimator:
                 if self.owns_batch(own):
                     pending.append(self._timed_batch(session, own))
             index = min(index + self.round_size, len(plan))
+        if not result.included_batches:
+            self._fail(all_excluded_text(result), result)
+            return
         result.status = "complete"
         result.message = ""
         result.metadata["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -373,16 +460,14 @@ class Estimator:
         stability target (later records of the round are dropped, as a single process never ran them)."""
         request = self.request
         total = len(session.plan)
+        now = time.perf_counter()
+        session.add_round(len(records), now)
+        per_batch = session.seconds_per_batch(now)
+        elapsed = now - session.started
         for record in sorted(records, key=lambda item: item.index):
             result.batches.append(record)
             stability = self._stability(result)
             self._save(result)
-            now = time.perf_counter()
-            session.measured_batches += 1
-            if session.measured_batches == 1:
-                session.first_done = now
-            per_batch = session.seconds_per_batch(now)
-            elapsed = now - session.started
             self.on_event(
                 BatchDone(
                     index=record.index,

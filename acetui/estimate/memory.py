@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import math
 import os
-import resource
+import sys
 from dataclasses import dataclass
 
 import torch
+
+try:
+    import resource
+except ImportError:  # Windows has no getrusage
+    resource = None
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,15 @@ def process_rss() -> int:
 
 
 def peak_rss() -> int:
-    """Peak resident set size of this process; ru_maxrss is KiB on Linux."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process; 0 where the platform does not say (Windows)."""
+    if resource is None:
+        return 0
+    return maxrss_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, sys.platform)
+
+
+def maxrss_bytes(maxrss: int, platform: str) -> int:
+    """``ru_maxrss`` in bytes: macOS reports bytes, Linux and the BSDs KiB."""
+    return maxrss if platform == "darwin" else maxrss * 1024
 
 
 def _available_from_meminfo() -> int | None:
@@ -66,7 +78,7 @@ def _machine_memory() -> tuple[int, int]:
         if available is None:
             available = os.sysconf("SC_AVPHYS_PAGES") * _page_size()
         return total, available
-    except (ValueError, OSError):
+    except (ValueError, OSError, AttributeError):  # AttributeError: no os.sysconf (Windows)
         return 0, 0
 
 

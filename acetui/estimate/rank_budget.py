@@ -1,13 +1,13 @@
 """Spending a LoRA parameter budget where the gradients are: PEFT ``rank_pattern`` / ``alpha_pattern``.
 
 A LoRA adapter of rank r on a projection W of shape [out, in] adds ``r * (in + out)`` parameters. Given a
-ranking, ``assign_ranks`` gives every ranked module a rank proportional to its sensitivity (raised to
-``exponent``; 1 = proportional, 0.5 = square root, gentler), clamped to [min_rank, max_rank] and scaled
-so the adapters' total parameter count fits ``budget_params``. Without a budget the total is what
-``base_rank`` on every one of those modules would cost: the same size as a uniform LoRA, redistributed.
+ranking, ``assign_ranks`` gives every ranked module a rank proportional to its sensitivity, clamped to
+[min_rank, max_rank] and scaled so the adapters' total parameter count fits ``budget_params``. Without a
+budget the total is what ``base_rank`` on every one of those modules would cost: the same size as a
+uniform LoRA, redistributed.
 
-How: the ranks ``clamp(lambda * s_i^exponent, min, max)`` are rounded down to multiples of ``step`` and
-the largest lambda whose cost fits is found by bisection; what is left of the budget then goes, ``step``
+How: the ranks ``clamp(lambda * s_i, min, max)`` are rounded down to multiples of ``step`` and the
+largest lambda whose cost fits is found by bisection; what is left of the budget then goes, ``step``
 at a time, to the modules furthest below their unrounded target (ties: the more sensitive first).
 Every module gets at least ``min_rank`` (so the budget must cover that), keys never carry ``decoder.``
 (PEFT applies LoRA to the decoder itself), and alpha is always 2 x rank.
@@ -80,7 +80,6 @@ def assign_ranks(
     min_rank: int,
     max_rank: int,
     budget_params: int | None = None,
-    exponent: float = 1.0,
     step: int = 1,
 ) -> dict[str, int]:
     """``{module name without decoder.: rank}`` for every module in ``ranking`` (pass ``ranking[:k]`` to
@@ -94,7 +93,7 @@ def assign_ranks(
     weights: dict[str, float] = {}
     for item in ranking:
         for member in _members(item, shapes):
-            weights.setdefault(member, item.sensitivity**exponent if item.sensitivity > 0 else 0.0)
+            weights.setdefault(member, max(item.sensitivity, 0.0))
     if not weights:
         return {}
     cost = {name: lora_parameters(shapes[name], 1) for name in weights}

@@ -16,6 +16,15 @@ SCORES = ("grad-norm", "fisher", "relative")
 MODULE_SETS = ("attention", "attention+mlp")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 CHECKPOINTING = ("auto", "on", "off")
+SEED_LIMIT = 2**63  # 0 <= seed < 2**63 (a torch generator takes 64 bits; larger seeds failed after loading)
+# The batch plan is built before the first batch, one entry per sample drawn, so absurd counts filled
+# memory (21 GB for 10**22 batches) or never finished (a batch size of 10**12) before any batch. A
+# million batches is weeks of a 2B model's backward passes on one GPU (stability settles within
+# hundreds); 1024 samples of minutes-long latents in one batch is far past any GPU's memory. At these
+# limits the plan takes seconds even for a one-sample dataset (its epochs are one sample long).
+MAX_BATCHES = 1_000_000
+MAX_BATCH_SIZE = 1024
+MAX_SAMPLES_DRAWN = 1_000_000  # batches x batch size: the plan's length
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,10 @@ class EstimateRequest:
     stability_target: float = 0.9
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "checkpoint_dir", Path(self.checkpoint_dir).expanduser())
-        object.__setattr__(self, "dataset_dir", Path(self.dataset_dir).expanduser())
+        """Folders are made absolute: the run record, History, resume and the fisher map's default
+        place must not depend on the folder the run was started from."""
+        object.__setattr__(self, "checkpoint_dir", absolute_path(self.checkpoint_dir))
+        object.__setattr__(self, "dataset_dir", absolute_path(self.dataset_dir))
         self.validate()
 
     def validate(self) -> None:
@@ -54,6 +65,16 @@ class EstimateRequest:
         for name, value in positive.items():
             if value < 1:
                 raise AcetuiError(f"{name} must be at least 1, got {value}")
+        limits = {"batches": (self.batches, MAX_BATCHES), "max batches": (self.max_batches, MAX_BATCHES)}
+        limits["batch size"] = (self.batch_size, MAX_BATCH_SIZE)
+        for name, (value, limit) in limits.items():
+            if value > limit:
+                raise AcetuiError(f"{name} must be at most {limit:,}, got {value:,}")
+        drawn = (self.max_batches if self.auto_batches else self.batches) * self.batch_size
+        if drawn > MAX_SAMPLES_DRAWN:
+            raise AcetuiError(
+                f"batches x batch size must be at most {MAX_SAMPLES_DRAWN:,} samples drawn, got {drawn:,}"
+            )
         if self.granularity not in GRANULARITIES:
             raise AcetuiError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {self.granularity!r}")
         if self.score not in SCORES:
@@ -66,6 +87,8 @@ class EstimateRequest:
             raise AcetuiError(
                 f"activation checkpointing must be auto, on or off, got {self.activation_checkpointing!r}"
             )
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise AcetuiError(f"seed must be at least 0 and below 2**63, got {self.seed}")
         if self.crop_frames is not None and self.crop_frames < 2:
             raise AcetuiError(f"crop length must be at least 2 frames, got {self.crop_frames}")
         TimestepFocus.parse(self.timestep_focus)
@@ -83,6 +106,11 @@ class EstimateRequest:
         """Inverse of ``to_dict``; unknown keys are ignored so older records and profiles still open."""
         known = {field.name for field in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def absolute_path(path: str | Path) -> Path:
+    """``~`` expanded and relative to the current folder, without resolving symbolic links."""
+    return Path(path).expanduser().absolute()
 
 
 def resolve_device(name: str) -> torch.device:

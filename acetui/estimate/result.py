@@ -7,10 +7,13 @@ derived later without re-running, and so a partial run can be resumed and saved 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from acetui.errors import AcetuiError
 from acetui.estimate.request import EstimateRequest
+from acetui.jsonfile import read_json
 
 RECORD_FORMAT = "acetui-run/1"
 STATUSES = ("running", "complete", "cancelled", "interrupted", "failed")
@@ -31,6 +34,23 @@ class BatchRecord:
     @property
     def included(self) -> bool:
         return not self.excluded
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchRecord:
+        """Inverse of ``to_dict``; a null loss (and the bare NaN of older records) reads as NaN."""
+        unknown = sorted(set(data) - {item.name for item in fields(cls)})
+        if unknown:
+            raise ValueError(f"batch record has unknown key {unknown[0]!r}")
+        loss = data["loss"]
+        return cls(
+            index=int(data["index"]),
+            loss=math.nan if loss is None else float(loss),
+            timesteps=[float(t) for t in data["timesteps"]],
+            samples=[str(s) for s in data["samples"]],
+            seconds=float(data["seconds"]),
+            norms=[float(n) for n in data.get("norms", [])],
+            excluded=str(data.get("excluded", "")),
+        )
 
 
 @dataclass
@@ -67,34 +87,74 @@ class EstimateResult:
         return sum(losses) / len(losses) if losses else math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": RECORD_FORMAT,
-            "run_id": self.run_id,
-            "status": self.status,
-            "message": self.message,
-            "request": self.request.to_dict(),
-            "metadata": self.metadata,
-            "modules": self.modules,
-            "numels": self.numels,
-            "weight_norms": self.weight_norms,
-            "batches": [vars(batch) for batch in self.batches],
-        }
+        """Strict JSON content: NaN and infinity (an excluded batch's loss) are written as null, as bare
+        NaN is not JSON (jq and other strict readers reject the file)."""
+        return _finite_or_null(
+            {
+                "format": RECORD_FORMAT,
+                "run_id": self.run_id,
+                "status": self.status,
+                "message": self.message,
+                "request": self.request.to_dict(),
+                "metadata": self.metadata,
+                "modules": self.modules,
+                "numels": self.numels,
+                "weight_norms": self.weight_norms,
+                "batches": [vars(batch) for batch in self.batches],
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EstimateResult:
-        """Rebuild from ``to_dict`` output; raises KeyError/TypeError/ValueError on malformed records."""
+        """Rebuild from ``to_dict`` output; raises KeyError/TypeError/ValueError on malformed records,
+        including per-module lists that do not match the modules (ranking them would fail later)."""
         if data.get("format") != RECORD_FORMAT:
             raise ValueError(f"not an acetui run record (format {data.get('format')!r})")
         if data.get("status") not in STATUSES:
             raise ValueError(f"unknown status {data.get('status')!r}")
-        return cls(
+        result = cls(
             run_id=str(data["run_id"]),
             request=EstimateRequest.from_dict(data["request"]),
-            modules=list(data["modules"]),
+            modules=[str(name) for name in data["modules"]],
             numels=[int(n) for n in data["numels"]],
             weight_norms=[float(n) for n in data["weight_norms"]],
-            batches=[BatchRecord(**batch) for batch in data["batches"]],
+            batches=[BatchRecord.from_dict(batch) for batch in data["batches"]],
             status=str(data["status"]),
             message=str(data.get("message", "")),
             metadata=dict(data.get("metadata", {})),
         )
+        result.check_shapes()
+        return result
+
+    def check_shapes(self) -> None:
+        """ValueError when a per-module list (numels, weight norms, an included batch's norms) does not
+        have one entry per module."""
+        count = len(self.modules)
+        for name, values in (("numels", self.numels), ("weight_norms", self.weight_norms)):
+            if len(values) != count:
+                raise ValueError(f"{len(values)} {name} for {count} modules")
+        for batch in self.included_batches:
+            if len(batch.norms) != count:
+                raise ValueError(f"batch {batch.index} has {len(batch.norms)} norms for {count} modules")
+
+
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, in nested dicts and lists too."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
+def read_record(path: Path) -> EstimateResult:
+    """Read one run record; AcetuiError naming the file when it does not parse or does not fit together."""
+    data = read_json(path)
+    try:
+        return EstimateResult.from_dict(data)
+    except RecursionError:
+        raise AcetuiError(f"{path}: not a valid run record (nested too deeply)") from None
+    except (KeyError, TypeError, ValueError, AttributeError, AcetuiError) as error:
+        raise AcetuiError(f"{path}: not a valid run record ({error})") from None

@@ -35,6 +35,7 @@ from typing import Any
 from acetui.atomic import write_text_atomic
 from acetui.errors import AcetuiError, OutputExistsError
 from acetui.estimate.effective_rank import UNKNOWN
+from acetui.estimate.engine import failure_text
 from acetui.estimate.exports import peft_name
 from acetui.estimate.objective import TimestepFocus
 from acetui.estimate.result import EstimateResult
@@ -252,15 +253,16 @@ def export_fisher_map(
     ranks: dict[str, int] | None = None,
     effective: dict[str, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Build and write the map (default path: the run's dataset folder). Effective ranks come from the
     per-checkpoint cache (computed on first use, reporting ``progress(done, todo)``) unless given; an
-    unreadable checkpoint leaves them -1."""
+    unreadable checkpoint leaves them -1 and tells ``warn`` why."""
     target = fisher_map_path(result, path)
     if target.exists() and not force:
         raise OutputExistsError(target)
     if effective is None:
-        effective = cached_effective_ranks(result, progress)
+        effective = cached_effective_ranks(result, progress, warn)
     fisher_map = build_fisher_map(
         result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max, effective=effective, ranks=ranks
     )
@@ -268,9 +270,13 @@ def export_fisher_map(
 
 
 def cached_effective_ranks(
-    result: EstimateResult, progress: Callable[[int, int], None] | None = None
+    result: EstimateResult,
+    progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
-    """Cached effective ranks; a first computation runs on the run's CUDA device when there is one."""
+    """Cached effective ranks; a first computation runs on the run's CUDA device when there is one.
+    When they cannot be had (the checkpoint is gone or unreadable) the map still gets written, with
+    effective rank -1 and ranks from the scores alone, and ``warn`` is told why."""
     import torch
 
     from acetui.estimate.effective_rank import effective_ranks
@@ -282,7 +288,10 @@ def cached_effective_ranks(
         return effective_ranks(
             result.request.checkpoint_dir, result.request.variant, result.modules, device=device, progress=progress
         )
-    except (AcetuiError, RuntimeError):
+    except (AcetuiError, RuntimeError) as error:
+        if warn is not None:
+            reason = failure_text(error)
+            warn(f"effective ranks unknown ({reason}); effective_rank is -1 and ranks follow the scores alone")
         return {}
 
 

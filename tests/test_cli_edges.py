@@ -1,0 +1,231 @@
+"""Bad input at the command line's edges: runs with nothing to rank, broken weights, output paths that
+cannot be written, absurd counts, odd run references, and signals before the first batch or at startup."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from acetui.data import write_dataset
+from acetui.model.synthetic import TINY, random_state, write_checkpoint
+from tests.support import (
+    PYTHON,
+    REPO,
+    estimate_args,
+    one_error_line,
+    run_cli,
+    run_records,
+    sample_dict,
+    subprocess_env,
+    subprocess_runs_dir,
+)
+from tests.test_engine_records import _wait_until_running
+
+POSIX_SIGNALS = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals needed")
+
+
+# ------------------------------------------------------------------------------------ nothing to rank
+
+
+def test_a_run_whose_every_batch_is_excluded_fails_and_keeps_its_batches(
+    tmp_path, checkpoint_root, capsys, isolated_app_dirs
+):
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    for number in range(5):  # finite (the scan passes them), but the squared error overflows
+        sample = sample_dict()
+        sample["target_latents"] = torch.full((10, 64), 1e38)
+        torch.save(sample, folder / f"{number}.pt")
+    output = tmp_path / "h.json"
+    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, folder, "--estimate-batches", "2", "-o", output))
+    reason = "all 2 batches excluded (non-finite loss): no ranking"
+    assert code == 1 and one_error_line(err) == f"acetui: {reason}" and out == ""
+    assert not output.exists()
+    (record,) = run_records(isolated_app_dirs).values()
+    assert record["status"] == "failed" and record["message"] == reason and len(record["batches"]) == 2
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_by_name(tmp_path, dataset_dir, capsys, isolated_app_dirs):
+    state = random_state(TINY, 1, torch.float32)
+    key = "decoder.layers.0.self_attn.q_proj.weight"
+    state[key] = torch.full_like(state[key], float("nan"))
+    folder = write_checkpoint(tmp_path / "acestep-v15-turbo", TINY, dtype=torch.float32, state=state)
+    code, out, err = run_cli(capsys, *estimate_args(tmp_path, dataset_dir, "--estimate-batches", "1"))
+    assert code == 1 and out == ""
+    assert one_error_line(err) == f"acetui: {folder}: weight of {key[:-7]} is not finite (NaN or infinity)"
+    assert run_records(isolated_app_dirs) == {}
+
+
+# ------------------------------------------------------------------------------------ output paths
+
+
+@pytest.mark.parametrize("option", ["-o", "--csv", "--peft-output"])
+def test_output_paths_that_cannot_be_written_fail_before_the_run(
+    tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs, option
+):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    name = {"-o": "--estimate-output"}.get(option, option)
+    for path, problem in ((tmp_path, "is a folder, not a file"), (a_file / "x.json", f"{a_file} is not a folder")):
+        code, _, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, option, path))
+        assert code == 1 and one_error_line(err) == f"acetui: {name} {path}: {problem}"
+    assert run_records(isolated_app_dirs) == {}  # refused before the model was loaded
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a user that permissions apply to")
+def test_an_output_in_a_read_only_folder_fails_before_the_run(
+    tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs
+):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    path = locked / "new" / "o.json"
+    code, _, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "-o", path))
+    assert code == 1 and one_error_line(err) == f"acetui: --estimate-output {path}: no permission to write in {locked}"
+    assert run_records(isolated_app_dirs) == {}
+
+
+def test_resume_of_a_complete_run_writes_the_exports_from_its_record(
+    tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs
+):
+    first = tmp_path / "first.json"
+    code, out, _ = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "2", "-o", first))
+    assert code == 0
+    (run_id,) = run_records(isolated_app_dirs)
+    again, table = tmp_path / "new" / "again.json", tmp_path / "again.csv"
+    code, reprinted, err = run_cli(capsys, "resume", run_id, "-q", "-o", again, "--csv", table)
+    assert code == 0 and err == "" and reprinted == out
+    assert json.loads(again.read_text()) == json.loads(first.read_text()) and table.is_file()
+    code, _, err = run_cli(capsys, "resume", run_id, "-q")
+    assert code == 1 and one_error_line(err) == f"acetui: run {run_id} is already complete (2 batches)"
+
+
+# ------------------------------------------------------------------------------------ counts and references
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--estimate-batches", str(10**23)], f"batches must be at most 1,000,000, got {10**23:,}"),
+        (
+            ["--estimate-batches", "auto", "--max-batches", str(10**23)],
+            f"max batches must be at most 1,000,000, got {10**23:,}",
+        ),
+        (["--batch-size", str(10**14)], f"batch size must be at most 1,024, got {10**14:,}"),
+        (
+            ["--estimate-batches", "1000", "--batch-size", "1024"],
+            "batches x batch size must be at most 1,000,000 samples drawn, got 1,024,000",
+        ),
+    ],
+)
+def test_absurd_counts_are_refused_before_anything_is_planned(checkpoint_root, dataset_dir, capsys, flags, problem):
+    code, _, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, *flags))
+    assert code == 1 and one_error_line(err) == f"acetui: {problem}"
+
+
+def test_a_batch_larger_than_the_dataset_is_warned_about(checkpoint_root, dataset_dir, capsys):
+    code, _, err = run_cli(
+        capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "1", "--batch-size", "8")
+    )
+    assert code == 0
+    assert (
+        f"acetui: warning: batch size 8 is more than the 6 valid samples of {dataset_dir}: each batch repeats samples"
+        in err
+    )
+
+
+def test_resume_takes_its_argument_literally(tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "1"))
+    runs = isolated_app_dirs.runs
+    for reference in ("/nope/x.json", "*", "2*", "[", "x/../*"):
+        code, _, err = run_cli(capsys, "resume", reference)
+        assert code == 1 and one_error_line(err) == f"acetui: {reference}: no such run id in {runs} and no such file"
+    code, _, err = run_cli(capsys, "resume", tmp_path)
+    assert code == 1 and one_error_line(err) == f"acetui: {tmp_path}: is a folder, not a run id or run record file"
+    for blank in ("", " "):
+        code, _, err = run_cli(capsys, "resume", blank)
+        assert code == 1 and one_error_line(err) == (
+            "acetui: empty run id (give a run id from the history or a run record file)"
+        )
+
+
+# ------------------------------------------------------------------------------------ signals
+
+
+def _start(tmp_path, command: list[str], **options) -> subprocess.Popen:
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=subprocess_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
+
+
+@POSIX_SIGNALS
+def test_a_signal_during_setup_ends_the_run_before_its_first_batch(tmp_path, checkpoint_root):
+    folder = tmp_path / "many"
+    write_dataset(folder, count=1000, condition_width=TINY.condition_width, seed=2, frames=(9, 10))  # a slow scan
+    process = _start(tmp_path, [*PYTHON, *estimate_args(checkpoint_root, folder, quiet=False)])
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("scanning"):
+            process.send_signal(signal.SIGTERM)
+            break
+    out, rest = process.communicate(timeout=60)
+    err = "".join(seen) + rest
+    assert process.returncode == 130, err
+    assert "acetui: SIGTERM: stopping after setup (again to abort)" in err
+    assert "acetui: interrupted after 0 batches; partial result saved" in err
+    assert "batch 1/" not in err and out == "" and "Traceback" not in err
+    (record,) = (json.loads(path.read_text()) for path in subprocess_runs_dir(tmp_path).glob("*.json"))
+    assert record["status"] == "interrupted" and record["batches"] == []
+
+
+@POSIX_SIGNALS
+def test_an_ignored_sighup_stays_ignored(tmp_path, checkpoint_root, dataset_dir):
+    """``nohup acetui estimate ...``: a hangup must not stop the run nohup protects."""
+    process = _start(
+        tmp_path,
+        [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "100000")],
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    try:
+        path = _wait_until_running(subprocess_runs_dir(tmp_path), process)
+        process.send_signal(signal.SIGHUP)
+        at_hangup = len(json.loads(path.read_text())["batches"])
+        while len(json.loads(path.read_text())["batches"]) < at_hangup + 5:  # it goes on running
+            assert process.poll() is None, process.stderr.read()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130 and "SIGHUP" not in err and "SIGTERM: stopping after the current batch" in err
+    assert json.loads(path.read_text())["status"] == "interrupted"
+
+
+@POSIX_SIGNALS
+def test_ctrl_c_while_torch_imports_ends_without_a_traceback(tmp_path):
+    process = _start(tmp_path, [sys.executable, "-X", "importtime", "-m", "acetui", "locate"])
+    for line in process.stderr:
+        if "torch" in line:  # -X importtime: a torch module imported, torch itself not yet
+            process.send_signal(signal.SIGINT)
+            break
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in rest and rest.endswith("acetui: aborted\n")
+
+
+def test_the_console_script_runs_the_guarded_entry_point():
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["acetui"] == "acetui.__main__:run"
