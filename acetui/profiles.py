@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "float": (float, int),
 }
 _TYPES = {field.name: _TOML_TYPES[str(field.type)] for field in fields(EstimateRequest)}
+_DEFAULTS = {field.name: field.default for field in fields(EstimateRequest) if field.default is not MISSING}
+_FOLDERS = (("checkpoint_dir", "checkpoint folder"), ("dataset_dir", "dataset folder"))
 
 
 class ProfileError(AcetuiError):
@@ -94,7 +96,33 @@ def save_profile(name: str, values: dict[str, Any]) -> Path:
 
 
 def load_profile(name: str) -> dict[str, Any]:
-    return read_settings(profile_path(name))
+    """Every setting of the profile: one the file leaves out takes the request's default (TOML has no
+    null, so a profile saved without a crop has no crop key), so loading over other settings keeps none
+    of theirs. The folders and variant have no default and are only set when the file names them."""
+    return {**_DEFAULTS, **read_settings(profile_path(name))}
+
+
+def delete_profile(name: str) -> Path:
+    """Remove a saved profile; ProfileError when it does not exist or cannot be removed."""
+    path = profile_path(name)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile") from None
+    except OSError as error:
+        raise ProfileError(f"{path}: cannot delete ({error.strerror})") from None
+    return path
+
+
+def missing_folders(values: dict[str, Any]) -> str:
+    """'dataset folder /x not found' for each folder the settings name that is not a folder ('' when
+    all are), so a profile whose data moved says so when loaded, not when the run fails."""
+    problems = [
+        f"{label} {values[key]} not found"
+        for key, label in _FOLDERS
+        if key in values and not Path(values[key]).expanduser().is_dir()
+    ]
+    return "; ".join(problems)
 
 
 def list_profiles() -> list[str]:

@@ -13,6 +13,11 @@ def format_bytes(count: float) -> str:
     return f"{count:.1f} TiB"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 valid sample``, ``2 valid samples``: the count with its noun, pluralised in English's regular way."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def format_duration(seconds: float) -> str:
     """``42.0 s``, ``3m 20s`` or ``1h 05m 00s``; ``--`` when unknown."""
     if not math.isfinite(seconds):

@@ -10,9 +10,11 @@ from acetui.cli import main
 from acetui.estimate import EstimateRequest
 from acetui.profiles import (
     ProfileError,
+    delete_profile,
     list_profiles,
     load_last,
     load_profile,
+    missing_folders,
     profile_path,
     save_last,
     save_profile,
@@ -25,6 +27,38 @@ def test_profile_round_trip(tmp_path):
     save_profile("vocals", settings_of(request))
     assert list_profiles() == ["vocals"]
     assert EstimateRequest.from_dict(load_profile("vocals")) == request
+
+
+def test_settings_a_profile_leaves_out_take_their_defaults(tmp_path):
+    save_profile("plain", settings_of(EstimateRequest(tmp_path, "turbo", tmp_path, seed=3)))
+    assert "crop_frames" not in profile_path("plain").read_text()
+    draft = {"crop_frames": 200, "auto_batches": True, "top_k": 4, "variant": "base"}
+    draft.update(load_profile("plain"))
+    assert draft["crop_frames"] is None and draft["auto_batches"] is False and draft["top_k"] == 16
+    assert draft["seed"] == 3 and draft["variant"] == "turbo"
+    save_profile("partial", {"seed": 5})
+    assert "variant" not in load_profile("partial")  # folders and variant have no default to impose
+
+
+def test_delete_profile(tmp_path):
+    save_profile("old", {"seed": 1})
+    assert delete_profile("old") == profile_path("old")
+    assert list_profiles() == []
+    with pytest.raises(ProfileError, match=r"old\.toml: no such profile"):
+        delete_profile("old")
+    with pytest.raises(ProfileError, match="profile name"):
+        delete_profile("../escape")
+
+
+def test_missing_folders_names_each(tmp_path, dataset_dir):
+    assert missing_folders({"dataset_dir": str(dataset_dir), "seed": 1}) == ""
+    gone = tmp_path / "gone"
+    assert missing_folders({"checkpoint_dir": str(gone), "dataset_dir": str(dataset_dir)}) == (
+        f"checkpoint folder {gone} not found"
+    )
+    assert missing_folders({"checkpoint_dir": str(gone), "dataset_dir": str(gone)}) == (
+        f"checkpoint folder {gone} not found; dataset folder {gone} not found"
+    )
 
 
 def test_unknown_key_and_wrong_type_name_file_and_key(tmp_path):

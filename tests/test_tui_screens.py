@@ -15,6 +15,7 @@ from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.dataset import DatasetScreen
+from acetui.tui.screens.export import ExportScreen
 from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.results import ResultsScreen
@@ -191,8 +192,12 @@ async def test_export_error_keeps_the_result(checkpoint_root, dataset_dir, tmp_p
         app.screen.query_one("#path", Input).value = str(tmp_path)
         await pilot.press("enter")
         await pilot.pause()
-        assert isinstance(app.screen, ResultsScreen)
         assert any("directory" in note.message for note in app._notifications)
+        assert isinstance(app.screen, ExportScreen)  # reopened with the path, to correct it
+        assert app.screen.query_one("#path", Input).value == str(tmp_path)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, ResultsScreen)
 
 
 async def test_history_compare_and_broken_record(checkpoint_root, dataset_dir):

@@ -220,7 +220,11 @@ async def test_fisher_map_and_rank_pattern_exports(checkpoint_root, dataset_dir,
         await export_as(pilot, "fisher-map", target)
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
+        await pilot.pause()
         assert target.read_text() == "keep me"
+        assert isinstance(app.screen, ExportScreen)  # back in the dialog, the path kept
+        assert app.screen.query_one("#path", Input).value == str(target)
+        await pilot.press("escape")
         await export_as(pilot, "fisher-map", target)
         await pilot.press("y")
         await pilot.pause()

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -14,10 +15,12 @@ from textual.screen import Screen
 from acetui.estimate import EstimateRequest
 from acetui.profiles import ProfileError, load_last, load_profile, save_last, settings_of
 from acetui.tui.commands import ScreenCommands
+from acetui.tui.messages import RunRecordChanged
 from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.parameters import ParametersScreen
+from acetui.tui.screens.run import RunScreen
 
 STEPS = ((CheckpointScreen, ()), (DatasetScreen, ("checkpoint_dir", "variant")), (ParametersScreen, ("dataset_dir",)))
 
@@ -61,6 +64,21 @@ class AcetuiApp(App):
 
     def action_history(self) -> None:
         self.push_screen(HistoryScreen())
+
+    def running_runs(self) -> set[str]:
+        """The run ids an estimator of this app is working on (a second one on the same record must not start)."""
+        return {
+            screen.run_id
+            for screen in self.screen_stack
+            if isinstance(screen, RunScreen) and screen.running and screen.run_id is not None
+        }
+
+    @on(RunRecordChanged)
+    def run_record_changed(self, message: RunRecordChanged) -> None:
+        """Route a run's progress to the History screens, so their row for it follows the run."""
+        for screen in self.screen_stack:
+            if isinstance(screen, HistoryScreen):
+                screen.reload_run(message.run_id)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

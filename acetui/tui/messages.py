@@ -13,3 +13,12 @@ class EngineMessage(Message):
     def __init__(self, event: EngineEvent) -> None:
         super().__init__()
         self.event = event
+
+
+class RunRecordChanged(Message):
+    """A run of this app saved its record (a batch done, or the run ended); it bubbles from the Run screen
+    to the app, which tells the History screens so a running row does not stay at a stale batch count."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id

@@ -64,6 +64,8 @@ class RunRanking:
         self.top_k = result.request.top_k
         self.label = f"{result.run_id} ({result.request.variant}, {Path(result.request.dataset_dir).name})"
         self.stem = f"acetui-{result.run_id}"
+        # what the engine warned about while running (few samples, checkpointing turned on, ...)
+        self.warnings: tuple[str, ...] = tuple(str(warning) for warning in result.metadata.get("warnings", ()))
 
     def ranking(self, score: str) -> list[RankedModule]:
         return rank_modules(self.result, score, self.result.request.granularity)
@@ -112,6 +114,7 @@ class ImportedFile:
     """A Side-Step estimate JSON or fisher_map.json: one score, no statistics, ranking exports only."""
 
     result = None
+    warnings: tuple[str, ...] = ()
 
     def __init__(self, imported: ImportedRanking) -> None:
         self.imported = imported

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from acetui.errors import ModelLoadError
 from acetui.model.catalog import VariantInfo, list_variants
+from acetui.model.variants import CONFIG_FILE, short_name
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.path_step import PathStepScreen
-from acetui.tui.widgets.path_picker import PathPicker
 from acetui.units import format_bytes
 
 COLUMNS = ("variant", "params", "dtype", "size", "layers×hidden", "files")
@@ -50,13 +53,49 @@ def variant_detail(info: VariantInfo) -> Text:
     return text
 
 
-class CheckpointScreen(PathStepScreen):
+HELP = (
+    "A checkpoints root is the folder holding the acestep-v15-<variant> folders, e.g. ACE-Step-1.5/checkpoints. "
+    "Type it on the left and press enter, or browse the tree (backspace goes up a folder).\n\n"
+    "No model at hand? `acetui demo` opens this app on a tiny demo checkpoint and dataset."
+)
+
+
+@dataclass(frozen=True)
+class RootListing:
+    """The variants of a checkpoints root; ``note`` says why ``root`` is not the folder that was picked."""
+
+    root: Path
+    variants: list[VariantInfo]
+    wanted: str | None = None  # the variant to highlight when the pick was a variant folder
+    note: str = ""
+
+
+def read_root(path: Path) -> RootListing:
+    """The variants under ``path``; a variant folder picked by mistake lists its parent's, highlighting it."""
+    if not path.exists():
+        raise ModelLoadError(f"{path}: folder not found")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ModelLoadError(f"{path}: cannot read (permission denied)")
+    if (path / CONFIG_FILE).is_file():
+        root = path.absolute().parent
+        note = f"{path} is a variant folder; its parent is the checkpoints root"
+        return RootListing(root, list_variants(root), short_name(path.name), note)
+    variants = list_variants(path)
+    if not variants:
+        raise ModelLoadError(f"{path}: no variant folders (sub-folders with {CONFIG_FILE})")
+    return RootListing(path, variants)
+
+
+class CheckpointScreen(PathStepScreen[RootListing]):
     """Type or browse to a checkpoints root (e.g. ACE-Step-1.5/checkpoints), then choose a variant."""
 
     CSS_PATH = ["path_step.tcss", "checkpoint.tcss"]
     TITLE = "1 · Checkpoint"
     DRAFT_KEY = "checkpoint_dir"
-    PLACEHOLDER = "checkpoints root folder"
+    PLACEHOLDER = "checkpoints root"
+    STATUS = "#detail"
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: dataset", priority=True, tooltip="Use the highlighted variant", id="next"),
     ]
@@ -67,40 +106,34 @@ class CheckpointScreen(PathStepScreen):
         self.root = Path()
 
     def compose_pane(self) -> ComposeResult:
-        yield Static("Variants", classes="section")
+        yield Static("Variants", classes="section", id="heading")
         table = DataTable(cursor_type="row", id="variants")
         table.add_columns(*COLUMNS)
         yield table
-        yield Static(id="detail")
+        yield Static(HELP, id="detail")
 
-    @on(PathPicker.Chosen)
-    def root_chosen(self, event: PathPicker.Chosen) -> None:
-        self.query_one("#detail", Static).update(f"reading {event.path} ...")
-        self.load_variants(event.path)
+    def forget(self) -> None:
+        self.variants = []
+        self.query_one("#variants", DataTable).clear()
+        self.query_one("#heading", Static).update("Variants")
 
-    @work(thread=True, exclusive=True, group="variants", exit_on_error=False, description="reading variants")
-    def load_variants(self, root: Path) -> None:
-        variants = list_variants(root)
-        self.app.call_from_thread(self.show_variants, root, variants)
+    def read(self, path: Path) -> RootListing:
+        return read_root(path)
 
-    def show_variants(self, root: Path, variants: list[VariantInfo]) -> None:
-        self.root = root
-        self.variants = variants
+    def show(self, path: Path, result: RootListing) -> None:
+        self.root = result.root
+        self.variants = result.variants
+        if result.note:
+            self.query_one("#heading", Static).update(Text(result.note, style="yellow"))
         table = self.query_one("#variants", DataTable)
-        table.clear()
-        for info in variants:
+        for info in result.variants:
             table.add_row(*variant_cells(info), key=info.name)
-        wanted = self.app.draft.get("variant")
-        names = [info.name for info in variants]
+        wanted = result.wanted or self.app.draft.get("variant")
+        names = [info.name for info in result.variants]
         if wanted in names:
             table.move_cursor(row=names.index(wanted))
-        if not variants:
-            self.query_one("#detail", Static).update(
-                Text(f"{root}: no variant folders (sub-folders with config.json)", style="red")
-            )
-        else:
-            self.describe(table.cursor_row)
-            table.focus()
+        self.describe(table.cursor_row)
+        table.focus()
 
     def describe(self, row: int) -> None:
         if not 0 <= row < len(self.variants):

@@ -1,10 +1,15 @@
 """Two runs, or a run and an imported Side-Step file, side by side (``acetui.estimate.compare``): each
 module's rank in both, the rank change, the sensitivity difference and ratio, the Spearman rank correlation
-and the top-k overlap."""
+and the top-k overlap. ``o`` sorts by rank A, by rank change or by ratio, so the modules that differ most can
+come first (as ``o`` cycles the columns of the results table)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,9 +18,37 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from acetui.estimate.compare import Comparison, compare_sensitivities
+from acetui.estimate.compare import Comparison, ModuleChange, compare_sensitivities
+from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.widgets.ranking_table import short_module
+
+
+def log_distance(ratio: float) -> float:
+    """How far a ratio is from 1 on a log scale: 2x and 0.5x differ alike; a module zero on one side only
+    differs most, one zero on both sides (NaN) not at all."""
+    if math.isnan(ratio):
+        return 0.0
+    return abs(math.log(ratio)) if 0 < ratio < math.inf else math.inf
+
+
+@dataclass(frozen=True)
+class CompareSort:
+    """``column``: the table column it marks with the direction; ``descending``: its natural order."""
+
+    title: str
+    column: str
+    sort_key: Callable[[ModuleChange], Any]
+    descending: bool
+
+
+SORTS = (
+    CompareSort("rank A", "rank A", lambda change: change.rank_a, descending=False),
+    # ties as ``Comparison.most_different``: the larger change of share first
+    CompareSort("rank change", "change", lambda c: (abs(c.rank_change), log_distance(c.share_ratio)), True),
+    CompareSort("ratio", "B / A", lambda change: log_distance(change.ratio), descending=True),
+)
+LABELS = ("module", "rank A", "rank B", "change", "sens. A", "sens. B", "B - A", "B / A")
 
 
 def change_text(change: int) -> Text:
@@ -31,10 +64,18 @@ class CompareScreen(Screen):
     TITLE = "Compare runs"
     BINDINGS = [
         Binding("s", "next_score", "Score", tooltip="Switch between grad-norm, fisher and relative", id="score"),
+        Binding(
+            "o", "sort_next", "Sort", tooltip="Sort by rank A, rank change (largest first) or ratio", id="sort-next"
+        ),
+        Binding(
+            "O", "sort_reverse", "Reverse", key_display="O", show=False, tooltip="Reverse the sort", id="sort-reverse"
+        ),
         Binding("escape", "app.pop_screen", "Back", id="back"),
     ]
 
     score = reactive("grad-norm", init=False)
+    sort = reactive(0, init=False)
+    reverse = reactive(False, init=False)
 
     def __init__(self, first: Shown, second: Shown, score: str = "grad-norm") -> None:
         """A run's side follows the score switch; an imported file has its one fixed score."""
@@ -52,13 +93,24 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#pairs", DataTable)
-        for label in ("module", "rank A", "rank B", "change", "sens. A", "sens. B", "B - A", "B / A"):
+        for label in LABELS:
             table.add_column(label, key=label)
         self.show()
         table.focus()
 
     def watch_score(self) -> None:
         self.show()
+
+    def watch_sort(self) -> None:
+        self.show()
+
+    def watch_reverse(self) -> None:
+        self.show()
+
+    @property
+    def arrow(self) -> str:
+        """▼ largest first, ▲ smallest first (as in the results table)."""
+        return "▼" if SORTS[self.sort].descending != self.reverse else "▲"
 
     def show(self) -> None:
         self.comparison = comparison = compare_sensitivities(
@@ -73,10 +125,17 @@ class CompareScreen(Screen):
         heading.append(self.second.label + "\n")
         heading.append(f"Spearman {rho}  top-{comparison.top_k} overlap {comparison.top_k_overlap:.0%}", style="bold")
         heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
+        order = SORTS[self.sort]
+        heading.append(f"\nsorted by {order.title} {self.arrow}", style="dim")
         self.query_one("#heading", Static).update(heading)
         table = self.query_one("#pairs", DataTable)
         table.clear()
-        for change in comparison.modules:
+        for label in LABELS:
+            column = table.columns[label]
+            column.label = Text(f"{label} {self.arrow}" if label == order.column else label)
+            column.content_width = max(column.content_width, len(label) + 2)
+        rows = sorted(comparison.modules, key=order.sort_key, reverse=order.descending != self.reverse)
+        for change in rows:
             table.add_row(
                 short_module(change.module),
                 Text(str(change.rank_a), justify="right"),
@@ -96,3 +155,22 @@ class CompareScreen(Screen):
 
     def action_next_score(self) -> None:
         self.score = self.scores[(self.scores.index(self.score) + 1) % len(self.scores)]
+
+    def action_sort_next(self) -> None:
+        self.sort_by(self.sort + 1)
+
+    def action_sort_reverse(self) -> None:
+        self.reverse = not self.reverse
+
+    def sort_by(self, index: int) -> None:
+        """Another order starts in its natural direction; the same one again reverses it."""
+        index %= len(SORTS)
+        if index == self.sort:
+            self.reverse = not self.reverse
+        else:
+            self.set_reactive(CompareScreen.reverse, False)
+            self.sort = index
+
+    def palette_commands(self) -> Iterator[PaletteCommand]:
+        for index, order in enumerate(SORTS):
+            yield f"view: sort by {order.title}", "Sort the comparison (again to reverse)", partial(self.sort_by, index)

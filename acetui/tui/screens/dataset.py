@@ -5,28 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from acetui.data import DatasetScan, scan_dataset
-from acetui.errors import AcetuiError
 from acetui.model.checkpoint import decoder_config
 from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.path_step import PathStepScreen
-from acetui.tui.widgets.path_picker import PathPicker
+from acetui.units import plural
 
 
 def scan_text(scan: DatasetScan) -> Text:
     low, high = scan.condition_lengths
     text = Text()
-    text.append(f"{len(scan.samples)} valid samples", style="bold green" if scan.samples else "bold red")
+    text.append(plural(len(scan.samples), "valid sample"), style="bold green" if scan.samples else "bold red")
     if scan.problems:
         text.append(f", {len(scan.problems)} invalid", style="bold red")
     if scan.other_files:
-        text.append(f", {len(scan.other_files)} other files", style="dim")
+        text.append(f", {plural(len(scan.other_files), 'other file')}", style="dim")
     if scan.samples:
         text.append(
             f"\nduration {scan.total_seconds:.1f} s total, {scan.min_seconds:.1f}-{scan.max_seconds:.1f} s each"
@@ -46,13 +44,21 @@ def problems_text(scan: DatasetScan) -> Text:
     return text
 
 
-class DatasetScreen(PathStepScreen):
+HELP = (
+    "A dataset folder holds preprocessed .pt samples (Side-Step or the official preprocessing), checked here "
+    "against the chosen variant without loading the model. Type it on the left and press enter, or browse the tree."
+)
+
+
+class DatasetScreen(PathStepScreen[DatasetScan]):
     """Folders of preprocessed ``.pt`` samples; the scan checks them against the chosen variant's config."""
 
     CSS_PATH = ["path_step.tcss", "dataset.tcss"]
     TITLE = "2 · Dataset"
     DRAFT_KEY = "dataset_dir"
-    PLACEHOLDER = "dataset folder of .pt files"
+    PLACEHOLDER = "dataset folder"
+    BUSY = "scanning"
+    STATUS = "#summary"
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: parameters", priority=True, tooltip="Use this dataset", id="next"),
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the checkpoint", id="back"),
@@ -64,39 +70,25 @@ class DatasetScreen(PathStepScreen):
 
     def compose_pane(self) -> ComposeResult:
         yield Static(f"for {self.app.draft.get('variant', '?')}", classes="section", id="variant")
-        yield Static("Choose a folder: type it and press enter, or browse the tree.", id="summary")
+        yield Static(HELP, id="summary")
         with VerticalScroll(id="problems"):
             yield Static(id="problem-list")
 
-    @on(PathPicker.Chosen)
-    def folder_chosen(self, event: PathPicker.Chosen) -> None:
+    def forget(self) -> None:
         self.scan = None
-        self.query_one("#summary", Static).update(f"scanning {event.path} ...")
-        self.scan_folder(event.path)
-
-    @work(thread=True, exclusive=True, group="scan", exit_on_error=False, description="scanning the dataset")
-    def scan_folder(self, folder: Path) -> None:
-        draft = self.app.draft
-        try:
-            config = decoder_config(Path(draft["checkpoint_dir"]), draft["variant"])
-            scan = scan_dataset(
-                folder, condition_width=config.condition_width, context_channels=config.context_channels
-            )
-        except AcetuiError as error:
-            self.app.call_from_thread(self.show_error, str(error))
-            return
-        self.app.call_from_thread(self.show_scan, scan)
-
-    def show_error(self, message: str) -> None:
-        self.query_one("#summary", Static).update(Text(message, style="red"))
         self.query_one("#problem-list", Static).update("")
 
-    def show_scan(self, scan: DatasetScan) -> None:
-        self.scan = scan
-        if scan.samples:  # for the parameters step's memory estimate
-            self.app.longest_frames[str(scan.folder)] = max(info.frames for info in scan.samples)
-        self.query_one("#summary", Static).update(scan_text(scan))
-        self.query_one("#problem-list", Static).update(problems_text(scan))
+    def read(self, path: Path) -> DatasetScan:
+        draft = self.app.draft
+        config = decoder_config(Path(draft["checkpoint_dir"]), draft["variant"])
+        return scan_dataset(path, condition_width=config.condition_width, context_channels=config.context_channels)
+
+    def show(self, path: Path, result: DatasetScan) -> None:
+        self.scan = result
+        if result.samples:  # for the parameters step's memory estimate
+            self.app.longest_frames[str(result.folder)] = max(info.frames for info in result.samples)
+        self.status(scan_text(result))
+        self.query_one("#problem-list", Static).update(problems_text(result))
 
     def action_next(self) -> None:
         if self.scan is None or not self.scan.samples:

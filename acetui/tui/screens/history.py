@@ -1,4 +1,5 @@
-"""Every recorded run: open its results, resume a partial one, or mark two and compare them."""
+"""Every recorded run: open its results, resume a partial one, or mark two and compare them. A run of this
+app updates its row as it goes (the app routes its record changes here)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
+from acetui import paths
+from acetui.errors import AcetuiError
 from acetui.estimate import EstimateResult, rank_modules
+from acetui.estimate.ownership import check_not_running
 from acetui.estimate.sidestep import ImportedRanking
-from acetui.history import HistoryProblem, list_runs
+from acetui.history import HistoryProblem, list_runs, load_record
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
@@ -29,6 +33,15 @@ STATUS_STYLES = {
     "failed": "red",
     "running": "cyan",
 }
+COLUMNS = (
+    ("", "mark"),
+    ("run", "run"),
+    ("status", "status"),
+    ("variant", "variant"),
+    ("dataset", "dataset"),
+    ("batches", "batches"),
+    ("top module", "top"),
+)
 
 
 def top_module(run: EstimateResult) -> str:
@@ -41,7 +54,8 @@ class HistoryScreen(Screen):
     CSS_PATH = "history.tcss"
     TITLE = "History"
     BINDINGS = [
-        Binding("enter", "open", "Open", tooltip="Open the run's results", id="open"),
+        # priority: the table's own (hidden) enter binding would otherwise keep "Open" out of the footer
+        Binding("enter", "open", "Open", priority=True, tooltip="Open the run's results", id="open"),
         Binding("space", "mark", "Mark", tooltip="Mark up to two runs to compare", id="mark"),
         Binding("c", "compare", "Compare", tooltip="Compare the two marked runs", id="compare"),
         Binding("f", "compare_file", "Vs file", tooltip="Compare the run with a Side-Step file", id="compare-file"),
@@ -55,6 +69,8 @@ class HistoryScreen(Screen):
         self.runs: list[EstimateResult] = []
         self.tops: dict[str, str] = {}
         self.marked: list[str] = []
+        self.changed: set[str] = set()  # runs of this app whose record changed since this screen read it
+        self.reading = False  # one record read at a time: batches can come faster than reads
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -64,21 +80,14 @@ class HistoryScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
-        for label, key in (
-            ("", "mark"),
-            ("run", "run"),
-            ("status", "status"),
-            ("variant", "variant"),
-            ("dataset", "dataset"),
-            ("batches", "batches"),
-            ("top module", "top"),
-        ):
+        for label, key in COLUMNS:
             table.add_column(label, key=key)
 
     def on_screen_resume(self) -> None:  # also when first shown: records change while other screens run
         self.action_reload()
 
     def action_reload(self) -> None:
+        self.changed.clear()
         self.read_history()
 
     @work(thread=True, exclusive=True, group="history", exit_on_error=False, description="reading run history")
@@ -87,8 +96,31 @@ class HistoryScreen(Screen):
         runs, problems = list_runs()
         return runs, problems, {run.run_id: top_module(run) for run in runs}
 
+    def reload_run(self, run_id: str) -> None:
+        """A run of this app saved its record: re-read it while the history is in front (on return the
+        whole history is read anyway)."""
+        self.changed.add(run_id)
+        self.read_changed()
+
+    def read_changed(self) -> None:
+        if self.reading or not self.changed or not self.is_active:
+            return
+        self.reading = True
+        self.read_runs(sorted(self.changed))
+        self.changed.clear()
+
+    @work(thread=True, group="history-run", exit_on_error=False, description="reading changed run records")
+    def read_runs(self, run_ids: list[str]) -> list[tuple[EstimateResult, str]]:
+        runs = [load_record(paths.app_dirs().runs / f"{run_id}.json") for run_id in run_ids]
+        return [(run, top_module(run)) for run in runs]
+
     @on(Worker.StateChanged)
     def history_read(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "history-run" and event.worker.is_finished:
+            self.reading = False
+            for run, top in event.worker.result if event.state == WorkerState.SUCCESS else ():
+                self.show_run(run, top)
+            self.read_changed()
         if event.worker.group != "history":
             return
         if event.state == WorkerState.SUCCESS:
@@ -112,6 +144,17 @@ class HistoryScreen(Screen):
         if not self.runs:
             notice.update(Text("No runs recorded yet.", style="dim"))
             notice.display = True
+
+    def show_run(self, run: EstimateResult, top: str) -> None:
+        """Update one run's row in place; a run not listed yet (its first batch) needs the whole list."""
+        index = next((i for i, shown in enumerate(self.runs) if shown.run_id == run.run_id), None)
+        if index is None:
+            self.read_history()
+            return
+        self.runs[index], self.tops[run.run_id] = run, top
+        table = self.query_one("#runs", DataTable)
+        for (_, key), value in zip(COLUMNS, self.cells(run)):
+            table.update_cell(run.run_id, key, value)
 
     def cells(self, run: EstimateResult) -> tuple[Text, ...]:
         request = run.request
@@ -184,7 +227,15 @@ class HistoryScreen(Screen):
         run = self.current()
         if run is None:
             return
+        if run.run_id in self.app.running_runs():
+            self.notify(f"run {run.run_id} is running now", severity="warning")
+            return
         if not run.partial:
-            self.notify(f"run {run.run_id} is already complete", severity="warning")
+            self.notify(f"run {run.run_id} is complete: nothing to resume", severity="warning")
+            return
+        try:
+            check_not_running(run)  # another process (a headless acetui) writes it: resuming would too
+        except AcetuiError as error:
+            self.notify(str(error), severity="warning")
             return
         self.app.push_screen(RunScreen(run.request, resume=run))

@@ -25,9 +25,18 @@ from acetui.estimate.memory import MemoryNeed, activations_fit, memory_need, mem
 from acetui.estimate.request import DTYPES
 from acetui.model.catalog import describe_variant
 from acetui.model.config import DecoderConfig
+from acetui.model.decoder import ATTENTION_KINDS, ATTENTION_PROJECTIONS, MLP_PROJECTIONS
 from acetui.model.variants import CONFIG_FILE, resolve_variant
-from acetui.profiles import ProfileError, list_profiles, load_profile, save_profile, settings_of
+from acetui.profiles import (
+    ProfileError,
+    list_profiles,
+    load_profile,
+    missing_folders,
+    save_profile,
+    settings_of,
+)
 from acetui.tui.commands import PaletteCommand
+from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.profile import ProfileScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.settings_form import FIELD_KEYS, SettingsForm
@@ -58,29 +67,43 @@ def batches_hint(free: tuple[bool, int] | None, need: MemoryNeed | None = None) 
     return f"{memory}; {estimate}: {fit}; {advice}"
 
 
-def probe_model(draft: dict[str, Any]) -> tuple[DecoderConfig, int] | None:
-    """The chosen variant's config and decoder parameter count, from config.json and weight headers."""
-    try:
-        folder = resolve_variant(Path(draft["checkpoint_dir"]), draft["variant"])
-        info = describe_variant(folder)
-        config = DecoderConfig.from_json_file(folder / CONFIG_FILE)
-    except (AcetuiError, KeyError):
-        return None
-    return None if info.problem else (config, info.parameters)
+def probe_model(draft: dict[str, Any]) -> tuple[DecoderConfig, int]:
+    """The chosen variant's config and decoder parameter count, from config.json and weight headers;
+    AcetuiError saying why not (a missing folder first, in the words a profile load uses)."""
+    if "checkpoint_dir" not in draft or "variant" not in draft:
+        raise AcetuiError("no checkpoint chosen")
+    missing = missing_folders({"checkpoint_dir": draft["checkpoint_dir"]})
+    if missing:
+        raise AcetuiError(missing)
+    folder = resolve_variant(Path(draft["checkpoint_dir"]), draft["variant"])
+    info = describe_variant(folder)
+    if info.problem:
+        raise AcetuiError(info.problem)
+    return DecoderConfig.from_json_file(folder / CONFIG_FILE), info.parameters
 
 
-def longest_sample_frames(folder: str, config: DecoderConfig, known: dict[str, int]) -> int | None:
+def longest_sample_frames(folder: str, config: DecoderConfig, known: dict[str, int]) -> int:
     """The dataset's longest valid sample: from the dataset step's scan, or scanned here when that step
-    was skipped (the demo, last settings, a profile)."""
+    was skipped (the demo, last settings, a profile); AcetuiError saying why there is none."""
     if folder in known:
         return known[folder]
-    try:
-        scan = scan_dataset(
-            Path(folder), condition_width=config.condition_width, context_channels=config.context_channels
-        )
-    except AcetuiError:
-        return None
-    return max((info.frames for info in scan.samples), default=None)
+    missing = missing_folders({"dataset_dir": folder})
+    if missing:
+        raise AcetuiError(missing)
+    scan = scan_dataset(Path(folder), condition_width=config.condition_width, context_channels=config.context_channels)
+    if not scan.samples:
+        raise AcetuiError(f"no valid samples in dataset folder {folder}")
+    return max(info.frames for info in scan.samples)
+
+
+def scored_units(config: DecoderConfig, modules: str, granularity: str) -> tuple[int, str]:
+    """How many units a run ranks, and what they are called: the projections the engine hooks
+    (``attention_projection_names``), or their ``layers.N.<kind>`` groups at layer granularity."""
+    mlp = modules == "attention+mlp"
+    if granularity == "layer":
+        return config.num_hidden_layers * (len(ATTENTION_KINDS) + mlp), "layer groups"
+    per_layer = len(ATTENTION_KINDS) * len(ATTENTION_PROJECTIONS) + (len(MLP_PROJECTIONS) if mlp else 0)
+    return config.num_hidden_layers * per_layer, "modules"
 
 
 def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]]]:
@@ -110,6 +133,7 @@ def form_values(draft: dict[str, Any], score: str) -> dict[str, Any]:
 class ParametersScreen(Screen):
     CSS_PATH = "parameters.tcss"
     TITLE = "3 · Parameters"
+    AUTO_FOCUS = "#batches"
     BINDINGS = [
         Binding("ctrl+r", "run", "Run", priority=True, tooltip="Start the estimate", id="run"),
         Binding("ctrl+s", "save_profile", "Save profile", priority=True, id="profile-save"),
@@ -121,14 +145,16 @@ class ParametersScreen(Screen):
         super().__init__()
         self.free: dict[str, tuple[bool, int]] = {}
         self.model: tuple[DecoderConfig, int] | None = None
+        self.no_estimate = ""  # why there is no memory estimate, when there is none
         self.devices_ready = False
 
     def compose(self) -> ComposeResult:
         draft = self.app.draft
         yield Header()
-        with VerticalScroll():
+        with VerticalScroll(can_focus=False):
             yield Static(self.source_text(), id="source")
             yield SettingsForm(form_values(draft, self.app.score), id="form")
+            yield Static(id="top-k-warning")
             yield Static(id="hint")
         yield Footer(compact=True)
 
@@ -145,24 +171,35 @@ class ParametersScreen(Screen):
         self.query_one("#hint", Static).update("checking devices ...")
         self.find_devices()
 
+    def on_screen_resume(self) -> None:
+        """Back from a run the last-used field is focused again, with its text selected so that typing
+        replaces it (Input selects on focus, but a screen resuming does not focus anew)."""
+        if isinstance(self.focused, Input):
+            self.focused.select_all()
+
     @work(thread=True, exclusive=True, group="devices", exit_on_error=False, description="listing devices")
     def find_devices(self):
-        model = probe_model(self.app.draft)
-        folder = str(self.app.draft.get("dataset_dir"))
-        longest = longest_sample_frames(folder, model[0], dict(self.app.longest_frames)) if model else None
-        return *probe_devices(), model, longest
+        model, longest, problem = None, None, ""
+        try:
+            model = probe_model(self.app.draft)
+            folder = str(self.app.draft.get("dataset_dir"))
+            longest = longest_sample_frames(folder, model[0], dict(self.app.longest_frames))
+        except AcetuiError as error:
+            problem = str(error)
+        return *probe_devices(), model, longest, problem
 
     @on(Worker.StateChanged)
     def devices_found(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "devices":
             return
         if event.state == WorkerState.SUCCESS:
-            options, self.free, self.model, longest = event.worker.result
+            options, self.free, self.model, longest, self.no_estimate = event.worker.result
             if longest is not None:
                 self.app.longest_frames[str(self.app.draft.get("dataset_dir"))] = longest
             self.devices_ready = True
             self.query_one(SettingsForm).set_devices(options, self.app.draft.get("device", "auto"))
             self.show_hint()
+            self.check_top_k()
         elif event.state == WorkerState.ERROR:
             self.query_one("#hint", Static).update(Text(f"cannot list devices: {event.worker.error}", style="red"))
 
@@ -175,7 +212,27 @@ class ParametersScreen(Screen):
             return
         free = self.free.get(str(self.query_one("#device", Select).value))
         need = self.longest_batch_need(on_cuda=bool(free and free[0]))
-        self.query_one("#hint", Static).update(Text("hint: " + batches_hint(free, need)))
+        hint = Text("hint: " + batches_hint(free, need))
+        if self.no_estimate:
+            hint.append(f"\nno memory estimate: {self.no_estimate}")
+        self.query_one("#hint", Static).update(hint)
+
+    @on(Input.Changed, "#top-k")
+    @on(Select.Changed, "#modules")
+    @on(Select.Changed, "#granularity")
+    def check_top_k(self) -> None:
+        """A top-k above the units ranked is capped by the engine; say so, since a capped top-k is the
+        whole ranking and its stability of 1.00 means nothing."""
+        text = self.query_one("#top-k", Input).value.strip()
+        message = ""
+        if self.model is not None and text.isdigit():
+            modules = str(self.query_one("#modules", Select).value)
+            count, unit = scored_units(self.model[0], modules, str(self.query_one("#granularity", Select).value))
+            if int(text) > count:
+                message = f"top-k {text} exceeds the {count} {unit} scored: it will be capped at {count}"
+        warning = self.query_one("#top-k-warning", Static)
+        warning.update(message)
+        warning.display = bool(message)
 
     def longest_batch_need(self, *, on_cuda: bool) -> MemoryNeed | None:
         """Memory for the dataset's longest sample as the form's dtype, batch size and crop say."""
@@ -216,8 +273,16 @@ class ParametersScreen(Screen):
             self.app.push_screen(ProfileScreen("Save profile as", list_profiles()), self.save_profile)
 
     def save_profile(self, name: str | None) -> None:
+        """Save under ``name``, asking first when that replaces a saved profile."""
         if not name:
             return
+        if name in list_profiles():
+            question = f"Replace the saved profile {name}?"
+            self.app.push_screen(ConfirmScreen(question), lambda yes: self.write_profile(name) if yes else None)
+            return
+        self.write_profile(name)
+
+    def write_profile(self, name: str) -> None:
         try:
             path = save_profile(name, settings_of(EstimateRequest.from_dict(self.app.draft)))
         except AcetuiError as error:
@@ -241,9 +306,15 @@ class ParametersScreen(Screen):
         if not name:
             return
         try:
-            self.app.draft.update(load_profile(name))
+            settings = load_profile(name)
         except ProfileError as error:
             self.notify(str(error), title="Profile not loaded", severity="error")
             return
+        self.app.draft.update(settings)
+        self.app.score = settings["score"]
         self.app.switch_screen(ParametersScreen())
-        self.notify(f"loaded profile {name}")
+        missing = missing_folders(self.app.draft)
+        if missing:
+            self.notify(f"profile {name}: {missing}", severity="warning", timeout=15)
+        else:
+            self.notify(f"loaded profile {name}")

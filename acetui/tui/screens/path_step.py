@@ -1,25 +1,68 @@
-"""The shared shape of the checkpoint and dataset steps: a folder picker on the left, what it holds on the right."""
+"""The shared shape of the checkpoint and dataset steps: a folder picker on the left, what it holds on the right.
+
+Both read the chosen folder in a thread; only the latest pick's result or error is shown, so a slow read of
+an earlier folder can never replace what the picker now names.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerState, get_current_worker
 
+from acetui.errors import AcetuiError
 from acetui.tui.widgets.path_picker import PathPicker
 
+ResultT = TypeVar("ResultT")
 
-class PathStepScreen(Screen):
-    """Subclasses set ``DRAFT_KEY`` and ``PLACEHOLDER``, yield their pane in ``compose_pane``, handle
-    ``PathPicker.Chosen`` and implement ``action_next``; their ``CSS_PATH`` lists ``path_step.tcss`` first."""
+
+def error_line(path: Path, error: BaseException) -> str:
+    """One line naming the path and the problem; our own errors already read that way."""
+    if isinstance(error, AcetuiError):
+        return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        return f"{path}: cannot read ({error.strerror})"
+    reason = str(error).strip().splitlines()
+    return f"{path}: unexpected {type(error).__name__}" + (f" ({reason[0]})" if reason else "")
+
+
+class PathStepScreen(Screen, Generic[ResultT]):
+    """Subclasses set ``DRAFT_KEY``, ``PLACEHOLDER``, ``BUSY`` and ``STATUS`` (the selector of the Static that
+    shows progress and errors), yield their pane in ``compose_pane``, and implement ``forget`` (a new pick
+    clears the old result), ``read`` (runs in a thread), ``show`` and ``action_next``. Their ``CSS_PATH``
+    lists ``path_step.tcss`` first."""
 
     DRAFT_KEY = ""
     PLACEHOLDER = ""
+    BUSY = "reading"
+    STATUS = ""
     BINDINGS = [
         Binding("ctrl+l", "rescan", "Rescan", priority=True, tooltip="Read the folder again", id="rescan"),
     ]
+
+    class Read(Message, Generic[ResultT]):
+        """What a worker read from ``path``; ``worker`` tells whether it is still the latest pick's."""
+
+        def __init__(self, worker: Worker[None], path: Path, result: ResultT) -> None:
+            super().__init__()
+            self.worker = worker
+            self.path = path
+            self.result = result
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reader: Worker[None] | None = None
+        self.reading = Path()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -32,8 +75,49 @@ class PathStepScreen(Screen):
     def compose_pane(self) -> ComposeResult:
         raise NotImplementedError
 
+    def forget(self) -> None:
+        raise NotImplementedError
+
+    def read(self, path: Path) -> ResultT:
+        raise NotImplementedError
+
+    def show(self, path: Path, result: ResultT) -> None:
+        raise NotImplementedError
+
     def on_mount(self) -> None:
         self.action_rescan()
 
     def action_rescan(self) -> None:
         self.query_one(PathPicker).choose()
+
+    def status(self, text: Text | str) -> None:
+        self.query_one(self.STATUS, Static).update(text)
+
+    @on(PathPicker.Chosen)
+    def chosen(self, event: PathPicker.Chosen) -> None:
+        self.forget()
+        self.status(f"{self.BUSY} {event.path} ...")
+        self.reading = event.path
+        self.reader = self.run_worker(
+            partial(self.read_in_thread, event.path),
+            thread=True,
+            exclusive=True,
+            group="path-step",
+            exit_on_error=False,
+            description=f"{self.BUSY} {event.path}",
+        )
+
+    def read_in_thread(self, path: Path) -> None:
+        self.post_message(self.Read(get_current_worker(), path, self.read(path)))
+
+    @on(Read)
+    def done(self, message: Read[ResultT]) -> None:
+        message.stop()
+        if message.worker is self.reader:
+            self.show(message.path, message.result)
+
+    @on(Worker.StateChanged)
+    def failed(self, event: Worker.StateChanged) -> None:
+        """A worker error ends the busy line with what went wrong, instead of leaving it there for good."""
+        if event.worker is self.reader and event.state is WorkerState.ERROR and event.worker.error is not None:
+            self.status(Text(error_line(self.reading, event.worker.error), style="red"))

@@ -1,4 +1,5 @@
-"""A dialog naming a profile: type a new name (completed from the saved ones) or pick a saved one."""
+"""A dialog naming a profile: type a new name (completed from the saved ones) or pick a saved one; when
+picking, ``delete`` removes the highlighted profile after asking."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, OptionList
 
-from acetui.profiles import ProfileError, profile_path
+from acetui.profiles import ProfileError, delete_profile, profile_path
+from acetui.tui.screens.confirm import ConfirmScreen
 
 
 class ProfileScreen(ModalScreen[str | None]):
     CSS_PATH = "dialog.tcss"
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel", id="cancel"),
+        Binding("delete", "delete", "Delete profile", tooltip="Delete the highlighted profile", id="profile-delete"),
+    ]
 
     def __init__(self, title: str, names: list[str], *, existing_only: bool = False) -> None:
         super().__init__()
@@ -30,7 +35,16 @@ class ProfileScreen(ModalScreen[str | None]):
                 yield Input(placeholder="profile name", suggester=SuggestFromList(self.names), id="name")
             if self.names:
                 yield OptionList(*self.names, id="names")
-            yield Label("enter: choose · escape: cancel", classes="dialog-help")
+            keys = (
+                "enter: choose · delete: delete · escape: cancel"
+                if self.existing_only
+                else "enter: choose · escape: cancel"
+            )
+            yield Label(keys, classes="dialog-help")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Deleting is offered when picking a saved profile, not while naming one to save."""
+        return action != "delete" or self.existing_only
 
     @on(Input.Submitted, "#name")
     def typed(self, event: Input.Submitted) -> None:
@@ -45,3 +59,27 @@ class ProfileScreen(ModalScreen[str | None]):
     @on(OptionList.OptionSelected, "#names")
     def picked(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(str(event.option.prompt))
+
+    def action_delete(self) -> None:
+        """Ask before deleting the highlighted profile: a deleted profile cannot be restored."""
+        options = self.query_one("#names", OptionList)
+        index = options.highlighted
+        if index is None:
+            return
+        name = str(options.get_option_at_index(index).prompt)
+        self.app.push_screen(ConfirmScreen(f"Delete profile {name}?"), lambda yes: self.delete(index, name, yes))
+
+    def delete(self, index: int, name: str, confirmed: bool | None) -> None:
+        """Remove the profile file and its row; the dialog closes when no profile is left."""
+        if not confirmed:
+            return
+        try:
+            path = delete_profile(name)
+        except ProfileError as error:
+            self.notify(str(error), title="Profile not deleted", severity="error")
+            return
+        self.notify(f"deleted {path}", title=f"Profile {name}")
+        options = self.query_one("#names", OptionList)
+        options.remove_option_at_index(index)
+        if options.option_count == 0:
+            self.dismiss(None)

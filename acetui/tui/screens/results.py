@@ -1,5 +1,6 @@
 """Step 5: the ranking of one run or imported file (table, heat map, summary) with score switching,
-statistics, effective ranks, export, copy, and opening a Side-Step file."""
+statistics, effective ranks, export, copy, and opening a Side-Step file. The run's warnings stay in view: a
+ranking from one sample must not look as sound as one from fifty."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -45,6 +47,7 @@ class ResultsScreen(Screen):
         Binding("e", "export", "Export", tooltip="Write JSON, CSV, targets, PEFT or fisher_map.json", id="export"),
         Binding("y", "copy_targets", "Copy", tooltip="Copy the --target-modules string (OSC 52)", id="copy"),
         Binding("i", "import_file", "Open file", tooltip=IMPORT_TITLE, id="import"),
+        Binding("escape", "clear_filter", "Clear filter", tooltip="Show every module again", id="clear-filter"),
         Binding("escape", "back", "Back", id="back"),
     ]
 
@@ -60,6 +63,7 @@ class ResultsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="heading")
+        yield Static(id="warnings")
         with TabbedContent(id="views"):
             with TabPane("Ranking", id="ranking"):
                 yield Input(
@@ -67,6 +71,7 @@ class ResultsScreen(Screen):
                     compact=True,
                     id="filter",
                 )
+                yield Static(id="table-status")
                 yield RankingTable(id="table")
             with TabPane("Heat map", id="heat-map"):
                 with VerticalScroll():
@@ -77,6 +82,7 @@ class ResultsScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.show_warnings()
         self.show()
         table = self.query_one(RankingTable)
         table.focus()
@@ -92,14 +98,27 @@ class ResultsScreen(Screen):
         self.query_one("#heading", Static).update(self.source.heading(self.score, stats))
         self.query_one(RankingTable).show(self.ranking, top_k, stats)
         self.query_one(HeatMap).show(self.ranking)
-        self.query_one(RunSummary).show(self.ranking, top_k)
+        self.query_one(RunSummary).show(self.ranking, top_k, self.source.warnings)
+
+    def show_warnings(self) -> None:
+        """The first warning under the heading, where it cannot be missed; every one in the summary view."""
+        warnings = self.source.warnings
+        banner = self.query_one("#warnings", Static)
+        banner.display = bool(warnings)
+        if warnings:
+            more = f"  (+{len(warnings) - 1} more in the summary view)" if len(warnings) > 1 else ""
+            banner.update(Text(f"⚠ {warnings[0]}{more}"))
 
     def watch_score(self) -> None:
         self.show()
 
     @work(thread=True, exclusive=True, group="effective-rank", exit_on_error=False, description="effective ranks")
     def find_effective_ranks(self, result: EstimateResult) -> dict[str, int]:
-        return cached_effective_ranks(result)
+        """Without them (checkpoint gone or unreadable) the column and a fisher map say -1: warn why."""
+        return cached_effective_ranks(result, warn=self.warn_from_worker)
+
+    def warn_from_worker(self, text: str) -> None:
+        self.app.call_from_thread(self.notify, text, severity="warning", markup=False)
 
     @on(Worker.StateChanged)
     def effective_ranks_found(self, event: Worker.StateChanged) -> None:
@@ -112,14 +131,29 @@ class ResultsScreen(Screen):
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.query_one(RankingTable).pattern = event.value
+        self.refresh_bindings()
+
+    @on(RankingTable.Rendered)
+    def table_rendered(self, event: RankingTable.Rendered) -> None:
+        self.query_one("#table-status", Static).update(event.status)
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:
         self.query_one(RankingTable).focus()
 
+    @property
+    def filtering(self) -> bool:
+        """Whether escape belongs to the filter (being typed, or narrowing the table) rather than going back."""
+        field = self.query_one("#filter", Input)
+        return field.has_focus or bool(field.value)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next_score":
             return len(self.source.scores) > 1 or None
+        if action == "clear_filter":
+            return self.filtering
+        if action == "back":
+            return not self.filtering
         return True
 
     def action_next_score(self) -> None:
@@ -151,22 +185,26 @@ class ResultsScreen(Screen):
             yield f"view: {view}", "Show this view of the ranking", partial(self.show_view, view)
         table = self.query_one(RankingTable)
         for index, column in enumerate(COLUMNS):
-            yield f"view: sort by {column.key}", "Sort the ranking (again to reverse)", partial(table.sort_by, index)
+            yield f"view: sort by {column.title}", "Sort the ranking (again to reverse)", partial(table.sort_by, index)
 
     def action_filter(self) -> None:
         self.query_one(TabbedContent).active = "ranking"
         self.query_one("#filter", Input).focus()
 
-    def action_back(self) -> None:
-        if self.query_one("#filter", Input).has_focus:
-            self.query_one(RankingTable).focus()
-        else:
-            self.app.pop_screen()
+    def action_clear_filter(self) -> None:
+        """Escape empties the filter and hands the keys back to the table (enter keeps the filter)."""
+        self.query_one("#filter", Input).value = ""
+        self.query_one(RankingTable).focus()
+        self.refresh_bindings()
 
-    def action_export(self, fmt: str = "json") -> None:
-        self.app.push_screen(ExportScreen(self.source.export_formats(), fmt), self.write_export)
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_export(self, fmt: str = "json", path: Path | None = None) -> None:
+        self.app.push_screen(ExportScreen(self.source.export_formats(), fmt, path), self.write_export)
 
     def write_export(self, choice: tuple[str, Path] | None, force: bool = False) -> None:
+        """Replace an existing file only once confirmed; after a failure the dialog reopens with the path."""
         if choice is None:
             return
         fmt, path = choice
@@ -174,19 +212,25 @@ class ResultsScreen(Screen):
             self.notify("Effective ranks are still being computed; try again in a moment", severity="warning")
             return
         try:
+            if path.is_file() and not force:  # every format; the fisher map raises it for a folder's map too
+                raise OutputExistsError(path)
             written = self.source.write(fmt, path, self.score, self.effective, force=force)
         except OutputExistsError as error:
-            question = f"{error.path} already exists. Replace it?"
+            question = f"{error.path} exists. Replace it?"
             self.app.push_screen(ConfirmScreen(question), partial(self.confirm_replace, choice))
             return
         except AcetuiError as error:
             self.notify(str(error), title="Export failed", severity="error", timeout=10)
+            self.action_export(*choice)
             return
         self.notify(f"{fmt} written to {written}", title="Exported")
 
     def confirm_replace(self, choice: tuple[str, Path], replace: bool | None) -> None:
+        """Yes writes; no goes back to the dialog to pick another name."""
         if replace:
             self.write_export(choice, force=True)
+        else:
+            self.action_export(*choice)
 
     @property
     def targets(self) -> str:

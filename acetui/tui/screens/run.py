@@ -30,7 +30,8 @@ from acetui.estimate import (
     StageChanged,
 )
 from acetui.estimate.request import resolve_device
-from acetui.tui.messages import EngineMessage
+from acetui.estimate.stats import MIN_BATCHES
+from acetui.tui.messages import EngineMessage, RunRecordChanged
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.bar import bar
@@ -63,14 +64,34 @@ def batch_text(event: BatchDone) -> Text:
 def stability_text(stability: float | None, request: EstimateRequest) -> Text:
     """Where an auto run stands: the top-k stability so far against the target that stops it."""
     target = request.stability_target
-    text = Text(f"top-{request.top_k} stability ", style="bold")
     if stability is None:
-        text.append("n/a until 2 batches", style="dim")
-    else:
-        text.append(f"{stability:.2f}", style="bold green" if stability >= target else "bold yellow")
+        return Text(f"top-{request.top_k} stability: from batch {MIN_BATCHES} on; stops at {target:.2f}", style="dim")
+    text = Text(f"top-{request.top_k} stability ", style="bold")
+    text.append(f"{stability:.2f}", style="bold green" if stability >= target else "bold yellow")
     text.append(f" / target {target:.2f}  ")
-    fraction = stability if stability is not None else math.nan
-    text.append_text(bar(fraction, STABILITY_BAR, "green" if fraction >= target else "yellow"))
+    text.append_text(bar(stability, STABILITY_BAR, "green" if stability >= target else "yellow"))
+    return text
+
+
+def outcome_text(result: EstimateResult, planned: int | None, elapsed: float | None) -> Text:
+    """What the run did, in place of the last batch's line: an ended run has no ETA left."""
+    request, done = result.request, result.completed_batches
+    took = f" in {format_duration(elapsed)}" if elapsed is not None else ""
+    if result.status == "complete":
+        reason = result.metadata.get("stop_reason")
+        if reason == "stable":
+            line = f"stopped: stable after {done} batches{took}"
+        elif request.auto_batches:
+            line = f"stopped: max {done} batches{took}; stability target {request.stability_target:.2f} not reached"
+        else:
+            line = f"done: {done} batches{took}"
+        text = Text(line, style="bold green")
+    else:
+        of = f" of {planned}" if planned else ""
+        style = "bold red" if result.status == "failed" else "bold yellow"
+        text = Text(f"{result.status} after {done}{of} batches{took}", style=style)
+    if math.isfinite(result.mean_loss):
+        text.append(f"\nmean loss {result.mean_loss:.4f}")
     return text
 
 
@@ -82,6 +103,9 @@ def loss_label(losses: list[float]) -> Text:
 
 
 class RunScreen(Screen):
+    """Results open by themselves only when the run ends while this screen is in front; otherwise the user is
+    told, and ``r`` opens them on return."""
+
     CSS_PATH = "run.tcss"
     TITLE = "4 · Run"
     BINDINGS = [
@@ -89,6 +113,7 @@ class RunScreen(Screen):
             "c", "cancel", "Cancel run", tooltip="Stop after the current batch, keeping the partial result", id="cancel"
         ),
         Binding("r", "results", "Results", tooltip="Open the (partial) ranking", id="results"),
+        Binding("escape", "cancel", "Stop…", tooltip="Stop the run (asks; the partial result is kept)", id="stop"),
         Binding("escape", "back", "Back", tooltip="Back to the parameters", id="back"),
     ]
 
@@ -99,7 +124,10 @@ class RunScreen(Screen):
         super().__init__()
         self.request = request
         self.estimator = Estimator(request, on_event=self.forward, record_dir=paths.app_dirs().runs, resume=resume)
+        self.run_id: str | None = resume.run_id if resume is not None else None  # known once the run starts
         self.losses: list[float] = []
+        self.planned: int | None = None
+        self.elapsed: float | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -150,8 +178,14 @@ class RunScreen(Screen):
         elif isinstance(event, RunFailed):
             self.failed(event.message, event.result)
 
+    def record_changed(self) -> None:
+        """Tell the app (and through it History) that the run's record was saved."""
+        if self.run_id is not None:
+            self.post_message(RunRecordChanged(self.run_id))
+
     def started(self, event: RunStarted) -> None:
         model = event.model
+        self.run_id, self.planned = event.run_id, event.total_batches
         stage = (
             f"run {event.run_id}: {model.variant} {model.parameters / 1e6:.1f} M params, {model.dtype} on "
             f"{model.device} ({model.device_name})"
@@ -164,6 +198,7 @@ class RunScreen(Screen):
             self.log_line(f"resuming after batch {event.first_batch}")
 
     def batch_done(self, event: BatchDone) -> None:
+        self.elapsed = event.elapsed
         self.query_one("#progress", ProgressBar).update(total=event.total, progress=event.index + 1)
         self.query_one("#stats", Static).update(batch_text(event))
         self.query_one("#memory", MemoryGauge).set_total(event.memory.total)
@@ -175,23 +210,44 @@ class RunScreen(Screen):
             self.query_one("#loss-label", Static).update(loss_label(self.losses))
         if event.excluded:
             self.log_line(f"batch {event.index + 1} excluded: {event.excluded}")
+        self.record_changed()
+
+    def show_outcome(self, result: EstimateResult | None) -> None:
+        """An ended run: a complete one fills the bar (auto runs stop early), none is left animating."""
+        progress = self.query_one("#progress", ProgressBar)
+        if result is not None and result.status == "complete":
+            progress.update(total=max(result.completed_batches, 1), progress=result.completed_batches)
+        elif progress.total is None:
+            progress.display = False  # ended before its first batch: an indeterminate bar would spin on
+        if result is not None:
+            self.query_one("#stats", Static).update(outcome_text(result, self.planned, self.elapsed))
 
     def ended(self, result: EstimateResult, message: str) -> None:
         self.running = False
         self.result = result
-        self.query_one("#stage", Static).update(f"run {result.run_id} {result.status}: {message}")
+        self.show_outcome(result)
+        ranked = bool(result.included_batches)
+        stage = Text(f"run {result.run_id} {result.status}")  # the line below says how it ended
+        if ranked:
+            stage.append("  r opens the results", style="bold")
+        self.query_one("#stage", Static).update(stage)
         self.log_line(f"{result.status}: {message}; {result.completed_batches} batches recorded")
-        if result.included_batches:
+        self.record_changed()
+        if not ranked:
+            self.notify("No batch completed, so there is no ranking", severity="warning")
+        elif self.is_active:
             self.app.push_screen(ResultsScreen(result, self.app.score))
         else:
-            self.notify("No batch completed, so there is no ranking", severity="warning")
+            self.notify(f"run {result.run_id} {result.status}: open it from History or the Run screen", timeout=10)
 
     def failed(self, message: str, result: EstimateResult | None) -> None:
         self.running = False
         self.result = result
+        self.show_outcome(result)
         self.query_one("#stage", Static).update(Text(f"failed: {message}", style="bold red"))
         self.log_line(f"failed: {message}")
         self.notify(message, title="Run failed", severity="error", timeout=10)
+        self.record_changed()
 
     @on(Worker.StateChanged)
     def worker_changed(self, event: Worker.StateChanged) -> None:
@@ -201,6 +257,8 @@ class RunScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":
             return self.running
+        if action == "back":
+            return not self.running
         if action == "results":
             return self.result is not None and bool(self.result.included_batches)
         return True
@@ -220,7 +278,4 @@ class RunScreen(Screen):
             self.app.push_screen(ResultsScreen(self.result, self.app.score))
 
     def action_back(self) -> None:
-        if self.running:
-            self.action_cancel()
-        else:
-            self.app.pop_screen()
+        self.app.pop_screen()

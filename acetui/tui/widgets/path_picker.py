@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.text import TextType
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +13,16 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input
+from textual.widgets.directory_tree import DirEntry
+from textual.widgets.tree import TreeNode
+
+
+def is_folder(path: Path) -> bool:
+    """``Path.is_dir`` without its OSError for a name too long (Python < 3.12 raises it on the UI thread)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 class PathSuggester(Suggester):
@@ -44,10 +55,17 @@ class PathSuggester(Suggester):
 
 
 class FolderTree(DirectoryTree):
-    """Folders only, hidden ones left out."""
+    """Folders only, hidden ones left out; the root is labelled with its folder's name."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [path for path in paths if path.is_dir() and not path.name.startswith(".")]
+
+    def reset_node(self, node: TreeNode[DirEntry], label: TextType, data: DirEntry | None = None) -> FolderTree:
+        """DirectoryTree labels its root with ``path.name``, which is empty for ``.`` and ``/``."""
+        if node is self.root and data is not None:
+            folder = data.path.expanduser().absolute()
+            label = folder.name or str(folder)
+        return super().reset_node(node, label, data)
 
 
 class PathPicker(Vertical):
@@ -79,7 +97,14 @@ class PathPicker(Vertical):
     def compose(self) -> ComposeResult:
         start = Path(self.value).expanduser()
         yield Input(self.value, placeholder=self.placeholder, suggester=PathSuggester(), id="path")
-        yield FolderTree(start if self.value and start.is_dir() else Path("."), id="tree")
+        yield FolderTree(start if self.value and is_folder(start) else Path.cwd(), id="tree")
+
+    def show_end(self) -> None:
+        """Cursor and view at the end: the last folder is the part of a long path worth seeing."""
+        field = self.query_one("#path", Input)
+        field.action_end()
+        # Moving the cursor does not scroll an input's first value into view, so scroll as well.
+        field.scroll_to(x=field.max_scroll_x, animate=False, force=True)
 
     @property
     def path(self) -> Path:
@@ -93,7 +118,7 @@ class PathPicker(Vertical):
     def submitted(self, event: Input.Submitted) -> None:
         """A typed folder is also where the tree browses from, so the two never disagree."""
         event.stop()
-        if self.path.is_dir():
+        if is_folder(self.path):
             self.query_one(FolderTree).path = self.path.resolve()
         self.choose()
 
@@ -101,6 +126,7 @@ class PathPicker(Vertical):
     def selected(self, event: DirectoryTree.DirectorySelected) -> None:
         event.stop()
         self.query_one("#path", Input).value = str(event.path)
+        self.show_end()
         self.choose()
 
     def action_parent(self) -> None:

@@ -1,4 +1,6 @@
-"""The ranking as a DataTable: filtered by substring or regex, sorted by any column, top-k marked."""
+"""The ranking as a DataTable: filtered by substring or regex, sorted by any column, top-k marked. After each
+render it posts ``RankingTable.Rendered`` with a one-line status (matches, sort) for its screen to show: the
+sorted column may be scrolled off to the right."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
@@ -33,8 +36,11 @@ class Row:
 
 @dataclass(frozen=True)
 class Column:
+    """``label`` heads the column; ``title`` names it in words (sort status, keys, command palette)."""
+
     key: str
     label: str
+    title: str
     sort_key: Callable[[Row], Any]
     descending: bool = False
 
@@ -50,29 +56,36 @@ def _stat(name: str) -> Callable[[Row], float]:
 
 # The columns that matter most come first so they fit in 80 columns; the rest scroll horizontally.
 COLUMNS = (
-    Column("rank", "rank", lambda r: r.item.rank),
-    Column("module", "module", lambda r: r.item.module),
-    Column("sensitivity", "score", lambda r: r.item.sensitivity, descending=True),
-    Column("p_top_k", "P(top-k)", _stat("p_top_k"), descending=True),
-    Column("share", "share", lambda r: known(r.item.share), descending=True),
-    Column("bar", "", lambda r: r.item.sensitivity, descending=True),
-    Column("stderr", "std err", _stat("stderr"), descending=True),
-    Column("ci", "95% CI", _stat("ci_low"), descending=True),
-    Column("effective_rank", "eff. rank", lambda r: known(r.effective_rank), descending=True),
-    Column("layer", "layer", lambda r: (r.item.layer, r.item.kind, r.item.projection)),
-    Column("attention", "attention", lambda r: (r.item.kind, r.item.layer, r.item.projection)),
-    Column("projection", "proj", lambda r: (r.item.projection, r.item.layer, r.item.kind)),
+    Column("rank", "rank", "rank", lambda r: r.item.rank),
+    Column("module", "module", "module name", lambda r: r.item.module),
+    Column("sensitivity", "score", "score", lambda r: r.item.sensitivity, descending=True),
+    Column("p_top_k", "P(top-k)", "P(top-k)", _stat("p_top_k"), descending=True),
+    Column("share", "share", "share", lambda r: known(r.item.share), descending=True),
+    Column("bar", "", "score bar", lambda r: r.item.sensitivity, descending=True),
+    Column("stderr", "std err", "std err", _stat("stderr"), descending=True),
+    Column("ci", "95% CI", "95 % CI (low end)", _stat("ci_low"), descending=True),
+    Column("effective_rank", "eff. rank", "effective rank", lambda r: known(r.effective_rank), descending=True),
+    Column("layer", "layer", "layer", lambda r: (r.item.layer, r.item.kind, r.item.projection)),
+    Column("attention", "attention", "attention type", lambda r: (r.item.kind, r.item.layer, r.item.projection)),
+    Column("projection", "proj", "projection", lambda r: (r.item.projection, r.item.layer, r.item.kind)),
 )
 SORT_KEYS = 9  # number keys 1-9 sort by the first nine columns; the palette offers them all
+
+
+def filter_regex(pattern: str) -> re.Pattern[str] | None:
+    """``pattern`` as a case-insensitive regex, or None when it is not one (it then matches as plain text)."""
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error:
+        return None
 
 
 def module_filter(pattern: str) -> Callable[[str], bool]:
     """A case-insensitive regex search; a pattern that is not a valid regex matches as plain text."""
     if not pattern:
         return lambda name: True
-    try:
-        compiled = re.compile(pattern, re.IGNORECASE)
-    except re.error:
+    compiled = filter_regex(pattern)
+    if compiled is None:
         lowered = pattern.lower()
         return lambda name: lowered in name.lower()
     return lambda name: compiled.search(name) is not None
@@ -134,6 +147,13 @@ def row_cells(row: Row, top_k: int, top_sensitivity: float) -> tuple[Text, ...]:
 class RankingTable(DataTable):
     """Call ``show`` with a ranking; ``pattern``, ``sort_column`` and ``reverse`` re-render the rows."""
 
+    class Rendered(Message):
+        """The rows shown changed; ``status`` says how many match the filter and how they are sorted."""
+
+        def __init__(self, status: Text) -> None:
+            super().__init__()
+            self.status = status
+
     BINDINGS = [
         Binding("o", "sort_next", "Sort", tooltip="Sort by the next column", id="sort-next"),
         Binding(
@@ -146,7 +166,9 @@ class RankingTable(DataTable):
             id="sort-reverse",
         ),
         *(
-            Binding(str(number), f"sort_by({number - 1})", f"Sort by {column.key}", show=False, id=f"sort-{column.key}")
+            Binding(
+                str(number), f"sort_by({number - 1})", f"Sort by {column.title}", show=False, id=f"sort-{column.key}"
+            )
             for number, column in enumerate(COLUMNS[:SORT_KEYS], start=1)
         ),
         Binding("j", "cursor_down", "Down", show=False),
@@ -205,12 +227,25 @@ class RankingTable(DataTable):
         top = max((item.sensitivity for item in self.ranking), default=0.0)
         for row in self.rows_shown():
             self.add_row(*row_cells(row, self.top_k, top), key=row.item.module)
+        self.post_message(self.Rendered(self.status()))
+
+    @property
+    def arrow(self) -> str:
+        """The sort direction: ▼ largest first, ▲ smallest first."""
+        return "▼" if COLUMNS[self.sort_column].descending != self.reverse else "▲"
+
+    def status(self) -> Text:
+        """E.g. ``12 of 32 modules · sorted by P(top-k) ▼``, led by a notice when the filter is no regex."""
+        text = Text()
+        if self.pattern and filter_regex(self.pattern) is None:
+            text.append("invalid regex, matching as text · ", style="yellow")
+        text.append(f"{self.row_count} of {len(self.ranking)} modules" if self.pattern else f"{self.row_count} modules")
+        text.append(f" · sorted by {COLUMNS[self.sort_column].title} {self.arrow}", style="dim")
+        return text
 
     def label_sorted_column(self) -> None:
         for index, column in enumerate(COLUMNS):
-            arrow = ""
-            if index == self.sort_column:
-                arrow = " ▼" if column.descending != self.reverse else " ▲"
+            arrow = f" {self.arrow}" if index == self.sort_column else ""
             shown = self.columns[column.key]
             shown.label = Text(column.label + arrow)
             shown.content_width = max(shown.content_width, len(column.label) + 2)

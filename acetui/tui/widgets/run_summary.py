@@ -1,9 +1,11 @@
-"""The shape of a ranking in a few lines: self vs cross attention, dominant projections, hottest layers."""
+"""The shape of a ranking in a few lines: the run's warnings, self vs cross attention, dominant projections,
+hottest layers."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import Static
@@ -27,8 +29,13 @@ def shares_by(ranking: list[RankedModule], key) -> list[tuple[str, float]]:
 
 
 class RunSummary(Static):
-    def show(self, ranking: list[RankedModule], top_k: int) -> None:
+    def show(self, ranking: list[RankedModule], top_k: int, warnings: Sequence[str] = ()) -> None:
+        """``warnings``: what the engine warned about while the run went (they qualify the ranking)."""
         text = Text()
+        if warnings:
+            text.append("Warnings\n", style="bold yellow")
+            for warning in warnings:
+                text.append(f"  {warning}\n", style="yellow")
         sections = (
             ("Attention type", shares_by(ranking, lambda m: m.kind), None),
             ("Dominant projections", shares_by(ranking, lambda m: column_name(m.kind, m.projection)), SHOWN + 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.suggester import SuggestFromList
-from textual.validation import Function, Integer, Number, Validator
+from textual.validation import Function, Integer, Number, ValidationResult, Validator
 from textual.widgets import Input, Label, Select
 
 from acetui.errors import AcetuiError
@@ -19,18 +20,36 @@ from acetui.estimate.objective import TimestepFocus
 from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS
 
 FOCUS_PRESETS = ("balanced", "texture", "structure")
+SEED_LIMIT = 2**63  # the engine seeds torch generators, which take 0 <= seed < 2**63
 
 
 def _batches_ok(text: str) -> bool:
     return text == "auto" or (text.isdigit() and int(text) > 0)
 
 
-def _focus_ok(text: str) -> bool:
-    try:
-        TimestepFocus.parse(text)
-    except (AcetuiError, ValueError):
-        return False
-    return True
+def parse_seed(text: str) -> int:
+    """A seed the engine takes: torch generators accept 0 <= seed < 2**63 (checked as an int: Textual's
+    Integer validator compares a float, which rounds 2**63 - 1 up and refuses it)."""
+    seed = int(text) if re.fullmatch(r"[-+]?\d+", text.strip()) else -1
+    if not 0 <= seed < SEED_LIMIT:
+        raise AcetuiError("seed must be a whole number from 0 to 2**63 - 1")
+    return seed
+
+
+class Parses(Validator):
+    """Valid when ``parse`` accepts the text; a failure carries the parser's own message, which says
+    what is wrong (e.g. LOW must be below HIGH) where a fixed description could only list the forms."""
+
+    def __init__(self, parse: Callable[[str], object]) -> None:
+        super().__init__()
+        self.parse = parse
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            self.parse(value)
+        except (AcetuiError, ValueError) as error:
+            return self.failure(str(error), value)
+        return self.success()
 
 
 @dataclass(frozen=True)
@@ -74,14 +93,14 @@ FIELDS = (
     ),
     integer("top_k", "top-k"),
     Field("granularity", "granularity", GRANULARITIES),
-    integer("seed", "seed", minimum=0),
+    Field("seed", "seed", parse=parse_seed, validator=Parses(parse_seed), input_type="integer"),
     integer("batch_size", "batch size"),
     Field("device", "device", ("auto",)),
     Field("dtype", "dtype", ("auto", *DTYPES)),
     Field(
         "timestep_focus",
         "timestep focus",
-        validator=Function(_focus_ok, "balanced, texture, structure or LOW,HIGH"),
+        validator=Parses(TimestepFocus.parse),
         suggestions=FOCUS_PRESETS,
     ),
     integer("crop_frames", "crop frames", minimum=2, placeholder="blank: whole samples"),
@@ -159,7 +178,8 @@ class SettingsForm(Grid):
             text = widget.value.strip()
             result = widget.validate(text)
             if result is not None and not result.is_valid:
-                raise AcetuiError(f"{field.label}: {'; '.join(result.failure_descriptions)}")
+                problem = "; ".join(result.failure_descriptions)
+                raise AcetuiError(problem if problem.startswith(field.label) else f"{field.label}: {problem}")
             values[field.key] = None if field.optional and not text else field.parse(text)
         batches = values.pop("batches")
         values["auto_batches"] = batches == "auto"

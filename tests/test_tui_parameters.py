@@ -1,0 +1,190 @@
+"""The parameters screen at 80x24: focus and its visibility, profiles (stale values, missing folders,
+replace and delete), and the form's checks on top-k, seed and timestep focus."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, OptionList, Select, Static
+from textual.widgets._select import SelectCurrent
+
+from acetui.estimate import EstimateRequest, rank_modules
+from acetui.model.config import DecoderConfig
+from acetui.model.variants import CONFIG_FILE
+from acetui.profiles import list_profiles, load_profile, profile_path, save_profile, settings_of
+from acetui.tui.app import make_app
+from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.parameters import ParametersScreen, scored_units
+from acetui.tui.screens.profile import ProfileScreen
+from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.widgets.settings_form import SettingsForm
+from tests.tui_support import SIZE, fill, record_run, settle
+
+
+def parameters_app(checkpoint_root, dataset_dir, **settings):
+    """The app opened at the parameters step with these settings, as the demo and ``--profile`` open it."""
+    request = EstimateRequest(checkpoint_dir=checkpoint_root, variant="turbo", dataset_dir=dataset_dir, **settings)
+    return make_app(request=request)
+
+
+def messages(app) -> list[str]:
+    return [note.message for note in app._notifications]
+
+
+def value(app, ident: str) -> str:
+    return app.screen.query_one(f"#{ident}", Input).value
+
+
+async def test_first_field_focused_and_typing_replaces_after_a_run(checkpoint_root, dataset_dir):
+    app = parameters_app(checkpoint_root, dataset_dir, batches=5, top_k=4)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.screen.focused is app.screen.query_one("#batches", Input)
+        await pilot.press("1")
+        assert value(app, "batches") == "1"
+        await pilot.press("shift+tab")
+        assert app.screen.focused.id == "score"  # Tab cycles the fields only, not the scrolling container
+        await pilot.press("tab", "tab")
+        assert app.screen.focused.id == "top-k"  # the disabled auto-only fields are skipped
+        await pilot.press("2")
+        assert value(app, "top-k") == "2"
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen)
+        await pilot.press("escape", "escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ParametersScreen) and app.screen.focused.id == "top-k"
+        await pilot.press("3")
+        assert value(app, "top-k") == "3"
+
+
+async def test_focused_fields_stand_out(checkpoint_root, dataset_dir):
+    app = parameters_app(checkpoint_root, dataset_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        unfocused_input = app.screen.query_one("#seed", Input).styles.background
+        assert app.screen.query_one("#batches", Input).styles.background != unfocused_input
+        unfocused_select = app.screen.query_one("#dtype", Select).query_one(SelectCurrent).styles.background
+        app.screen.query_one("#granularity", Select).focus()
+        await pilot.pause()
+        focused_select = app.screen.query_one("#granularity", Select).query_one(SelectCurrent).styles.background
+        assert abs(focused_select.brightness - unfocused_select.brightness) > 0.1
+
+
+async def test_loading_a_profile_replaces_every_setting(checkpoint_root, dataset_dir):
+    save_profile(
+        "plain",
+        settings_of(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=3, score="fisher")),
+    )
+    app = parameters_app(checkpoint_root, dataset_dir, crop_frames=200, seed=9, auto_batches=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert value(app, "crop-frames") == "200"
+        await pilot.press("ctrl+o", "enter")
+        await settle(pilot)
+        assert value(app, "crop-frames") == "" and value(app, "seed") == "42" and value(app, "batches") == "3"
+        assert app.screen.query_one("#score", Select).value == "fisher"
+        assert app.draft["crop_frames"] is None and not app.draft["auto_batches"]
+
+
+async def test_profile_with_a_missing_folder_says_which(checkpoint_root, dataset_dir, tmp_path):
+    gone = tmp_path / "moved-away"
+    save_profile("gone", {"checkpoint_dir": str(checkpoint_root), "variant": "turbo", "dataset_dir": str(gone)})
+    app = parameters_app(checkpoint_root, dataset_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "needs ~" in str(app.screen.query_one("#hint", Static).render())
+        await pilot.press("ctrl+o", "enter")
+        await settle(pilot)
+        assert f"profile gone: dataset folder {gone} not found" in messages(app)
+        hint = str(app.screen.query_one("#hint", Static).render())
+        assert f"no memory estimate: dataset folder {gone} not found" in hint
+
+
+async def test_saving_over_a_profile_asks_first(checkpoint_root, dataset_dir):
+    save_profile("mine", {"seed": 1})
+    app = parameters_app(checkpoint_root, dataset_dir, seed=2)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+s", *"mine", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, ParametersScreen) and load_profile("mine")["seed"] == 1
+        await pilot.press("ctrl+s", *"mine", "enter")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert isinstance(app.screen, ParametersScreen) and load_profile("mine")["seed"] == 2
+
+
+async def test_profile_picker_deletes_after_asking(checkpoint_root, dataset_dir):
+    save_profile("first", {"seed": 1})
+    save_profile("second", {"seed": 2})
+    app = parameters_app(checkpoint_root, dataset_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+o", "down", "delete")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert list_profiles() == ["first", "second"]
+        await pilot.press("delete", "y")
+        await pilot.pause()
+        assert list_profiles() == ["first"] and not profile_path("second").exists()
+        assert isinstance(app.screen, ProfileScreen)
+        assert app.screen.query_one("#names", OptionList).option_count == 1
+        await pilot.press("delete", "y")
+        await pilot.pause()
+        assert list_profiles() == [] and isinstance(app.screen, ParametersScreen)
+
+
+async def test_top_k_above_the_scored_modules_is_flagged(checkpoint_root, dataset_dir):
+    app = parameters_app(checkpoint_root, dataset_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        warning = app.screen.query_one("#top-k-warning", Static)
+        assert not warning.display
+        fill(pilot, top_k="9999")
+        await pilot.pause()
+        assert warning.display
+        assert str(warning.render()) == "top-k 9999 exceeds the 32 modules scored: it will be capped at 32"
+        app.screen.query_one("#granularity", Select).value = "layer"
+        await pilot.pause()
+        assert "the 8 layer groups scored" in str(warning.render())
+        fill(pilot, top_k="8")
+        await pilot.pause()
+        assert not warning.display
+
+
+def test_scored_units_match_what_a_run_ranks(checkpoint_root, dataset_dir):
+    config = DecoderConfig.from_json_file(checkpoint_root / "acestep-v15-turbo" / CONFIG_FILE)
+    result = record_run(checkpoint_root, dataset_dir, batches=1, modules="attention+mlp")
+    assert scored_units(config, "attention+mlp", "module") == (len(rank_modules(result)), "modules")
+    layer_units = len(rank_modules(result, granularity="layer"))
+    assert scored_units(config, "attention+mlp", "layer") == (layer_units, "layer groups")
+
+
+async def test_seed_range_matches_the_engine(checkpoint_root, dataset_dir):
+    app = parameters_app(checkpoint_root, dataset_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for seed in ("-1", str(2**63)):
+            fill(pilot, seed=seed)
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            assert isinstance(app.screen, ParametersScreen)
+            assert messages(app)[-1] == "seed must be a whole number from 0 to 2**63 - 1"
+        fill(pilot, seed=str(2**63 - 1))
+        assert app.screen.query_one(SettingsForm).values()["seed"] == 2**63 - 1
+
+
+async def test_timestep_focus_error_says_what_is_wrong(checkpoint_root, dataset_dir):
+    app = parameters_app(checkpoint_root, dataset_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        fill(pilot, timestep_focus="0.9,0.1")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ParametersScreen)
+        assert messages(app)[-1] == "timestep focus range 0.9,0.1 must satisfy 0 <= LOW < HIGH <= 1"

@@ -1,0 +1,202 @@
+"""The checkpoint and dataset steps: stale reads dropped, worker errors shown, wording, the picker's layout."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.message import Message
+from textual.widgets import DataTable, Input
+
+from acetui.data import write_dataset
+from acetui.model.synthetic import TINY
+from acetui.tui.app import make_app
+from acetui.tui.screens.checkpoint import CheckpointScreen
+from acetui.tui.screens.dataset import DatasetScreen
+from acetui.tui.screens.path_step import PathStepScreen
+from acetui.tui.widgets.path_picker import FolderTree, PathPicker
+from tests.tui_support import SIZE, settle, submit
+
+LONG_NAME = "x" * 300  # longer than any file system allows: stat() fails with "File name too long"
+
+
+def text_of(pilot, ident: str) -> str:
+    return str(pilot.app.screen.query_one(f"#{ident}").render())
+
+
+def visible_width(field: Input) -> int:
+    """Cells of text the input shows; its rendered line has one more, for the cursor."""
+    return field.scrollable_content_region.width
+
+
+async def pick(pilot, path: Path | str) -> None:
+    """Submit ``path`` in the picker without waiting for the read it starts."""
+    field = pilot.app.screen.query_one("#path", Input)
+    field.focus()
+    field.value = str(path)
+    await pilot.press("enter")
+
+
+async def until(pilot, condition, what: str) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_messages() -> tuple[list[PathStepScreen.Read], Callable[[Message], None]]:
+    """The step screens' read results as they arrive, and the message hook that collects them."""
+    results: list[PathStepScreen.Read] = []
+
+    def keep(message: Message) -> None:
+        if isinstance(message, PathStepScreen.Read):
+            results.append(message)
+
+    return results, keep
+
+
+def deliver_again(app, read: PathStepScreen.Read) -> None:
+    """Post an earlier read's own result once more, as if its worker finished late."""
+    app.screen.post_message(PathStepScreen.Read(read.worker, read.path, read.result))
+
+
+async def test_dataset_scan_of_an_earlier_pick_arriving_late_is_dropped(checkpoint_root, dataset_dir, tmp_path):
+    """The earlier scan's own result message is delivered again after the later pick's (no dataset input
+    can block a scan: a FIFO named like a sample is refused unopened)."""
+    other = tmp_path / "other"
+    write_dataset(other, count=2, condition_width=TINY.condition_width, seed=3, frames=(9, 30))
+    results, keep = read_messages()
+    app = make_app()
+    async with app.run_test(size=SIZE, message_hook=keep) as pilot:
+        await submit(pilot, "path", str(checkpoint_root))
+        await pilot.press("enter")
+        assert isinstance(app.screen, DatasetScreen)
+        await pick(pilot, other)
+        await until(pilot, lambda: any(r.path == other for r in results), "the first scan")
+        await pick(pilot, dataset_dir)
+        await until(pilot, lambda: "6 valid samples" in text_of(pilot, "summary"), "the second scan")
+        deliver_again(app, next(r for r in results if r.path == other))
+        await settle(pilot)
+        assert "6 valid samples" in text_of(pilot, "summary")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.draft["dataset_dir"] == str(dataset_dir)
+
+
+async def test_variant_listing_of_an_earlier_pick_arriving_late_is_dropped(checkpoint_root, tmp_path):
+    """Checkpoint reads cannot be blocked on a FIFO (weights must be regular files), so the earlier read's
+    own result message is delivered again after the later pick's."""
+    other = tmp_path / "other"
+    shutil.copytree(checkpoint_root / "acestep-v15-turbo", other / "acestep-v15-turbo")
+    results, keep = read_messages()
+    app = make_app()
+    async with app.run_test(size=SIZE, message_hook=keep) as pilot:
+        await submit(pilot, "path", str(other))
+        await submit(pilot, "path", str(checkpoint_root))
+        deliver_again(app, results[0])
+        await settle(pilot)
+        assert app.screen.query_one("#variants", DataTable).row_count == 3
+        await pilot.press("enter")
+        assert app.draft["checkpoint_dir"] == str(checkpoint_root)
+
+
+async def test_a_failing_read_shows_its_error_on_both_steps(checkpoint_root, tmp_path):
+    too_long = tmp_path / LONG_NAME
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(too_long))
+        assert text_of(pilot, "detail") == f"{too_long}: cannot read ({os.strerror(errno.ENAMETOOLONG)})"
+        await submit(pilot, "path", str(checkpoint_root))
+        await pilot.press("enter")
+        assert isinstance(app.screen, DatasetScreen)
+        await submit(pilot, "path", str(too_long))
+        assert text_of(pilot, "summary") == f"{too_long}: cannot read ({os.strerror(errno.ENAMETOOLONG)})"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions")
+async def test_an_unreadable_folder_is_reported_on_both_steps(checkpoint_root, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await submit(pilot, "path", str(locked))
+            assert text_of(pilot, "detail") == f"{locked}: cannot read (permission denied)"
+            await submit(pilot, "path", str(checkpoint_root))
+            await pilot.press("enter")
+            await submit(pilot, "path", str(locked))
+            assert text_of(pilot, "summary") == f"{locked}: cannot read (permission denied)"
+    finally:
+        locked.chmod(0o700)
+
+
+async def test_a_missing_folder_reads_the_same_on_both_steps(checkpoint_root, tmp_path):
+    missing = tmp_path / "doesnotexist"
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(missing))
+        assert text_of(pilot, "detail") == f"{missing}: folder not found"
+        await submit(pilot, "path", str(checkpoint_root))
+        await pilot.press("enter")
+        await submit(pilot, "path", str(missing))
+        assert text_of(pilot, "summary") == f"{missing}: folder not found"
+
+
+async def test_a_variant_folder_lists_its_root_with_that_variant_highlighted(checkpoint_root):
+    variant = checkpoint_root / "acestep-v15-base"
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(variant))
+        assert text_of(pilot, "heading") == f"{variant} is a variant folder; its parent is the checkpoints root"
+        table = app.screen.query_one("#variants", DataTable)
+        assert table.row_count == 3 and table.cursor_row == 1
+        await pilot.press("enter")
+        assert isinstance(app.screen, DatasetScreen)
+        assert (app.draft["checkpoint_dir"], app.draft["variant"]) == (str(checkpoint_root), "base")
+
+
+async def test_counts_of_one_are_singular(checkpoint_root, tmp_path):
+    folder = tmp_path / "one"
+    write_dataset(folder, count=1, condition_width=TINY.condition_width, seed=7, frames=(9, 12))
+    (folder / "notes.txt").write_text("made by hand")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(checkpoint_root))
+        await pilot.press("enter")
+        await submit(pilot, "path", str(folder))
+        assert text_of(pilot, "summary").splitlines()[0] == "1 valid sample, 1 other file"
+
+
+async def test_first_start_explains_the_step(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, CheckpointScreen)
+        field = app.screen.query_one("#path", Input)
+        assert len(field.placeholder) <= visible_width(field)
+        assert str(app.screen.query_one(FolderTree).root.label) == tmp_path.name
+        help_text = text_of(pilot, "detail")
+        assert "ACE-Step-1.5/checkpoints" in help_text and "acetui demo" in help_text
+
+
+async def test_picker_widens_with_the_terminal_and_shows_the_end_of_a_chosen_path(tmp_path, monkeypatch):
+    deep = tmp_path / "a-rather-long-folder-name" / "with-another-long-name-below-it"
+    (deep / "the-chosen-folder").mkdir(parents=True)
+    monkeypatch.chdir(deep)  # the tree starts in the working folder when nothing was typed
+    app = make_app()
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one(PathPicker).size.width == 48  # 30 % of 160
+        app.screen.query_one(FolderTree).focus()
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        field = app.screen.query_one("#path", Input)
+        assert field.value == str(deep / "the-chosen-folder")
+        assert field.render_line(0).text[: visible_width(field)].rstrip().endswith("/the-chosen-folder")

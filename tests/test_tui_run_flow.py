@@ -1,0 +1,281 @@
+"""A run inside the app and what the user sees around it: History while it runs, how it ends, its warnings in
+the results, the results filter and sort feedback, the command palette and the compare sort (80x24)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from textual.widgets import DataTable, Input, ProgressBar, Static
+
+from acetui import paths
+from acetui.estimate import EstimateRequest
+from acetui.estimate.compare import compare_sensitivities
+from acetui.estimate.stats import MIN_BATCHES
+from acetui.tui.app import make_app
+from acetui.tui.screens.compare import CompareScreen, log_distance
+from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.history import HistoryScreen
+from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.screens.run import RunScreen
+from acetui.tui.widgets.ranking_table import RankingTable
+from acetui.tui.widgets.run_summary import RunSummary
+from tests.support import PYTHON, REPO, estimate_args, subprocess_env, subprocess_runs_dir
+from tests.test_engine_records import _wait_until_running
+from tests.tui_support import SIZE, open_screen, record_run, settle
+
+
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` while the app runs (a long run never lets ``settle`` return)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+
+
+def text(screen, selector: str) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+def notified(app, words: str) -> bool:
+    return any(words in note.message for note in app._notifications)
+
+
+def key_label(app, key: str) -> str:
+    """What the footer says ``key`` does on the current screen."""
+    return app.screen.active_bindings[key].binding.description
+
+
+async def palette(pilot, query: str) -> None:
+    """Run the palette's best match for ``query`` (typed at once: a key press waits for an idle app, which a
+    running estimator seldom leaves)."""
+    await pilot.press("ctrl+p")
+    pilot.app.screen.query_one(Input).value = query
+    await pilot.pause(0.5)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def long_run(checkpoint_root, dataset_dir) -> RunScreen:
+    return RunScreen(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=5000, top_k=4))
+
+
+async def test_history_during_a_run_follows_it_and_never_resumes_it_twice(checkpoint_root, dataset_dir):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        run = long_run(checkpoint_root, dataset_dir)
+        app.push_screen(run)
+        await pilot.pause()
+        await wait_for(pilot, lambda: bool(run.query_one(ProgressBar).progress))
+        assert key_label(app, "escape") == "Stop…"  # escape asks to stop a running run, so it says so
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and bool(app.screen.runs))
+        history, run_id = app.screen, app.screen.runs[0].run_id
+        assert key_label(app, "enter") == "Open"
+        table = history.query_one("#runs", DataTable)
+        shown = str(table.get_cell(run_id, "batches"))
+        await wait_for(pilot, lambda: str(table.get_cell(run_id, "batches")) != shown)  # no ctrl+l needed
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.screen is history and notified(app, f"run {run_id} is running now")
+        assert [type(screen) for screen in app.screen_stack].count(RunScreen) == 1
+        run.estimator.cancel()  # the run ends while History is in front
+        await settle(pilot)
+        assert app.screen is history and notified(app, "open it from History or the Run screen")
+        assert str(table.get_cell(run_id, "status")) == "cancelled"
+        await pilot.press("escape")
+        assert app.screen is run and "r opens the results" in text(run, "#stage")
+        assert key_label(app, "escape") == "Back" and "ETA" not in text(run, "#stats")
+        await pilot.press("r")
+        assert isinstance(app.screen, ResultsScreen) and app.screen.source.result.run_id == run_id
+
+
+async def test_history_footer_opens_and_resume_says_a_run_is_complete(checkpoint_root, dataset_dir):
+    done = record_run(checkpoint_root, dataset_dir, batches=1)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        assert key_label(app, "enter") == "Open"  # the table's own enter binding hid it from the footer
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, HistoryScreen) and notified(app, f"run {done.run_id} is complete")
+
+
+async def test_finished_auto_run_shows_it_stopped_and_no_eta(checkpoint_root, dataset_dir):
+    request = EstimateRequest(
+        checkpoint_root, "turbo", dataset_dir, top_k=16, auto_batches=True, max_batches=50, stability_target=0.01
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunScreen(request)
+        await open_screen(pilot, run)
+        result = app.screen.source.result
+        assert result.metadata["stop_reason"] == "stable" and result.completed_batches < 50
+        progress = run.query_one(ProgressBar)
+        assert progress.percentage == 1.0
+        stats = text(run, "#stats")
+        assert f"stopped: stable after {result.completed_batches} batches" in stats and "ETA" not in stats
+
+
+async def test_failed_run_stops_its_progress_bar(checkpoint_root, tmp_path):
+    request = EstimateRequest(checkpoint_root, "turbo", tmp_path, auto_batches=True, top_k=4)  # no samples
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunScreen(request)
+        await open_screen(pilot, run)
+        assert app.screen is run and "failed" in text(run, "#stage")
+        progress = run.query_one(ProgressBar)
+        assert not progress.display and progress.total is None  # nothing left spinning
+        assert text(run, "#stability") == f"top-4 stability: from batch {MIN_BATCHES} on; stops at 0.90"
+        assert key_label(app, "escape") == "Back"
+
+
+async def test_results_show_the_runs_warnings(checkpoint_root, dataset_dir, tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(sorted(dataset_dir.glob("*.pt"))[0], folder)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, RunScreen(EstimateRequest(checkpoint_root, "turbo", folder, batches=2, top_k=4)))
+        assert isinstance(app.screen, ResultsScreen)
+        warning = app.screen.source.result.metadata["warnings"][0]
+        assert "only 1 valid samples" in warning
+        assert app.screen.query_one("#warnings").display and "only 1 valid samples" in text(app.screen, "#warnings")
+        assert warning in str(app.screen.query_one(RunSummary).render())
+
+
+async def test_results_filter_and_sort_say_what_they_do(checkpoint_root, dataset_dir):
+    result = record_run(checkpoint_root, dataset_dir, batches=2, top_k=4)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = ResultsScreen(result)
+        await open_screen(pilot, screen)
+        table = screen.query_one(RankingTable)
+        assert text(screen, "#table-status") == "32 modules · sorted by rank ▲"
+        await pilot.press("slash", *"layers.(1")
+        await pilot.pause()
+        assert text(screen, "#table-status").startswith("invalid regex, matching as text · 0 of 32 modules")
+        screen.query_one("#filter", Input).value = "cross_attn"
+        await pilot.pause()
+        assert text(screen, "#table-status").startswith("16 of 32 modules")
+        await pilot.press("enter")  # keeps the filter, back in the table
+        assert table.has_focus and table.row_count == 16 and key_label(app, "escape") == "Clear filter"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert screen.query_one("#filter", Input).value == "" and table.row_count == 32 and table.has_focus
+        assert key_label(app, "escape") == "Back"
+        await pilot.press(*"o" * 7)  # 95 % CI: scrolled off to the right at 80 columns
+        await pilot.pause()
+        assert text(screen, "#table-status").endswith("sorted by 95 % CI (low end) ▼")
+        await pilot.press("O")
+        await pilot.pause()
+        assert text(screen, "#table-status").endswith("sorted by 95 % CI (low end) ▲")
+        await pilot.press("escape")
+        assert app.screen is not screen
+
+
+async def test_palette_offers_each_screens_actions(checkpoint_root, dataset_dir):
+    partial = record_run(checkpoint_root, dataset_dir, batches=3, stop_after=1)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        results = ResultsScreen(partial)
+        await open_screen(pilot, results)
+        await palette(pilot, "sort by P(top-k)")
+        assert results.query_one(RankingTable).sort_column == 3
+        await palette(pilot, "filter")
+        assert results.query_one("#filter", Input).has_focus
+        results.query_one(RankingTable).focus()
+        await palette(pilot, "copy")
+        assert app.clipboard == results.targets
+        await pilot.press("escape")
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        await palette(pilot, "resume")
+        await settle(pilot)
+        resumed = app.screen.source.result
+        assert isinstance(app.screen_stack[-2], RunScreen)
+        assert (resumed.run_id, resumed.status) == (partial.run_id, "complete")
+        run = long_run(checkpoint_root, dataset_dir)
+        app.push_screen(run)
+        await pilot.pause()
+        await wait_for(pilot, lambda: bool(run.query_one(ProgressBar).progress))
+        await palette(pilot, "cancel")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+
+
+async def test_compare_sorts_the_biggest_differences_first(checkpoint_root, dataset_dir):
+    first = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
+    second = record_run(checkpoint_root, dataset_dir, batches=2, seed=2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = CompareScreen(first, second)
+        await open_screen(pilot, screen)
+        table = screen.query_one("#pairs", DataTable)
+        by_module = {change.module: change for change in screen.comparison.modules}
+
+        def shown() -> list:
+            return [by_module[row.key.value] for row in table.ordered_rows]
+
+        assert [change.rank_a for change in shown()] == sorted(change.rank_a for change in shown())
+        await pilot.press("o")
+        changes = [abs(change.rank_change) for change in shown()]
+        assert changes == sorted(changes, reverse=True) and changes[0] > 0
+        assert "sorted by rank change ▼" in text(screen, "#heading")
+        await pilot.press("o")
+        distances = [log_distance(change.ratio) for change in shown()]
+        assert distances == sorted(distances, reverse=True)
+        await pilot.press("O")
+        assert [log_distance(change.ratio) for change in shown()] == sorted(distances)
+        assert "sorted by ratio ▲" in text(screen, "#heading")
+
+
+def test_ratio_distance_treats_halving_and_doubling_alike():
+    comparison = compare_sensitivities({"a": 1.0, "b": 2.0, "c": 0.0}, {"a": 2.0, "b": 1.0, "c": 0.0})
+    distances = {change.module: log_distance(change.ratio) for change in comparison.modules}
+    assert math.isclose(distances["a"], distances["b"]) and distances["c"] == 0.0
+    assert log_distance(0.0) == math.inf
+
+
+async def test_history_does_not_resume_a_run_another_process_is_running(
+    tmp_path, checkpoint_root, dataset_dir, isolated_app_dirs, monkeypatch
+):
+    runs = subprocess_runs_dir(tmp_path)
+    monkeypatch.setattr(paths, "app_dirs", lambda: replace(isolated_app_dirs, data=runs.parent))
+    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "100000")]
+    process = subprocess.Popen(
+        command, cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        run_id = _wait_until_running(runs, process).stem
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+g")
+            await settle(pilot)
+            assert app.screen.runs[0].run_id == run_id
+            await pilot.press("r")
+            await settle(pilot)
+            refusal = f"run {run_id} is still running (pid {process.pid} on host {socket.gethostname()})"
+            assert isinstance(app.screen, HistoryScreen) and notified(app, refusal)
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def test_results_warn_when_effective_ranks_cannot_be_had(tmp_path, checkpoint_root, dataset_dir):
+    """The fisher map would say -1 for every module: the user is told why, not left to find out."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(checkpoint_root / "acestep-v15-turbo", root / "acestep-v15-turbo")
+    done = record_run(root, dataset_dir, batches=1)
+    shutil.rmtree(root)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, ResultsScreen(done))
+        assert notified(app, "effective ranks unknown (") and notified(app, "effective_rank is -1")
