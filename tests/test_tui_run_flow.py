@@ -3,6 +3,7 @@ the results, the results filter and sort feedback, the command palette and the c
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import socket
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Input, ProgressBar, Static
 from acetui import paths
 from acetui.estimate import EstimateRequest
 from acetui.estimate.compare import compare_sensitivities
+from acetui.estimate.sidestep import load_ranking
 from acetui.estimate.stats import MIN_BATCHES
 from acetui.tui.app import make_app
 from acetui.tui.screens.compare import CompareScreen, log_distance
@@ -279,3 +281,15 @@ async def test_results_warn_when_effective_ranks_cannot_be_had(tmp_path, checkpo
     async with app.run_test(size=SIZE) as pilot:
         await open_screen(pilot, ResultsScreen(done))
         assert notified(app, "effective ranks unknown (") and notified(app, "effective_rank is -1")
+
+
+async def test_compare_says_when_two_rankings_share_no_modules(checkpoint_root, dataset_dir, tmp_path):
+    """Instead of "top-0 overlap nan%": e.g. a run against a file that names other modules."""
+    run = record_run(checkpoint_root, dataset_dir, batches=2)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"module": "encoder.layers.0.q_proj", "sensitivity": 1.0}]))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, CompareScreen(run, load_ranking(other)))
+        heading = str(app.screen.query_one("#heading", Static).render())
+        assert "share no modules" in heading and "nan" not in heading

@@ -258,10 +258,7 @@ def comparison_text(comparison: Comparison, rows: int = 10) -> str:
     granularities, or files naming different modules)."""
     positive_count(rows, "--top")
     if not comparison.modules:
-        raise AcetuiError(
-            f"the two rankings share no modules (A has {_count_and_first(comparison.only_a)}; "
-            f"B has {_count_and_first(comparison.only_b)})"
-        )
+        raise AcetuiError(no_shared_modules(comparison))
     rho = f"{comparison.spearman:+.3f}" if math.isfinite(comparison.spearman) else "n/a"
     lines = [
         f"A: {comparison.label_a}",
@@ -281,6 +278,14 @@ def comparison_text(comparison: Comparison, rows: int = 10) -> str:
                 f"{_fmt(change.ratio):>8}  {_fmt(change.share_ratio):>9}"
             )
     return "\n".join(lines) + "\n"
+
+
+def no_shared_modules(comparison: Comparison) -> str:
+    """Why two rankings cannot be compared at all (two granularities, or files naming other modules)."""
+    return (
+        f"the two rankings share no modules (A has {_count_and_first(comparison.only_a)}; "
+        f"B has {_count_and_first(comparison.only_b)})"
+    )
 
 
 def _count_and_first(names: list[str]) -> str:

@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from acetui.estimate.compare import Comparison, ModuleChange, compare_sensitivities
+from acetui.estimate.compare import Comparison, ModuleChange, compare_sensitivities, no_shared_modules
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.widgets.ranking_table import short_module
@@ -123,8 +123,12 @@ class CompareScreen(Screen):
         heading.append(self.first.label + "\n")
         heading.append("B ", style="bold")
         heading.append(self.second.label + "\n")
-        heading.append(f"Spearman {rho}  top-{comparison.top_k} overlap {comparison.top_k_overlap:.0%}", style="bold")
-        heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
+        if comparison.modules:
+            overlap = f"Spearman {rho}  top-{comparison.top_k} overlap {comparison.top_k_overlap:.0%}"
+            heading.append(overlap, style="bold")
+            heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
+        else:
+            heading.append(no_shared_modules(comparison), style="bold red")
         order = SORTS[self.sort]
         heading.append(f"\nsorted by {order.title} {self.arrow}", style="dim")
         self.query_one("#heading", Static).update(heading)
