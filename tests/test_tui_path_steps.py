@@ -105,17 +105,23 @@ async def test_variant_listing_of_an_earlier_pick_arriving_late_is_dropped(check
         assert app.draft["checkpoint_dir"] == str(checkpoint_root)
 
 
-async def test_a_failing_read_shows_its_error_on_both_steps(checkpoint_root, tmp_path):
-    too_long = tmp_path / LONG_NAME
+async def lines_on_both_steps(checkpoint_root: Path, path: Path) -> tuple[str, str]:
+    """What the checkpoint step, then the dataset step, says when ``path`` is picked there."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await submit(pilot, "path", str(too_long))
-        assert text_of(pilot, "detail") == f"{too_long}: cannot read ({os.strerror(errno.ENAMETOOLONG)})"
+        await submit(pilot, "path", str(path))
+        checkpoint_line = text_of(pilot, "detail")
         await submit(pilot, "path", str(checkpoint_root))
         await pilot.press("enter")
         assert isinstance(app.screen, DatasetScreen)
-        await submit(pilot, "path", str(too_long))
-        assert text_of(pilot, "summary") == f"{too_long}: cannot read ({os.strerror(errno.ENAMETOOLONG)})"
+        await submit(pilot, "path", str(path))
+        return checkpoint_line, text_of(pilot, "summary")
+
+
+async def test_a_failing_read_shows_its_error_on_both_steps(checkpoint_root, tmp_path):
+    too_long = tmp_path / LONG_NAME
+    expected = f"{too_long}: cannot read ({os.strerror(errno.ENAMETOOLONG)})"
+    assert await lines_on_both_steps(checkpoint_root, too_long) == (expected, expected)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions")
@@ -124,28 +130,16 @@ async def test_an_unreadable_folder_is_reported_on_both_steps(checkpoint_root, t
     locked.mkdir()
     locked.chmod(0)
     try:
-        app = make_app()
-        async with app.run_test(size=SIZE) as pilot:
-            await submit(pilot, "path", str(locked))
-            assert text_of(pilot, "detail") == f"{locked}: cannot read (permission denied)"
-            await submit(pilot, "path", str(checkpoint_root))
-            await pilot.press("enter")
-            await submit(pilot, "path", str(locked))
-            assert text_of(pilot, "summary") == f"{locked}: cannot read (permission denied)"
+        expected = f"{locked}: cannot read (permission denied)"
+        assert await lines_on_both_steps(checkpoint_root, locked) == (expected, expected)
     finally:
         locked.chmod(0o700)
 
 
 async def test_a_missing_folder_reads_the_same_on_both_steps(checkpoint_root, tmp_path):
     missing = tmp_path / "doesnotexist"
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await submit(pilot, "path", str(missing))
-        assert text_of(pilot, "detail") == f"{missing}: folder not found"
-        await submit(pilot, "path", str(checkpoint_root))
-        await pilot.press("enter")
-        await submit(pilot, "path", str(missing))
-        assert text_of(pilot, "summary") == f"{missing}: folder not found"
+    expected = f"{missing}: folder not found"
+    assert await lines_on_both_steps(checkpoint_root, missing) == (expected, expected)
 
 
 async def test_a_variant_folder_lists_its_root_with_that_variant_highlighted(checkpoint_root):

@@ -14,7 +14,7 @@ from acetui.data.files import read_json_file
 from acetui.data.manifest import MANIFEST, read_manifest
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, SampleFileError, load_sample
 from acetui.errors import DatasetError
-from acetui.units import format_duration
+from acetui.units import format_duration, plural
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,12 @@ class DatasetScan:
             return
         if not self.problems:
             raise DatasetError(f"{self.folder}: no valid samples")
-        problems = _count(len(self.problems), "problem file")
+        problems = plural(len(self.problems), "problem file")
         raise DatasetError(f"{self.folder}: no valid samples ({problems}; first: {self.problems[0]})")
 
     def summary(self) -> str:
         """One line for a status bar or the CLI; zero counts of problems and other files are left out."""
-        parts = [_count(len(self.samples), "sample")]
+        parts = [plural(len(self.samples), "sample")]
         if self.samples:
             low, high = self.condition_lengths
             parts.append(
@@ -96,9 +96,9 @@ class DatasetScan:
             )
             parts.append(f"condition length {low}" if low == high else f"condition length {low}-{high}")
         if self.problems:
-            parts.append(_count(len(self.problems), "problem file"))
+            parts.append(plural(len(self.problems), "problem file"))
         if self.other_files:
-            parts.append(_count(len(self.other_files), "other file"))
+            parts.append(plural(len(self.other_files), "other file"))
         return ", ".join(parts)
 
 
@@ -124,10 +124,10 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
             raise DatasetError(f"{folder / MANIFEST}: lists no samples")
         unlisted = [path for path in candidates if path not in manifest.paths]
         if unlisted:
-            notes.append(f"{_count(len(unlisted), '.pt file')} in {folder} not listed in {MANIFEST}, not used")
+            notes.append(f"{plural(len(unlisted), '.pt file')} in {folder} not listed in {MANIFEST}, not used")
         candidates = list(manifest.paths)
     if not candidates:
-        raise DatasetError(f"{folder}: no .pt files (found {_count(len(others), 'other file')})")
+        raise DatasetError(f"{folder}: no .pt files (found {plural(len(others), 'other file')})")
     samples: list[SampleInfo] = []
     problems: list[SampleProblem] = []
     for path in candidates:
@@ -168,7 +168,3 @@ def _preprocessed_variant(folder: Path) -> tuple[str | None, str]:
     if variant is not None and not (isinstance(variant, str) and variant.strip()):
         return None, f"{path}: 'model_variant' is not a variant name, {ignored}"
     return variant, ""
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
