@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import tomli_w
 from acetui import paths
 from acetui.atomic import write_text_atomic
 from acetui.errors import AcetuiError
-from acetui.estimate.request import EstimateRequest
+from acetui.estimate.request import REQUEST_DEFAULTS, EstimateRequest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,7 +35,6 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "float": (float, int),
 }
 _TYPES = {field.name: _TOML_TYPES[str(field.type)] for field in fields(EstimateRequest)}
-_DEFAULTS = {field.name: field.default for field in fields(EstimateRequest) if field.default is not MISSING}
 _FOLDERS = (("checkpoint_dir", "checkpoint folder"), ("dataset_dir", "dataset folder"))
 
 
@@ -99,7 +98,7 @@ def load_profile(name: str) -> dict[str, Any]:
     """Every setting of the profile: one the file leaves out takes the request's default (TOML has no
     null, so a profile saved without a crop has no crop key), so loading over other settings keeps none
     of theirs. The folders and variant have no default and are only set when the file names them."""
-    return {**_DEFAULTS, **read_settings(profile_path(name))}
+    return {**REQUEST_DEFAULTS, **read_settings(profile_path(name))}
 
 
 def delete_profile(name: str) -> Path:

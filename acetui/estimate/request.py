@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,10 @@ class EstimateRequest:
         """Inverse of ``to_dict``; unknown keys are ignored so older records and profiles still open."""
         known = {field.name for field in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
+
+
+# Each setting's default (the folders and the variant have none): what a profile or form leaves unset.
+REQUEST_DEFAULTS = {field.name: field.default for field in fields(EstimateRequest) if field.default is not MISSING}
 
 
 def absolute_path(path: str | Path) -> Path:

@@ -204,14 +204,15 @@ class BandedAttention:
         return attended[:, : self.length].transpose(1, 2)
 
 
-def sliding_window_attention(batch: int, length: int, window: int, x: torch.Tensor, blocked: bool = True):
-    """The sliding layers' mask for activations like ``x``: banded blocks where they pay off, else the
-    dense additive band.
+def sliding_window_attention(x: torch.Tensor, window: int, blocked: bool = True):
+    """The sliding layers' mask for activations like ``x`` ([B, T', D]): banded blocks where they pay
+    off, else the dense additive band.
 
     Blocks compute T' x 4 windows of scores against the dense T' x T', so on the CPU, where the scores
     are the cost, they win from 4 windows on (2 % of a mid-sized batch at 6 windows); on a GPU a short
     batch is bound by kernel launches, which the blocking adds, so it starts at 8 windows there.
     """
+    batch, length = x.shape[:2]
     if blocked and length >= (4 if x.device.type == "cpu" else 8) * window:
         return BandedAttention(batch, length, window, x.device, x.dtype)
     return additive_mask(sliding_window_mask(length, window, x.device), x.dtype)
@@ -423,7 +424,7 @@ class AceStepDecoder(nn.Module):
         needs_mask = window is not None and tokens > window + 1
         sliding_mask = None
         if needs_mask:
-            sliding_mask = sliding_window_attention(x.shape[0], tokens, window, x, self.banded_attention)
+            sliding_mask = sliding_window_attention(x, window, self.banded_attention)
         for layer in self.layers:
             if self.activation_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(layer, x, modulation, condition, rope, sliding_mask, use_reentrant=False)

@@ -4,16 +4,16 @@ need its checkpoint) or a ranking imported from a Side-Step file (one fixed scor
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from pathlib import Path
 
 from rich.text import Text
 
 from acetui.atomic import write_text_atomic
-from acetui.estimate import SCORES, EstimateRequest, EstimateResult, RankedModule, rank_modules
+from acetui.estimate import SCORES, EstimateResult, RankedModule, rank_modules
 from acetui.estimate.compare import result_sensitivities
 from acetui.estimate.exports import EXPORT_FORMATS, export
 from acetui.estimate.rank_budget import peft_rank_json
+from acetui.estimate.request import REQUEST_DEFAULTS
 from acetui.estimate.sidestep import (
     DEFAULT_BASE_RANK,
     DEFAULT_RANK_MAX,
@@ -26,7 +26,7 @@ from acetui.estimate.stats import RankingStats, result_stats
 
 SUFFIXES = {"json": ".json", "csv": ".csv", "targets": ".txt", "peft": "-peft.json", "peft-suffix": "-peft-suffix.json"}
 RUN_FORMATS = {"fisher-map": "fisher_map.json (Side-Step v2)", "peft-ranks": "PEFT with rank_pattern"}
-DEFAULT_TOP_K = next(field.default for field in fields(EstimateRequest) if field.name == "top_k")
+DEFAULT_TOP_K = REQUEST_DEFAULTS["top_k"]
 
 # (title, default path) per export format
 ExportFormats = dict[str, tuple[str, str]]

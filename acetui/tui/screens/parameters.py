@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from acetui.data import scan_dataset
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest
 from acetui.estimate.memory import MemoryNeed, activations_fit, memory_need, memory_stats
-from acetui.estimate.request import DTYPES
+from acetui.estimate.request import DTYPES, REQUEST_DEFAULTS
 from acetui.model.catalog import describe_variant
 from acetui.model.config import DecoderConfig
 from acetui.model.decoder import ATTENTION_KINDS, ATTENTION_PROJECTIONS, MLP_PROJECTIONS
@@ -123,7 +122,7 @@ def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]]]
 
 def form_values(draft: dict[str, Any], score: str) -> dict[str, Any]:
     """What the form shows: request defaults overlaid with the draft."""
-    values = {field.name: field.default for field in fields(EstimateRequest) if field.name in FIELD_KEYS}
+    values = {key: value for key, value in REQUEST_DEFAULTS.items() if key in FIELD_KEYS}
     values.update({key: value for key, value in draft.items() if key in values})
     values["batches"] = "auto" if draft.get("auto_batches") else values["batches"]
     values["score"] = score
