@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from acetui import __version__, paths
-from acetui.errors import AcetuiError
+from acetui.errors import AcetuiError, first_line
 from acetui.estimate import SCORES, EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import world_from_env
 from acetui.estimate.ownership import check_not_running
@@ -227,8 +227,7 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
 
             shutdown()
     if result is not None and world.main and result.included_batches:
-        print_ranking(result, args.score or result.request.score, sys.stdout)
-        write_outputs(result, args)
+        _report(result, args)
     record = None if result is None else estimator.record_path(result.run_id)
     hopeless = result is not None and result.status == "failed" and bool(result.batches) and not result.included_batches
     return _finish(result, announce=record is not None and record.is_file() and not hopeless)
@@ -328,9 +327,14 @@ def _stored_exports(args: argparse.Namespace) -> int | None:
         return None
     check_outputs(record.request, args)
     if world_from_env().main:
-        print_ranking(record, args.score or record.request.score, sys.stdout)
-        write_outputs(record, args)
+        _report(record, args)
     return 0
+
+
+def _report(result: EstimateResult, args: argparse.Namespace) -> None:
+    """The ranking on stdout and the files the options ask for: the end of a run, or of a re-export."""
+    print_ranking(result, args.score or result.request.score, sys.stdout)
+    write_outputs(result, args)
 
 
 def _spawn(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
@@ -377,9 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug: one line for the user, the traceback when asked for
         if os.environ.get(DEBUG_VARIABLE):
             raise
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(
-            f"acetui: unexpected {type(error).__name__}: {detail} (set {DEBUG_VARIABLE}=1 for the traceback)",
+            f"acetui: unexpected {type(error).__name__}: {first_line(error)} "
+            f"(set {DEBUG_VARIABLE}=1 for the traceback)",
             file=sys.stderr,
         )
         return EXIT_ERROR

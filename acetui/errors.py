@@ -5,6 +5,19 @@ file (or setting) and says what is wrong with it.
 """
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none): torch errors run to many lines."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def failure_text(error: Exception) -> str:
+    """One line for a failure: a user's problem as it is, anything else marked as a bug to report."""
+    if isinstance(error, AcetuiError):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {first_line(error)} (please report this)"
+
+
 class AcetuiError(Exception):
     """A problem with the user's input, reported as one human-readable line."""
 

@@ -1,8 +1,4 @@
-"""Run history: one JSON record per run in the user data folder, rewritten atomically after each batch.
-
-``run_owner_alive`` says whether a record marked running is still being written by a live process (such
-a run must not be resumed, or two processes would write the same record).
-"""
+"""Run history: one JSON record per run in the user data folder, rewritten atomically after each batch."""
 
 from __future__ import annotations
 
@@ -11,11 +7,10 @@ from pathlib import Path
 
 from acetui import paths
 from acetui.errors import AcetuiError
-from acetui.estimate.ownership import run_owner_alive
 from acetui.estimate.result import EstimateResult
 from acetui.estimate.result import read_record as load_record
 
-__all__ = ["HistoryProblem", "find_run", "list_runs", "load_record", "run_owner_alive"]
+__all__ = ["HistoryProblem", "find_run", "list_runs", "load_record"]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from acetui.estimate import (
     StageChanged,
     rank_modules,
 )
-from acetui.estimate.exports import export, target_modules_string
+from acetui.estimate.exports import FORMATS_WITH_STATS, export, target_modules_string
 from acetui.estimate.memory import MemoryStats
 from acetui.estimate.rank_budget import peft_rank_json
 from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
@@ -167,7 +167,7 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     peft_plain = args.peft_output if budget is None else None
     for path, fmt in ((args.output, "json"), (args.csv, "csv"), (peft_plain, "peft")):
         if path is not None:
-            export(path, fmt, ranking, top_k, result_stats(result, score) if fmt in ("json", "csv") else None)
+            export(path, fmt, ranking, top_k, result_stats(result, score) if fmt in FORMATS_WITH_STATS else None)
     if args.peft_output is not None and budget is not None:
         text = peft_rank_json(
             result,

@@ -24,7 +24,7 @@ import torch
 from acetui import __version__
 from acetui.atomic import write_text_atomic
 from acetui.data import DatasetScan, SampleCache, batch_plan, collate, scan_dataset
-from acetui.errors import AcetuiError, DatasetError
+from acetui.errors import AcetuiError, DatasetError, failure_text
 from acetui.estimate.events import (
     BatchDone,
     EngineEvent,
@@ -74,14 +74,6 @@ def package_versions() -> dict[str, str]:
     }
 
 
-def failure_text(error: Exception) -> str:
-    """One line for a failure: a user's problem as it is, anything else marked as a bug to report."""
-    if isinstance(error, AcetuiError):
-        return str(error)
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"unexpected {type(error).__name__}: {detail} (please report this)"
-
-
 def all_excluded_text(result: EstimateResult) -> str:
     """Why a run whose every batch was excluded has no ranking (a mean over no batches is undefined)."""
     reasons = sorted({batch.excluded for batch in result.batches})
@@ -89,10 +81,10 @@ def all_excluded_text(result: EstimateResult) -> str:
     return f"all {count} batch{'es' if count != 1 else ''} excluded ({'; '.join(reasons)}): no ranking"
 
 
-def _check_weights(probe: GradientProbe, info: ModelInfo) -> None:
+def _check_weights(names: list[str], weight_norms: list[float], info: ModelInfo) -> None:
     """A scored weight holding NaN or infinity makes every gradient and the relative score non-finite:
     a broken checkpoint, refused by name instead of run to a ranking of nothing."""
-    broken = [name for name, norm in zip(probe.names, probe.weight_norms()) if not math.isfinite(norm)]
+    broken = [name for name, norm in zip(names, weight_norms) if not math.isfinite(norm)]
     if broken:
         more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
         raise AcetuiError(f"{info.folder}: weight of decoder.{broken[0]}{more} is not finite (NaN or infinity)")
@@ -331,15 +323,17 @@ class Estimator:
         )
         return decoder, info
 
-    def _new_result(self, probe: GradientProbe, info: ModelInfo, scan: DatasetScan) -> EstimateResult:
+    def _new_result(
+        self, probe: GradientProbe, modules: list[str], weight_norms: list[float], info: ModelInfo, scan: DatasetScan
+    ) -> EstimateResult:
         if self.resume is not None:
             return self.resume
         return EstimateResult(
             run_id=new_run_id(),
             request=self.request,
-            modules=[f"decoder.{name}" for name in probe.names],
+            modules=modules,
             numels=probe.numels,
-            weight_norms=probe.weight_norms(),
+            weight_norms=weight_norms,
             metadata={
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "model": vars(info),
@@ -364,8 +358,9 @@ class Estimator:
         self._capped_top_k(modules)
         request = self.request
         probe = GradientProbe(decoder, names)
-        _check_weights(probe, info)
-        result = self._new_result(probe, info, scan)
+        weight_norms = probe.weight_norms()  # one read of every scored weight per run
+        _check_weights(names, weight_norms, info)
+        result = self._new_result(probe, modules, weight_norms, info, scan)
         if result.modules != modules:
             raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
         recorded = result.metadata.get("dataset", {}).get("samples")

@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from acetui.atomic import write_text_atomic
-from acetui.errors import AcetuiError, OutputExistsError
+from acetui.errors import AcetuiError, OutputExistsError, failure_text
 from acetui.estimate.effective_rank import UNKNOWN
-from acetui.estimate.engine import failure_text
 from acetui.estimate.exports import peft_name
 from acetui.estimate.objective import TimestepFocus
 from acetui.estimate.result import EstimateResult

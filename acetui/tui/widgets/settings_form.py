@@ -17,10 +17,9 @@ from textual.widgets import Input, Label, Select
 from acetui.errors import AcetuiError
 from acetui.estimate import SCORES
 from acetui.estimate.objective import TimestepFocus
-from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS
+from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS, SEED_LIMIT
 
 FOCUS_PRESETS = ("balanced", "texture", "structure")
-SEED_LIMIT = 2**63  # the engine seeds torch generators, which take 0 <= seed < 2**63
 
 
 def _batches_ok(text: str) -> bool:
