@@ -7,6 +7,9 @@ the unfused math kernel, and activation checkpointing lowers peak VRAM without c
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -126,3 +129,15 @@ def test_auto_checkpointing_follows_the_free_memory():
     assert not needs_activation_checkpointing(FULL_2B, 250, 1, torch.bfloat16, device)
     per_frame = 1 + free // (12 * FULL_2B.hidden_size + 4 * FULL_2B.intermediate_size) // FULL_2B.num_hidden_layers
     assert needs_activation_checkpointing(FULL_2B, int(per_frame), 1, torch.bfloat16, device)
+
+
+def test_listing_the_gpus_leaves_no_cuda_context_in_the_app():
+    """The parameters screen's device list asks a child process; this process must not hold a context."""
+    code = (
+        "import torch; from acetui.tui.screens.parameters import probe_devices;"
+        "options, free, problem = probe_devices();"
+        "assert not problem and free['cuda:0'][1] > 0, (problem, free);"
+        "print(any(torch._C._cuda_hasPrimaryContext(i) for i in range(torch.cuda.device_count())))"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "False"

@@ -39,6 +39,7 @@ def workdir(tmp_path, monkeypatch, checkpoint_root, dataset_dir):
         lambda: (
             [("auto", "auto"), ("cuda:0 Test GPU (24.0 GiB free)", "cuda:0"), ("cpu", "cpu")],
             {"auto": (True, 24 * GIB), "cuda:0": (True, 24 * GIB), "cpu": (False, 64 * GIB)},
+            "",
         ),
     )
     return tmp_path

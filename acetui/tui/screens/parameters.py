@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 from acetui.data import scan_dataset
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest
+from acetui.estimate.devices import probe_cuda_devices
 from acetui.estimate.memory import MemoryNeed, activations_fit, memory_need, memory_stats
 from acetui.estimate.request import DTYPES, REQUEST_DEFAULTS
 from acetui.model.catalog import describe_variant
@@ -105,19 +106,29 @@ def scored_units(config: DecoderConfig, modules: str, granularity: str) -> tuple
     return config.num_hidden_layers * per_layer, "modules"
 
 
-def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]]]:
-    """(label, value) options and (is_cuda, free bytes) per option; CUDA is queried only when available."""
+def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]], str]:
+    """(label, value) options, (is_cuda, free bytes) per option, and why the GPUs' free memory is unknown
+    if it is. The GPUs are asked in a child process (``probe_cuda_devices``): the app keeps no CUDA context
+    on GPUs it does not run on."""
     cpu = (False, memory_stats(torch.device("cpu")).free)
-    options, free = [("auto", "auto")], {"cpu": cpu, "auto": cpu}
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            available, _ = torch.cuda.mem_get_info(index)
-            name = f"cuda:{index}"
-            options.append((f"{name} {torch.cuda.get_device_name(index)} ({format_bytes(available)} free)", name))
-            free[name] = (True, available)
-        free["auto"] = free["cuda:0"]
+    options, free, problem = [("auto", "auto")], {"cpu": cpu}, ""
+    try:
+        devices = {f"cuda:{device.index}": device for device in probe_cuda_devices()}
+    except RuntimeError as error:
+        devices, problem = {}, str(error)
+    for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        name = f"cuda:{index}"
+        device = devices.get(name)
+        if device is None:
+            options.append((f"{name} {torch.cuda.get_device_name(index)} (free memory unknown)", name))
+        else:
+            options.append((f"{name} {device.name} ({format_bytes(device.free)} free)", name))
+            free[name] = (True, device.free)
     options.append((f"cpu ({format_bytes(cpu[1])} RAM free)", "cpu"))
-    return options, free
+    auto = "cuda:0" if torch.cuda.is_available() else "cpu"
+    if auto in free:
+        free["auto"] = free[auto]
+    return options, free, problem
 
 
 def form_values(draft: dict[str, Any], score: str) -> dict[str, Any]:
@@ -145,6 +156,7 @@ class ParametersScreen(Screen):
         self.free: dict[str, tuple[bool, int]] = {}
         self.model: tuple[DecoderConfig, int] | None = None
         self.no_estimate = ""  # why there is no memory estimate, when there is none
+        self.device_problem = ""  # why the GPUs' free memory is unknown, when it is
         self.devices_ready = False
 
     def compose(self) -> ComposeResult:
@@ -192,7 +204,7 @@ class ParametersScreen(Screen):
         if event.worker.group != "devices":
             return
         if event.state == WorkerState.SUCCESS:
-            options, self.free, self.model, longest, self.no_estimate = event.worker.result
+            options, self.free, self.device_problem, self.model, longest, self.no_estimate = event.worker.result
             if longest is not None:
                 self.app.longest_frames[str(self.app.draft.get("dataset_dir"))] = longest
             self.devices_ready = True
@@ -209,9 +221,12 @@ class ParametersScreen(Screen):
     def show_hint(self) -> None:
         if not self.devices_ready:
             return
-        free = self.free.get(str(self.query_one("#device", Select).value))
-        need = self.longest_batch_need(on_cuda=bool(free and free[0]))
+        device = str(self.query_one("#device", Select).value)
+        free = self.free.get(device)
+        need = self.longest_batch_need(on_cuda=free[0] if free else device.startswith("cuda"))
         hint = Text("hint: " + batches_hint(free, need))
+        if free is None and self.device_problem:
+            hint.append(f"\n{self.device_problem}")
         if self.no_estimate:
             hint.append(f"\nno memory estimate: {self.no_estimate}")
         self.query_one("#hint", Static).update(hint)
