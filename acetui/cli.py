@@ -18,7 +18,7 @@ from acetui import __version__, paths
 from acetui.errors import AcetuiError, first_line
 from acetui.estimate import SCORES, EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import world_from_env
-from acetui.estimate.ownership import check_not_running
+from acetui.estimate.ownership import check_incomplete, check_not_running
 from acetui.history import find_run, load_record
 from acetui.profiles import load_profile
 from acetui.progress import ConsoleReporter, check_outputs, print_ranking, wants_outputs, write_outputs
@@ -305,26 +305,24 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def resumable(reference: str, *, owner_check: bool = True) -> EstimateResult:
-    """The run ``reference`` names, refused when it is complete or (``owner_check``) a live process
-    still runs it. The other ranks of a multi-process resume skip that check: their rank 0 may have
-    taken the run up already."""
-    record = load_record(find_run(reference))
-    if record.status == "complete":
-        raise AcetuiError(f"run {record.run_id} is already complete ({record.completed_batches} batches)")
-    if owner_check:
-        check_not_running(record)
-    return record
-
-
-def _stored_exports(args: argparse.Namespace) -> int | None:
-    """``resume`` of a complete run with output options writes them from its record (there is nothing
-    left to run, and the files may have failed or been lost the first time); None for anything else."""
-    if args.command != "resume" or not wants_outputs(args):
-        return None
+def _resume(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``resume``: the run's record, read once; a complete run asked for output options writes them
+    (``_stored_exports``), any other is continued, over ``--nproc`` processes or here. Refused when it
+    is complete or a live process still runs it; the other ranks of a multi-process resume skip the
+    owner check, as their rank 0 may have taken the run up already."""
     record = load_record(find_run(args.run))
-    if record.status != "complete":
-        return None
+    if record.status == "complete" and wants_outputs(args):
+        return _stored_exports(record, args)
+    check_incomplete(record)
+    if world_from_env().main:
+        check_not_running(record)
+    spawned = _spawn(args, argv, record.request)
+    return spawned if spawned is not None else run_headless(record.request, args, resume=record)
+
+
+def _stored_exports(record: EstimateResult, args: argparse.Namespace) -> int:
+    """A complete run's files written from its record: there is nothing left to run, and the files may
+    have failed or been lost the first time."""
     check_outputs(record.request, args)
     if world_from_env().main:
         _report(record, args)
@@ -337,34 +335,32 @@ def _report(result: EstimateResult, args: argparse.Namespace) -> None:
     write_outputs(result, args)
 
 
-def _spawn(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
-    """``--nproc N`` outside torchrun: start N ranks of this same command line; None when not asked."""
+def _spawn(args: argparse.Namespace, argv: Sequence[str] | None, request: EstimateRequest) -> int | None:
+    """``--nproc N`` outside torchrun: start N ranks of this same command line; None when not asked.
+    Bad flags and a finished or running run were refused here already, once, not by every rank."""
     if not getattr(args, "nproc", None) or args.nproc == 1 or world_from_env().distributed:
         return None
-    # bad flags, a finished or running run are reported once, not by every rank
-    request = request_from_args(args) if args.command == "estimate" else resumable(args.run).request
     check_outputs(request, args)
     from acetui.estimate.distributed import spawn_local, strip_nproc
 
     return spawn_local(args.nproc, strip_nproc(sys.argv[1:] if argv is None else argv))
 
 
+def _estimate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    request = request_from_args(args)
+    spawned = _spawn(args, argv, request)
+    return spawned if spawned is not None else run_headless(request, args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        exported = _stored_exports(args)
-        if exported is not None:
-            return exported
-        spawned = _spawn(args, argv)
-        if spawned is not None:
-            return spawned
         if args.command == "compare":
             return _compare(args)
         if args.command == "estimate":
-            return run_headless(request_from_args(args), args)
+            return _estimate(args, argv)
         if args.command == "resume":
-            record = resumable(args.run, owner_check=world_from_env().main)
-            return run_headless(record.request, args, resume=record)
+            return _resume(args, argv)
         if args.command == "demo":
             return _demo(args)
         if args.command == "locate":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from acetui.data import DatasetScan, scan_dataset
 from acetui.errors import ModelLoadError
-from acetui.estimate.engine import dataset_warnings
+from acetui.estimate.preparation import dataset_warnings
 from acetui.model import list_variants
 from acetui.model.checkpoint import decoder_config
 from acetui.units import format_bytes

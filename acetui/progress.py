@@ -26,7 +26,7 @@ from acetui.estimate import (
 )
 from acetui.estimate.exports import FORMATS_WITH_STATS, export, target_modules_string
 from acetui.estimate.memory import MemoryStats
-from acetui.estimate.rank_budget import peft_rank_json
+from acetui.estimate.rank_budget import check_budget_floor, peft_rank_json
 from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
 from acetui.estimate.stats import RankingStats, result_stats
 from acetui.units import block_bar, format_bytes, format_duration
@@ -210,14 +210,16 @@ def effective_rank_progress(stream: TextIO):
 
 def check_outputs(request: EstimateRequest, args: argparse.Namespace) -> None:
     """Refuse, before the run, output options that would only fail once it is over: an existing fisher
-    map without ``--force``, rank limits or a ``--rank-budget`` that no ranking can satisfy, and a file
-    that cannot be written where it is asked for."""
+    map without ``--force``, rank limits or a ``--rank-budget`` that no ranking can satisfy (the module
+    shapes come from the variant's config.json, no weights are read), and a file that cannot be
+    written where it is asked for."""
     fisher_map = fisher_map_target(request, args)
     budget = getattr(args, "rank_budget", None)
     if budget is not None and args.peft_output is not None:
         if budget < 0:
             raise AcetuiError(f"--rank-budget must be at least 0 (0: what --base-rank costs), got {budget}")
         check_rank_budget(args.base_rank, args.rank_min, args.rank_max)
+        check_budget_floor(request, budget, args.base_rank, args.rank_min)
     for option, path in (
         ("--estimate-output", args.output),
         ("--csv", args.csv),

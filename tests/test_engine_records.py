@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -96,10 +97,62 @@ def test_a_run_that_another_live_process_writes_is_not_resumed(tmp_path, checkpo
     killed = load_record(path)
     kept = killed.completed_batches
     assert killed.status == "running" and not run_owner_alive(killed)  # nobody marked it: resumable as before
+    lock = path.with_suffix(".lock")
+    assert lock.is_file()  # the killed owner's lock file stays, but its lock died with it
     result, events = _resume_one_batch(killed, path.parent)
     assert result.status == "cancelled" and result.completed_batches == kept + 1
     saved = load_record(path)
     assert saved.completed_batches == result.completed_batches and "owner" not in saved.metadata
+    assert not lock.exists()  # removed by the run that held it last
+
+
+RESUME_ON_GO = """
+import sys, time
+from pathlib import Path
+from acetui import cli
+print("ready", flush=True)
+while not Path(sys.argv[1]).exists():
+    time.sleep(0.001)
+sys.exit(cli.main(["resume", sys.argv[2], "-q"]))
+"""
+
+
+def test_two_resumes_started_together_run_it_once(tmp_path, checkpoint_root, dataset_dir):
+    """Both find the record stopped and no owner (written only once the model is loaded): the lock
+    beside the record lets exactly one of them in."""
+    runs = subprocess_runs_dir(tmp_path)
+    estimator = Estimator(
+        _request(checkpoint_root, dataset_dir, batches=100000),
+        record_dir=runs,
+        on_event=lambda event: isinstance(event, BatchDone) and estimator.cancel(),
+    )
+    run_id = estimator.run().run_id
+    go = tmp_path / "go"
+    command = [sys.executable, "-c", RESUME_ON_GO, str(go), run_id]
+    processes = [
+        subprocess.Popen(
+            command, cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    try:
+        assert [process.stdout.readline() for process in processes] == ["ready\n"] * 2  # imports done
+        go.touch()
+        deadline = time.monotonic() + 60
+        while all(process.poll() is None for process in processes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (loser,) = [process for process in processes if process.poll() is not None]
+        (winner,) = [process for process in processes if process is not loser]
+        refusals = {
+            f"acetui: run {run_id} is already being taken up ({runs / run_id}.lock is locked)",
+            f"acetui: run {run_id} is still running (pid {winner.pid} on host {socket.gethostname()})",
+        }
+        assert loser.returncode == 1 and one_error_line(loser.stderr.read()) in refusals
+        assert load_record(_wait_until_running(runs, winner)).metadata["owner"]["pid"] == winner.pid
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
 
 
 def test_a_run_active_in_this_process_is_not_resumed_again(tmp_path, checkpoint_root, dataset_dir):
@@ -241,12 +294,28 @@ def test_a_seed_outside_0_to_2_63_is_refused_up_front(checkpoint_root, dataset_d
     assert run_records(isolated_app_dirs) == {}
 
 
+def _below_floor(budget: str, floor: str, units: str) -> str:
+    return f"acetui: --rank-budget {budget} is below {floor}, the cost of --rank-min 16 on even the {units} of turbo"
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (("--rank-budget", "0", "--rank-min", "0"), "acetui: minimum rank must be at least 1, got 0"),
         (("--rank-budget", "0", "--rank-max", "8"), "acetui: maximum rank 8 is below the minimum rank 16"),
         (("--rank-budget", "-5"), "acetui: --rank-budget must be at least 0 (0: what --base-rank costs), got -5"),
+        (
+            ("--rank-budget", "0", "--base-rank", "8"),
+            "acetui: --rank-budget 0 spends what --base-rank 8 costs, below --rank-min 16",
+        ),
+        # the tiny decoder's cheapest projections are its 16 key/value ones, (32, 64): 96 LoRA parameters a
+        # rank; its 16 others are (64, 64): 128; a block has two of each
+        (("--rank-budget", "6143", "--top-k", "4"), _below_floor("6,143", "6,144", "4 cheapest modules")),
+        (("--rank-budget", "57343", "--top-k", "99"), _below_floor("57,343", "57,344", "32 cheapest modules")),
+        (
+            ("--rank-budget", "14335", "--top-k", "2", "--granularity", "layer"),
+            _below_floor("14,335", "14,336", "2 cheapest layer blocks"),
+        ),
     ],
 )
 def test_a_bad_rank_budget_fails_before_the_run(

@@ -10,6 +10,7 @@ from acetui.estimate import EstimateRequest, Estimator, rank_modules
 from acetui.estimate.rank_budget import (
     alpha_pattern,
     assign_ranks,
+    check_budget_floor,
     lora_parameters,
     parameter_count,
     peft_rank_config,
@@ -85,6 +86,18 @@ def test_budget_too_small_and_bad_limits():
     with pytest.raises(AcetuiError):
         assign_ranks(ranking, shapes, base_rank=8, min_rank=9, max_rank=8)
     assert assign_ranks([], shapes, base_rank=8, min_rank=1, max_rank=8) == {}
+
+
+def test_the_budget_floor_is_the_cheapest_top_k_at_the_minimum_rank(checkpoint_root, dataset_dir, tmp_path):
+    """Exactly the cheapest top-k pass; below it, and without a config to read, nothing is guessed."""
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, top_k=4, modules="attention+mlp")
+    floor = 16 * 4 * (32 + 64)  # four (32, 64) key/value projections; the MLP's are dearer
+    check_budget_floor(request, floor, base_rank=64, min_rank=16)
+    with pytest.raises(AcetuiError, match=f"below {floor:,}, the cost of --rank-min 16 on even the 4 cheapest"):
+        check_budget_floor(request, floor - 1, base_rank=64, min_rank=16)
+    check_budget_floor(request, 0, base_rank=16, min_rank=16)  # what the base rank costs: just enough
+    gone = EstimateRequest(tmp_path / "moved", "turbo", dataset_dir, top_k=4)
+    check_budget_floor(gone, 1, base_rank=64, min_rank=16)  # a stored run's export uses its recorded sizes
 
 
 def test_no_signal_is_uniform_and_layer_units_expand():

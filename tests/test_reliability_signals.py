@@ -158,11 +158,14 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, checkpoint_ro
     assert record["status"] == "running"  # nobody got to mark it: the kill was immediate
     kept = len(record["batches"])
     assert 2 <= kept < BATCHES
-    # At most the temporary file of a write in flight is left; the record itself is never torn.
-    assert all(p == path or p.name.endswith(".tmp") for p in path.parent.iterdir())
+    # At most the temporary file of a write in flight is left; the record itself is never torn. The lock
+    # file stays too, but its lock died with the process: it does not stop the resume.
+    lock = path.with_suffix(".lock")
+    assert lock.is_file() and all(p in (path, lock) or p.name.endswith(".tmp") for p in path.parent.iterdir())
 
     code, out, err = _resume(tmp_path, record["run_id"][:15])  # a unique prefix is enough
     assert code == 0, err
+    assert not lock.exists()
     resumed = load_record(path)
     assert resumed.batches[:kept] == EstimateResult.from_dict(record).batches  # kept batches are not redone
     _assert_same_result(resumed, uninterrupted)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -21,9 +19,8 @@ from pathlib import Path
 
 import torch
 
-from acetui import __version__
 from acetui.atomic import write_text_atomic
-from acetui.data import DatasetScan, SampleCache, batch_plan, collate, scan_dataset
+from acetui.data import DatasetScan, SampleCache, batch_plan, collate
 from acetui.errors import AcetuiError, DatasetError, failure_text
 from acetui.estimate.events import (
     BatchDone,
@@ -34,20 +31,17 @@ from acetui.estimate.events import (
     RunStarted,
     RunStopped,
     RunWarning,
-    StageChanged,
 )
 from acetui.estimate.gradients import GradientProbe
-from acetui.estimate.memory import activation_bytes, memory_stats, needs_activation_checkpointing
+from acetui.estimate.memory import memory_stats
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
-from acetui.estimate.ownership import claim_run, process_owner, release_run
-from acetui.estimate.request import EstimateRequest, dtype_name, resolve_device, resolve_dtype
-from acetui.estimate.result import BatchRecord, EstimateResult, read_record
+from acetui.estimate.ownership import RunClaim, claim_run, process_owner
+from acetui.estimate.preparation import check_weights, load_model, new_result, prepare
+from acetui.estimate.request import EstimateRequest
+from acetui.estimate.result import BatchRecord, EstimateResult
 from acetui.estimate.scores import group_name, score_table
 from acetui.estimate.stats import MIN_BATCHES, statistics_record, top_k_stability
-from acetui.model import AceStepDecoder, load_decoder
-from acetui.model.checkpoint import decoder_config
-from acetui.model.variants import resolve_variant, variant_folder_name
-from acetui.units import format_bytes
+from acetui.model import AceStepDecoder
 
 OOM_ADVICE = (
     "out of memory on batch {index}: lower --batch-size, use --dtype bf16, set --crop-frames, "
@@ -55,23 +49,6 @@ OOM_ADVICE = (
 )
 OUT_OF_MEMORY = "out of memory"
 AUTO_MIN_BATCHES = 3  # --estimate-batches auto never stops before this many included batches
-FEW_SAMPLES = 5  # Side-Step warns below this many samples too
-
-
-def new_run_id() -> str:
-    """Sortable and unique: UTC time plus a short random suffix."""
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-def package_versions() -> dict[str, str]:
-    import safetensors
-
-    return {
-        "acetui": __version__,
-        "torch": torch.__version__,
-        "safetensors": safetensors.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def all_excluded_text(result: EstimateResult) -> str:
@@ -79,33 +56,6 @@ def all_excluded_text(result: EstimateResult) -> str:
     reasons = sorted({batch.excluded for batch in result.batches})
     count = len(result.batches)
     return f"all {count} batch{'es' if count != 1 else ''} excluded ({'; '.join(reasons)}): no ranking"
-
-
-def _check_weights(names: list[str], weight_norms: list[float], info: ModelInfo) -> None:
-    """A scored weight holding NaN or infinity makes every gradient and the relative score non-finite:
-    a broken checkpoint, refused by name instead of run to a ranking of nothing."""
-    broken = [name for name, norm in zip(names, weight_norms) if not math.isfinite(norm)]
-    if broken:
-        more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
-        raise AcetuiError(f"{info.folder}: weight of decoder.{broken[0]}{more} is not finite (NaN or infinity)")
-
-
-def dataset_warnings(scan: DatasetScan, variant: str) -> list[str]:
-    """What the user should know before the run: how the samples were chosen (a manifest), too few
-    samples, or condition states made by another variant's encoder (``preprocess_meta.json``)."""
-    warnings = list(scan.notes)
-    if len(scan.samples) < FEW_SAMPLES:
-        warnings.append(
-            f"{scan.folder}: only {len(scan.samples)} valid samples; a ranking from fewer than {FEW_SAMPLES} "
-            "is unreliable"
-        )
-    made_by = scan.preprocessed_variant
-    if made_by and variant_folder_name(made_by) != variant_folder_name(variant):
-        warnings.append(
-            f"{scan.folder}: preprocessed with {made_by!r} but estimating {variant!r}; its encoder_hidden_states "
-            "come from the other variant's condition encoder"
-        )
-    return warnings
 
 
 @dataclass
@@ -172,7 +122,7 @@ class Estimator:
         self._stop = threading.Event()
         self._stop_status = "cancelled"
         self._result: EstimateResult | None = None
-        self._active: str | None = None  # the run id this estimator has marked active in this process
+        self._held: RunClaim | None = None  # this estimator's claim on the run it writes
         self._warnings: list[str] = []
 
     def cancel(self, status: str = "cancelled") -> None:
@@ -208,9 +158,9 @@ class Estimator:
         except Exception as error:  # a bug or an unforeseen torch error must not lose the finished batches
             self._fail(failure_text(error), self._result)
         finally:
-            if self._active is not None:
-                release_run(self._active)
-                self._active = None
+            if self._held is not None:
+                self._held.release()
+                self._held = None
         return self._result
 
     def _fail(self, message: str, result: EstimateResult | None) -> None:
@@ -227,20 +177,13 @@ class Estimator:
         self.on_event(RunFailed(message, result))
 
     def _claim(self, result: EstimateResult) -> None:
-        """Take the run up in this process, refused while a live process runs it, so that no second
-        estimator writes its record meanwhile. Only an estimator that writes the record claims it: the
-        other ranks of a multi-process run write none (and may read it after their rank 0 claimed it)."""
-        if self.record_dir is not None:
-            claim_run(result)
-            self._active = result.run_id
-
-    def _saved(self, result: EstimateResult) -> EstimateResult:
-        """The run as its record now says (fresher than ``result`` when another process took it up since)."""
+        """Take the run up in this process, refused while another process (or estimator) holds it, so
+        that no second estimator writes its record meanwhile. Only an estimator that writes the record
+        claims it: the other ranks of a multi-process run write none (and may read it after their rank
+        0 claimed it)."""
         path = self.record_path(result.run_id)
-        try:
-            return read_record(path) if path is not None and path.is_file() else result
-        except AcetuiError:
-            return result
+        if path is not None:
+            self._held = claim_run(result, path)
 
     def _capped_top_k(self, modules: list[str]) -> None:
         """A top-k beyond the units ranked (modules, or layer blocks) cannot be filled: use them all, and
@@ -257,101 +200,14 @@ class Estimator:
         self._warnings.append(message)
         self.on_event(RunWarning(message))
 
-    def _prepare(self) -> tuple[torch.device, torch.dtype, DatasetScan]:
-        request = self.request
-        device = resolve_device(request.device)
-        dtype = resolve_dtype(request.dtype, device)
-        self.on_event(StageChanged(f"reading {request.variant} config"))
-        config = decoder_config(request.checkpoint_dir, request.variant)
-        self.on_event(StageChanged(f"scanning {request.dataset_dir}"))
-        scan = scan_dataset(
-            request.dataset_dir, condition_width=config.condition_width, context_channels=config.context_channels
-        )
-        scan.require_samples()
-        if request.strict and scan.problems:
-            raise DatasetError(
-                f"{scan.problems[0].path}: {scan.problems[0].reason} "
-                f"(--strict: {len(scan.problems)} bad sample file(s) in {scan.folder})"
-            )
-        for message in dataset_warnings(scan, request.variant):
-            self._warn(message)
-        if request.batch_size > len(scan.samples):
-            self._warn(
-                f"batch size {request.batch_size} is more than the {len(scan.samples)} valid samples of "
-                f"{scan.folder}: each batch repeats samples"
-            )
-        return device, dtype, scan
-
     def _load(self, device: torch.device, dtype: torch.dtype, scan: DatasetScan) -> tuple[AceStepDecoder, ModelInfo]:
-        request = self.request
-        self.on_event(StageChanged(f"loading {request.variant} decoder to {device} as {dtype_name(dtype)}"))
-        started = time.perf_counter()
-        decoder = load_decoder(request.checkpoint_dir, request.variant, dtype=dtype, device=device)
-        if device.type == "cuda":
-            # cuDNN's fused attention builds an execution plan for every new (batch, heads, length)
-            # shape, reported at ~0.4-0.5 s per forward and per backward (pytorch 2.11); samples differ in
-            # length, so most batches would pay it for each attention shape. Flash and memory-efficient
-            # attention need no plan. (Process-wide: the estimator is the only CUDA user of the app.)
-            torch.backends.cuda.enable_cudnn_sdp(False)
-            torch.cuda.synchronize(device)
-            torch.cuda.reset_peak_memory_stats(device)
-        load_seconds = time.perf_counter() - started
-        longest = max(info.frames for info in scan.samples)
-        frames = min(longest, request.crop_frames or longest)
-        automatic = request.activation_checkpointing == "auto" and needs_activation_checkpointing(
-            decoder.config, frames, request.batch_size, dtype, device
-        )
-        decoder.activation_checkpointing = request.activation_checkpointing == "on" or automatic
-        if automatic:
-            needed = format_bytes(activation_bytes(decoder.config, frames, request.batch_size, dtype))
-            self._warn(
-                f"activation checkpointing turned on: the longest batch would keep ~{needed} of activations, "
-                f"more than {device} has free; batches take ~1.4x longer (--crop-frames is faster)"
-            )
-        info = ModelInfo(
-            variant=request.variant,
-            folder=str(resolve_variant(request.checkpoint_dir, request.variant)),
-            parameters=sum(p.numel() for p in decoder.parameters()),
-            layers=decoder.config.num_hidden_layers,
-            hidden_size=decoder.config.hidden_size,
-            dtype=dtype_name(dtype),
-            device=str(device),
-            device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU",
-            scored_modules=len(decoder.attention_projection_names(request.modules == "attention+mlp")),
-            activation_checkpointing=decoder.activation_checkpointing,
-            load_seconds=load_seconds,
-        )
-        return decoder, info
-
-    def _new_result(
-        self, probe: GradientProbe, modules: list[str], weight_norms: list[float], info: ModelInfo, scan: DatasetScan
-    ) -> EstimateResult:
-        if self.resume is not None:
-            return self.resume
-        return EstimateResult(
-            run_id=new_run_id(),
-            request=self.request,
-            modules=modules,
-            numels=probe.numels,
-            weight_norms=weight_norms,
-            metadata={
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "model": vars(info),
-                "dataset": {
-                    "folder": str(scan.folder),
-                    "samples": len(scan.samples),
-                    "summary": scan.summary(),
-                    "skipped_samples": [{"path": str(p.path), "reason": p.reason} for p in scan.problems],
-                },
-                "timestep_focus": self.request.timestep_focus,
-                "versions": package_versions(),
-            },
-        )
+        """The decoder and its facts (a method, so that a test can add fault hooks right after loading)."""
+        return load_model(self.request, device, dtype, scan, self.on_event, self._warn)
 
     def _run(self) -> EstimateResult:
         if self.resume is not None:  # before anything is loaded
-            self._claim(self._saved(self.resume))
-        device, dtype, scan = self._prepare()
+            self._claim(self.resume)
+        device, dtype, scan = prepare(self.request, self.on_event, self._warn)
         decoder, info = self._load(device, dtype, scan)
         names = decoder.attention_projection_names(include_mlp=self.request.modules == "attention+mlp")
         modules = [f"decoder.{name}" for name in names]
@@ -359,8 +215,11 @@ class Estimator:
         request = self.request
         probe = GradientProbe(decoder, names)
         weight_norms = probe.weight_norms()  # one read of every scored weight per run
-        _check_weights(names, weight_norms, info)
-        result = self._new_result(probe, modules, weight_norms, info, scan)
+        check_weights(names, weight_norms, info)
+        if self.resume is not None:
+            result = self.resume
+        else:
+            result = new_result(request, modules, probe.numels, weight_norms, info, scan)
         if result.modules != modules:
             raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
         recorded = result.metadata.get("dataset", {}).get("samples")
@@ -369,9 +228,9 @@ class Estimator:
                 f"{scan.folder}: now holds {len(scan.samples)} valid samples, run {result.run_id} had {recorded}; "
                 "it cannot be resumed exactly (start a new run)"
             )
-        self._result = result  # from here on a failure keeps (and saves) the batches done
         if self.resume is None:
             self._claim(result)
+        self._result = result  # from here on a failure keeps (and saves) the batches done
         result.status = "running"
         result.metadata["owner"] = process_owner()
         result.metadata["model"] = vars(info)

@@ -2,7 +2,11 @@
 on Linux, the process's start time), so that no second process resumes it and writes the same record.
 
 ``run_owner_alive`` tells whether that owner is still at work; a record left "running" by a killed
-process is not, and stays resumable.
+process is not, and stays resumable. The owner is only written once the model is loaded, so two
+resumes started together could both pass that check: ``claim_run`` therefore also takes an exclusive
+lock on ``<run id>.lock`` beside the record for the run's lifetime (``flock`` on POSIX, ``msvcrt.locking``
+on Windows). The operating system drops it when its process dies, so a killed run's lock never blocks a
+later resume; on Windows the empty lock file stays behind (an open file cannot be removed there).
 """
 
 from __future__ import annotations
@@ -10,29 +14,101 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from acetui.errors import AcetuiError
-from acetui.estimate.result import EstimateResult
+from acetui.estimate.result import EstimateResult, read_record
+
+if os.name == "nt":
+    import msvcrt
+else:
+    import fcntl
 
 WINDOWS_STILL_ACTIVE = 259  # GetExitCodeProcess's code for a process that has not exited
 WINDOWS_QUERY_LIMITED_INFORMATION = 0x1000
+LOCK_SUFFIX = ".lock"
 
 _active_runs: set[str] = set()
 _active_lock = threading.RLock()  # claim_run holds it while run_owner_alive takes it again
 
 
-def claim_run(result: EstimateResult) -> None:
-    """Mark the run as run by this process (``release_run`` when it ends), after ``check_not_running``;
-    both under one lock, so two threads of this process cannot both take it up."""
+class RunLock:
+    """An exclusive lock held while ``handle`` stays open; ``take`` it, ``release`` it when the run ends."""
+
+    def __init__(self, path: Path, handle: IO[bytes]) -> None:
+        self.path = path
+        self.handle = handle
+
+    @classmethod
+    def take(cls, path: Path) -> RunLock | None:
+        """The lock on ``path`` (created if missing), or None while another holder has it."""
+        while True:
+            handle = _open(path)
+            try:
+                locked = _try_lock(handle)
+            except BaseException:
+                handle.close()
+                raise
+            if not locked:
+                handle.close()
+                return None
+            if _same_file(handle, path):
+                return cls(path, handle)
+            handle.close()  # its last holder removed it meanwhile: lock the file now at ``path``
+
+    def release(self) -> None:
+        """Remove the file while still holding it (whoever locks the old file next sees it is gone, see
+        ``take``), then let go; on Windows the removal fails while the file is open, and it stays."""
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        if os.name == "nt":  # closing lets go too, but Windows may take its time over it
+            self.handle.seek(0)
+            msvcrt.locking(self.handle.fileno(), msvcrt.LK_UNLCK, 1)
+        self.handle.close()
+
+
+class RunClaim:
+    """This process's hold on a run: its id among the runs active here and the lock beside its record."""
+
+    def __init__(self, run_id: str, lock: RunLock) -> None:
+        self.run_id = run_id
+        self.lock = lock
+
+    def release(self) -> None:
+        with _active_lock:
+            _active_runs.discard(self.run_id)
+        self.lock.release()
+
+
+def claim_run(result: EstimateResult, record: Path) -> RunClaim:
+    """Take the run up in this process (``release`` the claim when it ends): lock the file beside its
+    ``record``, then check the record as it is now, which another process may have changed since
+    ``result`` was read; refused when the lock is held, the run is complete or a live process runs it.
+    All under one thread lock, so two threads of this process cannot both take it up either."""
     with _active_lock:
-        check_not_running(result)
+        lock_path = record.with_suffix(LOCK_SUFFIX)
+        lock = RunLock.take(lock_path)
+        try:
+            current = _current(result, record)
+            check_not_running(current)  # names the owner when its record does already
+            if lock is None:
+                raise AcetuiError(f"run {result.run_id} is already being taken up ({lock_path} is locked)")
+            check_incomplete(current)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         _active_runs.add(result.run_id)
+        return RunClaim(result.run_id, lock)
 
 
-def release_run(run_id: str) -> None:
-    with _active_lock:
-        _active_runs.discard(run_id)
+def check_incomplete(result: EstimateResult) -> None:
+    """AcetuiError for a complete run: there is nothing left to resume."""
+    if result.status == "complete":
+        raise AcetuiError(f"run {result.run_id} is already complete ({result.completed_batches} batches)")
 
 
 def process_owner() -> dict[str, Any]:
@@ -105,3 +181,42 @@ def _windows_process_alive(pid: int) -> bool:
         return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == WINDOWS_STILL_ACTIVE
     finally:
         kernel32.CloseHandle(handle)
+
+
+def _current(result: EstimateResult, record: Path) -> EstimateResult:
+    """The run as its record now says (``result`` when there is no readable record yet)."""
+    try:
+        return read_record(record) if record.is_file() else result
+    except AcetuiError:
+        return result
+
+
+def _open(path: Path) -> IO[bytes]:
+    """``path`` opened for locking (created with its folders if missing), kept open for the run's
+    lifetime: closing it lets go of the lock."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a+b")
+    except OSError as error:
+        raise AcetuiError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
+def _same_file(handle: IO[bytes], path: Path) -> bool:
+    """Whether ``handle`` is still the file at ``path`` (not one removed by its previous holder)."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _try_lock(handle: IO[bytes]) -> bool:
+    """Lock ``handle``'s file without waiting; False when another open file holds the lock."""
+    try:
+        if os.name == "nt":
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):  # POSIX: EWOULDBLOCK; Windows: EACCES
+        return False
+    return True

@@ -23,8 +23,10 @@ import torch
 
 from acetui.errors import AcetuiError
 from acetui.estimate.exports import peft_name
+from acetui.estimate.request import EstimateRequest
 from acetui.estimate.result import EstimateResult
-from acetui.estimate.scores import RankedModule
+from acetui.estimate.scores import RankedModule, group_name
+from acetui.model.checkpoint import DECODER_PREFIX, decoder_config
 from acetui.model.config import DecoderConfig
 from acetui.model.decoder import AceStepDecoder
 
@@ -52,8 +54,6 @@ def projection_shapes(config: DecoderConfig, include_mlp: bool = True) -> dict[s
 def result_shapes(result: EstimateResult) -> dict[str, Shape]:
     """Projection shapes for a run: exact from its checkpoint's config.json when that is still there,
     else the recorded numels (square approximation)."""
-    from acetui.model.checkpoint import decoder_config
-
     try:
         config = decoder_config(result.request.checkpoint_dir, result.request.variant)
     except (AcetuiError, OSError):
@@ -61,14 +61,14 @@ def result_shapes(result: EstimateResult) -> dict[str, Shape]:
     return dict(projection_shapes(config, include_mlp=True))
 
 
-def _members(item: RankedModule, shapes: Mapping[str, Shape]) -> list[str]:
+def _members(unit: str, shapes: Mapping[str, Shape]) -> list[str]:
     """The PEFT names a ranked unit stands for (a layer-granularity unit: all its projections)."""
-    name = peft_name(item.module)
+    name = peft_name(unit)
     if name in shapes:
         return [name]
     members = [key for key in shapes if key.startswith(name + ".")]
     if not members:
-        raise AcetuiError(f"no shape known for {item.module}")
+        raise AcetuiError(f"no shape known for {unit}")
     return members
 
 
@@ -92,7 +92,7 @@ def assign_ranks(
     shapes = {peft_name(name): shape for name, shape in shapes.items()}
     weights: dict[str, float] = {}
     for item in ranking:
-        for member in _members(item, shapes):
+        for member in _members(item.module, shapes):
             weights.setdefault(member, max(item.sensitivity, 0.0))
     if not weights:
         return {}
@@ -134,6 +134,39 @@ def assign_ranks(
             ranks[name] += step
             left -= step * cost[name]
     return ranks
+
+
+def unit_costs(request: EstimateRequest, config: DecoderConfig) -> list[int]:
+    """LoRA parameters at rank 1 of every unit ``request`` ranks on a decoder with ``config`` (a layer
+    block: all its projections, as ``assign_ranks`` expands it)."""
+    shapes = projection_shapes(config, include_mlp=request.modules == "attention+mlp")
+    modules = [DECODER_PREFIX + name for name in shapes]
+    units = modules if request.granularity == "module" else list(dict.fromkeys(map(group_name, modules)))
+    return [sum(lora_parameters(shapes[member], 1) for member in _members(unit, shapes)) for unit in units]
+
+
+def check_budget_floor(request: EstimateRequest, budget: int, base_rank: int, min_rank: int) -> None:
+    """Refuse, before the run, a ``--rank-budget`` that no ranking can meet (``assign_ranks`` would
+    refuse it after the run): below ``min_rank`` on even the cheapest top-k units, or, for 0 (what
+    ``base_rank`` on the top-k costs), a base rank below ``min_rank``. The shapes come from the
+    variant's config.json; when that cannot be read nothing is refused here (a run says so itself, and
+    a stored run's export falls back to its recorded sizes)."""
+    if budget == 0:
+        if base_rank < min_rank:
+            raise AcetuiError(f"--rank-budget 0 spends what --base-rank {base_rank} costs, below --rank-min {min_rank}")
+        return
+    try:
+        config = decoder_config(request.checkpoint_dir, request.variant)
+    except (AcetuiError, OSError):
+        return
+    cheapest = sorted(unit_costs(request, config))[: request.top_k]
+    floor = min_rank * sum(cheapest)
+    if budget < floor:
+        kind = "modules" if request.granularity == "module" else "layer blocks"
+        raise AcetuiError(
+            f"--rank-budget {budget:,} is below {floor:,}, the cost of --rank-min {min_rank} on even the "
+            f"{len(cheapest)} cheapest {kind} of {request.variant}"
+        )
 
 
 def alpha_pattern(ranks: Mapping[str, int]) -> dict[str, int]:
