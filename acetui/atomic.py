@@ -5,7 +5,8 @@ and a failed write leaves no temporary file behind. The file gets the mode any n
 gets (0o666 less the umask), or keeps the mode of the file it replaces, so an export or
 ``fisher_map.json`` in a shared folder stays readable to whoever could read it before. A symbolic link
 is written through (its target gets the text, the link stays); a path that exists but is not a regular
-file (a device, a pipe, a socket) is refused rather than replaced by a file.
+file (a device, a pipe, a socket) is refused rather than replaced by a file. Whether an existing file may
+be replaced at all is decided here too, from the same ``stat``, for every export a user asks for.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import secrets
 import stat
 from pathlib import Path
 
-from acetui.errors import AcetuiError
+from acetui.errors import AcetuiError, OutputExistsError
 
 NEW_FILE_MODE = 0o666  # narrowed by the umask when the file is created, as open() does
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, *, replace: bool = True) -> None:
     """Replace ``path`` (or the file it links to) with ``text``; raise AcetuiError naming the path when it
-    cannot or must not be written.
+    cannot or must not be written, OutputExistsError when it is a file and ``replace`` is False.
 
     The descriptor is handed to ``open`` at once, so an interruption (a second Ctrl+C) can never
     close it twice; the temporary file is removed on any failure, interruptions included.
@@ -38,6 +39,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     if mode is not None and not stat.S_ISREG(mode):
         problem = "is a directory, give a file name" if stat.S_ISDIR(mode) else "not a regular file"
         raise AcetuiError(f"{path}: {problem}")
+    if mode is not None and not replace:
+        raise OutputExistsError(path)
     temporary = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

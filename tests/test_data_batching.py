@@ -20,6 +20,7 @@ def make_sample(name: str, frames: int, tokens: int, width: int = 8) -> Sample:
         encoder_hidden_states=torch.full((tokens, width), 7.0),
         attention_mask=torch.ones(frames),
         encoder_attention_mask=torch.ones(tokens),
+        size_bytes=0,
     )
 
 

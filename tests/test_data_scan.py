@@ -111,3 +111,20 @@ def test_unreadable_folder(tmp_path):
             scan_dataset(folder)
     finally:
         folder.chmod(0o755)
+
+
+def test_each_sample_file_is_looked_at_once(tmp_path, monkeypatch):
+    """A scan of a dataset on a network share pays per ``stat``: the check and the size come from one."""
+    paths = write_dataset(tmp_path, count=3, condition_width=16, frames=(25, 50), condition_length=(3, 3))
+    looked_at: list[Path] = []
+    stat = Path.stat
+
+    def counting_stat(path: Path, **options) -> os.stat_result:
+        looked_at.append(path)
+        return stat(path, **options)
+
+    monkeypatch.setattr(Path, "stat", counting_stat)
+    scan = scan_dataset(tmp_path)
+    monkeypatch.undo()
+    assert [looked_at.count(path) for path in paths] == [1, 1, 1]
+    assert [info.size_bytes for info in scan.samples] == [path.stat().st_size for path in paths]

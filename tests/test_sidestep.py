@@ -11,6 +11,7 @@ import pytest
 
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, Estimator, rank_modules, score_table
+from acetui.estimate.compare import load_sensitivities
 from acetui.estimate.effective_rank import effective_ranks
 from acetui.estimate.exports import export
 from acetui.estimate.sidestep import (
@@ -23,6 +24,7 @@ from acetui.estimate.sidestep import (
     write_fisher_map,
 )
 from tests.fisher_map_schema import fisher_map_problems
+from tests.test_compare import BAD_FISHER_MAPS
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +226,19 @@ def test_import_errors_name_the_file(tmp_path, content, message):
     assert str(path) in str(caught.value)
     with pytest.raises(AcetuiError, match="file not found"):
         load_ranking(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("case", BAD_FISHER_MAPS)
+def test_every_reader_refuses_a_malformed_fisher_map_alike(case, tmp_path):
+    content, problem = BAD_FISHER_MAPS[case]
+    path = tmp_path / "fisher_map.json"
+    path.write_text(json.dumps(content))
+    messages = []
+    for read in (load_ranking, load_sensitivities):
+        with pytest.raises(AcetuiError) as caught:
+            read(path)
+        messages.append(str(caught.value))
+    assert messages == [f"{path}: {problem}"] * 2
 
 
 def test_selection_follows_the_chosen_score_and_modules_stay_in_fisher_order(mlp_result):

@@ -8,7 +8,11 @@ import json
 import pytest
 from textual.widgets import Input, Select
 
+from acetui.errors import OutputExistsError
+from acetui.estimate.exports import export
+from acetui.estimate.sidestep import load_ranking
 from acetui.tui.app import make_app
+from acetui.tui.ranking_source import ranking_source
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.export import ExportScreen
 from acetui.tui.screens.results import ResultsScreen
@@ -60,6 +64,25 @@ async def test_an_existing_file_is_replaced_only_when_confirmed(checkpoint_root,
         await settle(pilot)
         assert isinstance(app.screen, ResultsScreen)
     assert target.read_text() != "keep me\n"
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "targets", "peft", "peft-suffix", "peft-ranks"])
+def test_every_source_replaces_a_file_only_with_force(checkpoint_root, dataset_dir, tmp_path, fmt):
+    """The dialog asks because ``write`` refuses; a run and an imported file refuse alike."""
+    result = record_run(checkpoint_root, dataset_dir, batches=1, top_k=4)
+    run = ranking_source(result)
+    estimate = export(tmp_path / "estimate.json", "json", run.ranking("grad-norm"), 4)
+    imported = ranking_source(load_ranking(estimate))
+    sources = [source for source in (run, imported) if fmt in source.export_formats()]
+    for source in sources:
+        target = tmp_path / f"{type(source).__name__}-{fmt}"
+        target.write_text("keep me\n")
+        with pytest.raises(OutputExistsError):
+            source.write(fmt, target, source.scores[0], {}, force=False)
+        assert target.read_text() == "keep me\n"
+        assert source.write(fmt, target, source.scores[0], {}, force=True) == target
+        assert target.read_text() != "keep me\n"
+    assert len(sources) == (1 if fmt == "peft-ranks" else 2)
 
 
 async def test_the_format_follows_the_extension(checkpoint_root, dataset_dir, tmp_path):

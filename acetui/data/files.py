@@ -1,18 +1,23 @@
-"""What kind of thing a dataset path is, judged from ``stat`` alone.
+"""What kind of thing a path the user picked is, and reading the folders and small files named by one.
 
 A dataset folder can hold a ``.pt`` name that is not a file (a dangling link, a folder, a named pipe
 left by a streaming tool); opening a named pipe blocks until someone writes to it, so anything that is
-not a regular file is reported by its kind and never opened.
+not a regular file is reported by its kind, judged from ``stat`` alone, and never opened. Folders (a
+dataset, a checkpoints root) are checked here too, so every step words the same problem the same way.
 """
 
 from __future__ import annotations
 
+import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from acetui.errors import DatasetError
+from acetui.errors import AcetuiError, DatasetError
 from acetui.jsonfile import read_json
+
+T = TypeVar("T")
 
 _SPECIAL_KINDS = (
     (stat.S_ISFIFO, "a named pipe"),
@@ -20,30 +25,74 @@ _SPECIAL_KINDS = (
     (stat.S_ISCHR, "a device"),
     (stat.S_ISBLK, "a device"),
 )
+_PERMISSION_DENIED = "cannot read (permission denied)"
 
 
-def file_problem(path: Path) -> str | None:
-    """Why ``path`` (followed through links) cannot be read as a file, or None for a regular file."""
+def cannot_read(error: OSError) -> str:
+    """Why an OSError stopped a read, in the words every path check uses."""
+    if isinstance(error, PermissionError):
+        return _PERMISSION_DENIED
+    return f"cannot read ({error.strerror or error})"
+
+
+def regular_file(path: Path) -> os.stat_result | str:
+    """The ``stat`` of ``path`` (followed through links) when it is a regular file, else why it cannot be
+    read as one; callers keep the ``stat`` so a file is looked at once."""
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except FileNotFoundError:
         return "broken link (its target does not exist)" if path.is_symlink() else "file not found"
-    except PermissionError:
-        return "cannot read (permission denied)"
     except OSError as error:
-        return f"cannot read ({error.strerror or error})"
-    if stat.S_ISDIR(mode):
+        return cannot_read(error)
+    if stat.S_ISREG(info.st_mode):
+        return info
+    if stat.S_ISDIR(info.st_mode):
         return "is a folder, not a file"
-    if stat.S_ISREG(mode):
-        return None
-    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "something else")
+    kind = next((name for test, name in _SPECIAL_KINDS if test(info.st_mode)), "something else")
     return f"not a regular file ({kind})"
+
+
+def check_folder(folder: Path, error: type[AcetuiError] = DatasetError) -> None:
+    """Raise ``error`` naming a folder the user picked (a dataset, a checkpoints root) when it is missing,
+    not a folder, or cannot be listed and entered (without search permission its files cannot be read)."""
+    try:
+        found = folder.is_dir()
+    except OSError as problem:  # is_dir says False for a missing path, raises for others (a name too long)
+        raise error(f"{folder}: {cannot_read(problem)}") from None
+    if not found:
+        raise error(f"{folder}: {'not a folder' if folder.exists() else 'folder not found'}")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise error(f"{folder}: {_PERMISSION_DENIED}")
+
+
+def folder_entries(folder: Path) -> list[Path]:
+    """The entries of a dataset folder ``check_folder`` accepts, in name order."""
+    check_folder(folder)
+    try:
+        return sorted(folder.iterdir(), key=lambda entry: entry.name)
+    except OSError as problem:
+        raise DatasetError(f"{folder}: {cannot_read(problem)}") from None
 
 
 def read_json_file(path: Path) -> Any:
     """``read_json`` for a small file of a dataset folder; DatasetError naming it when it is not a regular
     file (then it is never opened), cannot be read or is not JSON."""
-    problem = file_problem(path)
-    if problem:
-        raise DatasetError(f"{path}: {problem}")
+    found = regular_file(path)
+    if isinstance(found, str):
+        raise DatasetError(f"{path}: {found}")
     return read_json(path, DatasetError)
+
+
+def read_optional_json(path: Path, parse: Callable[[Path, Any], T], ignored: str) -> tuple[T | None, str]:
+    """An optional file of a dataset folder, parsed by ``parse(path, data)``, and a note for the user.
+
+    Absent: ``(None, "")``. Unreadable, not JSON, or refused by ``parse`` with a DatasetError: ``(None,
+    "<that error>, <ignored>")``, where ``ignored`` says what is done instead; a bad optional file never
+    stops a scan. Otherwise ``(parsed, "")``.
+    """
+    if not os.path.lexists(path):
+        return None, ""
+    try:
+        return parse(path, read_json_file(path)), ""
+    except DatasetError as problem:
+        return None, f"{problem}, {ignored}"

@@ -9,11 +9,11 @@ with a note and the folder is scanned instead.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from acetui.data.files import read_json_file
+from acetui.data.files import read_optional_json
 from acetui.errors import DatasetError
 
 MANIFEST = "manifest.json"
@@ -30,20 +30,22 @@ class ManifestListing:
 
 def read_manifest(folder: Path) -> ManifestListing:
     path = folder / MANIFEST
-    if not os.path.lexists(path):
-        return ManifestListing(None)
-    try:
-        data = read_json_file(path)
-    except DatasetError as error:
-        return ManifestListing(None, f"{error}, {_IGNORED}")
+    paths, note = read_optional_json(path, _listed_paths, _IGNORED)
+    if paths is None:
+        return ManifestListing(None, note)
+    return ManifestListing(paths, f"samples taken from {path} ({len(paths)} listed), as Side-Step does")
+
+
+def _listed_paths(path: Path, data: Any) -> tuple[Path, ...]:
+    """The sample paths a manifest lists, normalised as Side-Step does; DatasetError without a list."""
     entries = data.get("samples") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        return ManifestListing(None, f"{path}: no 'samples' list, {_IGNORED}")
+        raise DatasetError(f"{path}: no 'samples' list")
     paths: list[Path] = []
     for entry in entries:
         if isinstance(entry, str) and entry.strip():
             listed = Path(entry.strip().replace("\\", "/")).expanduser()
-            resolved = listed if listed.is_absolute() else folder / listed
+            resolved = listed if listed.is_absolute() else path.parent / listed
             if resolved not in paths:
                 paths.append(resolved)
-    return ManifestListing(tuple(paths), f"samples taken from {path} ({len(paths)} listed), as Side-Step does")
+    return tuple(paths)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from acetui.data.files import file_problem
+from acetui.data.files import regular_file
 from acetui.errors import DatasetError
 
 LATENT_FRAMES_PER_SECOND = 25
@@ -49,6 +49,7 @@ class Sample:
     encoder_hidden_states: torch.Tensor  # [L, E]
     attention_mask: torch.Tensor  # [T]
     encoder_attention_mask: torch.Tensor  # [L]
+    size_bytes: int  # of the file, from the stat that checked it (a scan lists it)
 
     @property
     def frames(self) -> int:
@@ -71,7 +72,7 @@ def load_sample(
     """Load and check one sample; raise SampleFileError (a DatasetError) saying what is wrong with it."""
     if path.name.endswith(".tmp.pt"):
         raise SampleFileError(path, "pass-1 intermediate, not a sample (left by an interrupted preprocessing run)")
-    data = _read(path)
+    data, size = _read(path)
     if not isinstance(data, dict):
         raise SampleFileError(path, f"expected a dict of tensors, found {type(data).__name__}")
     missing = [key for key in _REQUIRED if key not in data]
@@ -100,21 +101,22 @@ def load_sample(
         encoder_attention_mask=_as_float32(
             checker.mask("encoder_attention_mask", length, "'encoder_hidden_states' length")
         ),
+        size_bytes=size,
     )
 
 
-def _read(path: Path) -> object:
-    """``torch.load`` with weights_only, turning every failure into a reason a user can act on. Anything
-    but a regular file is refused before it is opened (opening a named pipe would block)."""
-    problem = file_problem(path)
-    if problem:
-        raise SampleFileError(path, problem)
+def _read(path: Path) -> tuple[object, int]:
+    """``torch.load`` with weights_only, and the file's size, turning every failure into a reason a user can
+    act on. Anything but a regular file is refused before it is opened (opening a named pipe would block)."""
+    found = regular_file(path)
+    if isinstance(found, str):
+        raise SampleFileError(path, found)
     try:
         # torch warns on stderr about what it meets in odd files (a plain pickle's protocol, sparse or
         # quantized tensors); each such file gets our own one-line reason instead
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True), found.st_size
     except FileNotFoundError:
         raise SampleFileError(path, "file not found") from None
     except PermissionError:

@@ -6,11 +6,11 @@ file becomes a listed problem rather than an error, so a user sees all of them i
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from acetui.data.files import read_json_file
+from acetui.data.files import folder_entries, read_optional_json
 from acetui.data.manifest import MANIFEST, read_manifest
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, SampleFileError, load_sample
 from acetui.errors import DatasetError
@@ -104,16 +104,7 @@ class DatasetScan:
 
 def scan_dataset(folder: Path, *, condition_width: int | None = None, context_channels: int = 128) -> DatasetScan:
     """Validate every top-level ``*.pt`` in name order; raise DatasetError only if the folder itself is unusable."""
-    if not folder.exists():
-        raise DatasetError(f"{folder}: folder not found")
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: not a folder")
-    try:
-        entries = sorted(folder.iterdir(), key=lambda entry: entry.name)
-    except PermissionError:
-        raise DatasetError(f"{folder}: cannot read (permission denied)") from None
-    except OSError as error:
-        raise DatasetError(f"{folder}: cannot read ({error.strerror or error})") from None
+    entries = folder_entries(folder)
     # every *.pt name is a candidate whatever it is: load_sample names a link, folder or pipe as a problem
     candidates = [entry for entry in entries if entry.name.endswith(".pt")]
     others = tuple(entry for entry in entries if not entry.name.endswith(".pt") and entry.is_file())
@@ -133,15 +124,11 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
     for path in candidates:
         try:
             sample = load_sample(path, condition_width=condition_width, context_channels=context_channels)
-            size = path.stat().st_size
         except SampleFileError as error:
             problems.append(SampleProblem(path, error.reason))
             continue
-        except OSError as error:
-            problems.append(SampleProblem(path, f"cannot read ({error.strerror or error})"))
-            continue
         width = sample.encoder_hidden_states.shape[1]
-        samples.append(SampleInfo(path, sample.frames, sample.condition_length, width, size))
+        samples.append(SampleInfo(path, sample.frames, sample.condition_length, width, sample.size_bytes))
     variant, meta_note = _preprocessed_variant(folder)
     notes += [meta_note] if meta_note else []
     return DatasetScan(folder, tuple(samples), tuple(problems), others, variant, tuple(notes))
@@ -154,17 +141,14 @@ def _preprocessed_variant(folder: Path) -> tuple[str | None, str]:
     """The ``model_variant`` Side-Step records in ``preprocess_meta.json`` (the condition states in the
     samples come from that variant's encoder), and a note when the file exists but cannot be used.
     Without the file, or without the key, the variant is simply unknown."""
-    path = folder / PREPROCESS_META
-    if not os.path.lexists(path):
-        return None, ""
     ignored = "ignored; the variant the samples were preprocessed with is unknown"
-    try:
-        meta = read_json_file(path)
-    except DatasetError as error:
-        return None, f"{error}, {ignored}"
+    return read_optional_json(folder / PREPROCESS_META, _model_variant, ignored)
+
+
+def _model_variant(path: Path, meta: Any) -> str | None:
     if not isinstance(meta, dict):
-        return None, f"{path}: not a JSON object, {ignored}"
+        raise DatasetError(f"{path}: not a JSON object")
     variant = meta.get("model_variant")
     if variant is not None and not (isinstance(variant, str) and variant.strip()):
-        return None, f"{path}: 'model_variant' is not a variant name, {ignored}"
-    return variant, ""
+        raise DatasetError(f"{path}: 'model_variant' is not a variant name")
+    return variant

@@ -132,9 +132,18 @@ EXPORT_FORMATS = {
 FORMATS_WITH_STATS = ("json", "csv")  # their renderers also take the uncertainty figures
 
 
-def export(path: Path, fmt: str, ranking: list[RankedModule], top_k: int, stats: RankingStats | None = None) -> Path:
-    """Write one export atomically and return its path (``stats`` adds uncertainty to ``json`` and ``csv``)."""
+def export(
+    path: Path,
+    fmt: str,
+    ranking: list[RankedModule],
+    top_k: int,
+    stats: RankingStats | None = None,
+    *,
+    replace: bool = True,
+) -> Path:
+    """Write one export atomically and return its path (``stats`` adds uncertainty to ``json`` and ``csv``);
+    without ``replace`` an existing file raises OutputExistsError (the TUI asks first)."""
     _, render = EXPORT_FORMATS[fmt]
     text = render(ranking, top_k, stats) if fmt in FORMATS_WITH_STATS else render(ranking, top_k)
-    write_text_atomic(Path(path).expanduser(), text)
+    write_text_atomic(Path(path).expanduser(), text, replace=replace)
     return Path(path).expanduser()

@@ -223,9 +223,7 @@ def write_fisher_map(path: str | Path, fisher_map: dict[str, Any], *, force: boo
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / FISHER_MAP_NAME
-    if path.exists() and not force:
-        raise OutputExistsError(path)
-    write_text_atomic(path, json.dumps(fisher_map, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(fisher_map, indent=2) + "\n", replace=force)
     return path
 
 
@@ -376,20 +374,32 @@ def _estimate_scores(data: list[Any], path: Path) -> dict[str, float]:
 
 
 def _fisher_map_ranking(data: dict[str, Any], path: Path) -> ImportedRanking:
+    """A fisher map ranked by its ``modules``' fisher scores. Only a schema-1 map (no ``version``, or 1) may
+    lack ``modules``; its ``rank_pattern`` ranks are used instead. Anything else is refused, never shown."""
     skip = ("modules", "rank_pattern", "alpha_pattern")
     metadata = {key: data[key] for key in FISHER_MAP_KEYS if key in data and key not in skip}
-    modules = data.get("modules")
-    if isinstance(modules, list) and modules:
-        pairs = []
-        for index, entry in enumerate(modules):
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-                raise AcetuiError(f"{path}: modules entry {index} has no name")
-            value = _number(entry.get("fisher_score"), f"{path}: modules entry {index}")
-            pairs.append((_decoder_name(entry["name"]), value))
-        return ImportedRanking(path, "fisher_map", "fisher", _sorted_scores(pairs, path), metadata)
+    if "modules" in data:
+        return ImportedRanking(path, "fisher_map", "fisher", _module_scores(data["modules"], path), metadata)
+    if data.get("version", 1) != 1:
+        raise AcetuiError(f"{path}: fisher map version {data['version']!r} has no 'modules' list")
     pattern = data.get("rank_pattern")
-    if isinstance(pattern, dict) and pattern:
-        where = f"{path}: rank_pattern"
-        pairs = [(_decoder_name(str(key)), _number(value, f"{where} {key}")) for key, value in pattern.items()]
-        return ImportedRanking(path, "fisher_map", "assigned_rank", _sorted_scores(pairs, path), metadata)
-    raise AcetuiError(f"{path}: fisher map has no modules or rank_pattern entries")
+    if not isinstance(pattern, dict) or not pattern:
+        raise AcetuiError(f"{path}: fisher map has no modules or rank_pattern entries")
+    where = f"{path}: rank_pattern"
+    pairs = [(_decoder_name(str(key)), _number(value, f"{where} {key}")) for key, value in pattern.items()]
+    return ImportedRanking(path, "fisher_map", "assigned_rank", _sorted_scores(pairs, path), metadata)
+
+
+def _module_scores(modules: Any, path: Path) -> dict[str, float]:
+    """The fisher score of each entry of a map's ``modules``, which must be a non-empty list of modules."""
+    if not isinstance(modules, list) or not modules:
+        found = json.dumps(modules)
+        found = found if len(found) <= 40 else found[:37] + "..."
+        raise AcetuiError(f"{path}: fisher map 'modules' should be a non-empty list of modules, found {found}")
+    pairs = []
+    for index, entry in enumerate(modules):
+        where = f"{path}: modules entry {index}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise AcetuiError(f"{where} has no name")
+        pairs.append((_decoder_name(entry["name"]), _number(entry.get("fisher_score"), where)))
+    return _sorted_scores(pairs, path)

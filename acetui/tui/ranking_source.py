@@ -98,16 +98,16 @@ class RunRanking:
         return formats
 
     def write(self, fmt: str, path: Path, score: str, effective: dict[str, int] | None, *, force: bool) -> Path:
-        """Write one export; the fisher map raises OutputExistsError for an existing file unless ``force``."""
+        """Write one export; OutputExistsError for an existing file unless ``force`` (the screen asks first)."""
         ranking = self.ranking(score)
         if fmt == "fisher-map":
             return export_fisher_map(self.result, path, force=force, score=score, effective=effective)
         if fmt == "peft-ranks":
             text = peft_rank_json(self.result, ranking, self.top_k, base_rank=DEFAULT_BASE_RANK,
                                   min_rank=DEFAULT_RANK_MIN, max_rank=DEFAULT_RANK_MAX)  # fmt: skip
-            write_text_atomic(path, text)
+            write_text_atomic(path, text, replace=force)
             return path
-        return export(path, fmt, ranking, self.top_k, self.stats(score))
+        return export(path, fmt, ranking, self.top_k, self.stats(score), replace=force)
 
 
 class ImportedFile:
@@ -148,7 +148,7 @@ class ImportedFile:
         return ranking_formats(self.stem)
 
     def write(self, fmt: str, path: Path, score: str, effective: dict[str, int] | None, *, force: bool) -> Path:
-        return export(path, fmt, self.ranking(score), self.top_k)
+        return export(path, fmt, self.ranking(score), self.top_k, replace=force)
 
 
 RankingSource = RunRanking | ImportedFile

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from acetui.data.files import check_folder
 from acetui.errors import ModelLoadError
 from acetui.model.catalog import VariantInfo, list_variants
 from acetui.model.variants import CONFIG_FILE, short_name
@@ -72,12 +72,7 @@ class RootListing:
 
 def read_root(path: Path) -> RootListing:
     """The variants under ``path``; a variant folder picked by mistake lists its parent's, highlighting it."""
-    if not path.exists():
-        raise ModelLoadError(f"{path}: folder not found")
-    if not path.is_dir():
-        raise ModelLoadError(f"{path}: not a folder")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise ModelLoadError(f"{path}: cannot read (permission denied)")
+    check_folder(path, ModelLoadError)
     if (path / CONFIG_FILE).is_file():
         root = path.absolute().parent
         note = f"{path} is a variant folder; its parent is the checkpoints root"

@@ -212,8 +212,6 @@ class ResultsScreen(Screen):
             self.notify("Effective ranks are still being computed; try again in a moment", severity="warning")
             return
         try:
-            if path.is_file() and not force:  # every format; the fisher map raises it for a folder's map too
-                raise OutputExistsError(path)
             written = self.source.write(fmt, path, self.score, self.effective, force=force)
         except OutputExistsError as error:
             question = f"{error.path} exists. Replace it?"
