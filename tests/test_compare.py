@@ -13,7 +13,9 @@ from acetui.estimate import EstimateRequest, Estimator
 from acetui.estimate.compare import (
     canonical_name,
     compare_sensitivities,
+    difference,
     load_sensitivities,
+    log_distance,
     result_sensitivities,
     spearman,
 )
@@ -74,6 +76,21 @@ def test_ratios_names_and_missing_modules():
     assert len(comparison.modules) == 5
     assert comparison.modules[0].share_ratio == pytest.approx(1.0)
     assert json.loads(json.dumps(comparison.to_dict()))["spearman"] == pytest.approx(1.0)
+
+
+def test_zero_on_one_side_differs_most_and_zero_on_both_sides_least():
+    """One rule (``log_distance``) for the CLI's most-different list and the Compare screen's sort: a ratio of
+    0 or inf (zero on one side only) is the largest change, 0 / 0 (NaN: zero on both sides) none at all."""
+    assert log_distance(2.0) == pytest.approx(log_distance(0.5)) == pytest.approx(math.log(2))
+    assert log_distance(0.0) == log_distance(math.inf) == math.inf and log_distance(math.nan) == 0.0
+    # z and w both move one place; z is zero in both runs, w only in A
+    a, b = {"x": 2.0, "y": 1.0, "z": 0.0, "w": 0.0}, {"x": 4.0, "y": 1.0, "z": 0.0, "w": 1.0}
+    comparison = compare_sensitivities(a, b)
+    changes = {change.module: change for change in comparison.modules}
+    assert (changes["z"].rank_change, changes["w"].rank_change) == (-1, 1)
+    assert math.isnan(changes["z"].share_ratio) and changes["w"].share_ratio == math.inf
+    assert [change.module for change in comparison.most_different()] == ["w", "z", "y", "x"]
+    assert difference(changes["z"]) == (1, 0.0)
 
 
 def test_run_against_itself_and_its_export(run, tmp_path):

@@ -34,7 +34,7 @@ async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):
         progress = app.screen.query_one(ProgressBar)
         while not progress.progress:
             await pilot.pause(0.05)
-        await pilot.press("c")
+        await pilot.press("escape")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await settle(pilot)

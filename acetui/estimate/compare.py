@@ -12,14 +12,14 @@ lists and fisher maps compare alike. Definitions, for the modules present in bot
 * **Spearman** rank correlation: Pearson correlation of the (tie-averaged) ranks over the common modules;
   1 = same order, -1 = reversed, NaN with fewer than two common modules or a constant map;
 * **top-k overlap**: |top-k of A & top-k of B| / k over the common modules;
-* the modules that **differ most**: largest |rank change|, then largest |log share ratio|.
+* the modules that **differ most**: largest |rank change|, then largest |log share ratio|
+  (``log_distance``: a module zero on one side only differs most, one zero on both sides not at all).
 
 A CLI operand is a ranking file or a run id (or unique prefix) from the run history.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -87,6 +87,15 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
+def log_distance(ratio: float) -> float:
+    """How far a ratio is from 1 on a log scale, so 2x and 0.5x differ alike. A module zero on one side only
+    (ratio 0 or inf) differs most; one zero on both sides (0 / 0, NaN: sensitivities are finite and never
+    negative) did not change at all, so it differs least rather than heading the list."""
+    if math.isnan(ratio):
+        return 0.0
+    return abs(math.log(ratio)) if 0 < ratio < math.inf else math.inf
+
+
 @dataclass(frozen=True)
 class ModuleChange:
     module: str
@@ -119,6 +128,11 @@ class ModuleChange:
         }  # fmt: skip
 
 
+def difference(change: ModuleChange) -> tuple[int, float]:
+    """How much a module differs between the rankings: its |rank change|, ties broken by the change of share."""
+    return (abs(change.rank_change), log_distance(change.share_ratio))
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Two rankings side by side; ``modules`` in A's order, restricted to the common modules."""
@@ -134,13 +148,7 @@ class Comparison:
 
     def most_different(self, count: int = 10) -> list[ModuleChange]:
         """The modules whose position changed most (ties: the larger change of share first)."""
-
-        def distance(change: ModuleChange) -> tuple[int, float]:
-            ratio = change.share_ratio
-            log_ratio = abs(math.log(ratio)) if math.isfinite(ratio) and ratio > 0 else math.inf
-            return (abs(change.rank_change), log_ratio)
-
-        return sorted(self.modules, key=distance, reverse=True)[:count]
+        return sorted(self.modules, key=difference, reverse=True)[:count]
 
     def to_dict(self, count: int | None = None) -> dict[str, Any]:
         return {
@@ -224,7 +232,6 @@ def load_sensitivities(
         if not result.included_batches:
             raise AcetuiError(f"{path}: run {result.run_id} has no included batches")
         return result_sensitivities(result, score, granularity)
-    _check_fisher_map(data, path)
     return dict(load_ranking(path).scores)
 
 
@@ -235,21 +242,6 @@ def ranking_path(reference: str | Path) -> Path:
     if os.path.lexists(path) or not _RUN_REFERENCE.fullmatch(str(reference)):
         return path
     return find_run(str(reference))
-
-
-def _check_fisher_map(data: Any, path: Path) -> None:
-    """Refuse a fisher map whose ``modules`` is not a list of modules. Only a schema-1 map (no ``version``
-    or version 1) may lack ``modules``; its ``rank_pattern`` ranks are then compared instead."""
-    if not isinstance(data, dict) or not {"modules", "rank_pattern"} & data.keys():
-        return
-    if "modules" in data:
-        modules = data["modules"]
-        if not isinstance(modules, list) or not modules:
-            found = json.dumps(modules)
-            found = found if len(found) <= 40 else found[:37] + "..."
-            raise AcetuiError(f"{path}: fisher map 'modules' should be a non-empty list of modules, found {found}")
-    elif data.get("version", 1) != 1:
-        raise AcetuiError(f"{path}: fisher map version {data['version']!r} has no 'modules' list")
 
 
 def comparison_text(comparison: Comparison, rows: int = 10) -> str:

@@ -17,11 +17,17 @@ from acetui.profiles import ProfileError, load_last, load_profile, save_last, se
 from acetui.tui.commands import ScreenCommands
 from acetui.tui.messages import RunRecordChanged
 from acetui.tui.screens.checkpoint import CheckpointScreen
+from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.run import RunScreen
 
+QUIT_QUESTION = "quit-question"
+QUIT_TEXT = (
+    "A run is still running. Quit anyway? It stops after the current batch and its partial result is kept "
+    "(resume it from History or with acetui resume)."
+)
 STEPS = ((CheckpointScreen, ()), (DatasetScreen, ("checkpoint_dir", "variant")), (ParametersScreen, ("dataset_dir",)))
 
 
@@ -65,13 +71,25 @@ class AcetuiApp(App):
     def action_history(self) -> None:
         self.push_screen(HistoryScreen())
 
+    def running_screens(self) -> list[RunScreen]:
+        """The Run screens whose estimator is still working (some may not know their run id yet)."""
+        return [screen for screen in self.screen_stack if isinstance(screen, RunScreen) and screen.running]
+
     def running_runs(self) -> set[str]:
         """The run ids an estimator of this app is working on (a second one on the same record must not start)."""
-        return {
-            screen.run_id
-            for screen in self.screen_stack
-            if isinstance(screen, RunScreen) and screen.running and screen.run_id is not None
-        }
+        return {screen.run_id for screen in self.running_screens() if screen.run_id is not None}
+
+    async def action_quit(self) -> None:
+        """Quit at once, unless a run is running: then ask first (ctrl+q again while asked quits)."""
+        if not self.running_screens() or self.screen.id == QUIT_QUESTION:
+            self.exit()
+            return
+        self.push_screen(ConfirmScreen(QUIT_TEXT, id=QUIT_QUESTION), self.confirm_quit)
+
+    def confirm_quit(self, leave: bool | None) -> None:
+        """Leaving unmounts the Run screen, which stops its run as interrupted (the record keeps every batch)."""
+        if leave:
+            self.exit()
 
     @on(RunRecordChanged)
     def run_record_changed(self, message: RunRecordChanged) -> None:

@@ -6,10 +6,8 @@ come first (as ``o`` cycles the columns of the results table)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import partial
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -18,35 +16,24 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from acetui.estimate.compare import Comparison, ModuleChange, compare_sensitivities, no_shared_modules
+from acetui.estimate.compare import (
+    Comparison,
+    ModuleChange,
+    compare_sensitivities,
+    difference,
+    log_distance,
+    no_shared_modules,
+)
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.widgets.ranking_table import short_module
+from acetui.tui.widgets.sorting import SortColumn, SortOrder
 
-
-def log_distance(ratio: float) -> float:
-    """How far a ratio is from 1 on a log scale: 2x and 0.5x differ alike; a module zero on one side only
-    differs most, one zero on both sides (NaN) not at all."""
-    if math.isnan(ratio):
-        return 0.0
-    return abs(math.log(ratio)) if 0 < ratio < math.inf else math.inf
-
-
-@dataclass(frozen=True)
-class CompareSort:
-    """``column``: the table column it marks with the direction; ``descending``: its natural order."""
-
-    title: str
-    column: str
-    sort_key: Callable[[ModuleChange], Any]
-    descending: bool
-
-
-SORTS = (
-    CompareSort("rank A", "rank A", lambda change: change.rank_a, descending=False),
-    # ties as ``Comparison.most_different``: the larger change of share first
-    CompareSort("rank change", "change", lambda c: (abs(c.rank_change), log_distance(c.share_ratio)), True),
-    CompareSort("ratio", "B / A", lambda change: log_distance(change.ratio), descending=True),
+SORTS: tuple[SortColumn[ModuleChange], ...] = (
+    SortColumn("rank A", "rank A", "rank A", lambda change: change.rank_a),
+    # as ``Comparison.most_different``: ties go to the larger change of share
+    SortColumn("change", "change", "rank change", difference, descending=True),
+    SortColumn("B / A", "B / A", "ratio", lambda change: log_distance(change.ratio), descending=True),
 )
 LABELS = ("module", "rank A", "rank B", "change", "sens. A", "sens. B", "B - A", "B / A")
 
@@ -74,8 +61,7 @@ class CompareScreen(Screen):
     ]
 
     score = reactive("grad-norm", init=False)
-    sort = reactive(0, init=False)
-    reverse = reactive(False, init=False)
+    order: reactive[SortOrder[ModuleChange]] = reactive(SortOrder(SORTS), init=False)
 
     def __init__(self, first: Shown, second: Shown, score: str = "grad-norm") -> None:
         """A run's side follows the score switch; an imported file has its one fixed score."""
@@ -88,7 +74,7 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="heading")
-        yield DataTable(cursor_type="row", zebra_stripes=True, id="pairs")
+        yield DataTable(cursor_type="row", zebra_stripes=True, fixed_columns=1, id="pairs")  # the module stays in view
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -101,16 +87,8 @@ class CompareScreen(Screen):
     def watch_score(self) -> None:
         self.show()
 
-    def watch_sort(self) -> None:
+    def watch_order(self) -> None:
         self.show()
-
-    def watch_reverse(self) -> None:
-        self.show()
-
-    @property
-    def arrow(self) -> str:
-        """▼ largest first, ▲ smallest first (as in the results table)."""
-        return "▼" if SORTS[self.sort].descending != self.reverse else "▲"
 
     def show(self) -> None:
         self.comparison = comparison = compare_sensitivities(
@@ -129,17 +107,12 @@ class CompareScreen(Screen):
             heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
         else:
             heading.append(no_shared_modules(comparison), style="bold red")
-        order = SORTS[self.sort]
-        heading.append(f"\nsorted by {order.title} {self.arrow}", style="dim")
+        heading.append(f"\nsorted by {self.order.column.title} {self.order.arrow}", style="dim")
         self.query_one("#heading", Static).update(heading)
         table = self.query_one("#pairs", DataTable)
         table.clear()
-        for label in LABELS:
-            column = table.columns[label]
-            column.label = Text(f"{label} {self.arrow}" if label == order.column else label)
-            column.content_width = max(column.content_width, len(label) + 2)
-        rows = sorted(comparison.modules, key=order.sort_key, reverse=order.descending != self.reverse)
-        for change in rows:
+        self.order.label(table, ((label, label) for label in LABELS))
+        for change in self.order.sorted(comparison.modules):
             table.add_row(
                 short_module(change.module),
                 Text(str(change.rank_a), justify="right"),
@@ -161,20 +134,16 @@ class CompareScreen(Screen):
         self.score = self.scores[(self.scores.index(self.score) + 1) % len(self.scores)]
 
     def action_sort_next(self) -> None:
-        self.sort_by(self.sort + 1)
+        self.sort_by(self.order.index + 1)
 
     def action_sort_reverse(self) -> None:
-        self.reverse = not self.reverse
+        self.order = self.order.reversed()
 
     def sort_by(self, index: int) -> None:
-        """Another order starts in its natural direction; the same one again reverses it."""
-        index %= len(SORTS)
-        if index == self.sort:
-            self.reverse = not self.reverse
-        else:
-            self.set_reactive(CompareScreen.reverse, False)
-            self.sort = index
+        """Sort by ``SORTS[index]``; the sorted one again reverses the order."""
+        self.order = self.order.by(index)
 
     def palette_commands(self) -> Iterator[PaletteCommand]:
-        for index, order in enumerate(SORTS):
-            yield f"view: sort by {order.title}", "Sort the comparison (again to reverse)", partial(self.sort_by, index)
+        for index, column in enumerate(SORTS):
+            title = f"view: sort by {column.title}"
+            yield title, "Sort the comparison (again to reverse)", partial(self.sort_by, index)

@@ -16,8 +16,8 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "dismiss(False)", "No", id="no"),
     ]
 
-    def __init__(self, question: str) -> None:
-        super().__init__()
+    def __init__(self, question: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.question = question
 
     def compose(self) -> ComposeResult:

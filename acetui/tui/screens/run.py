@@ -104,15 +104,14 @@ def loss_label(losses: list[float]) -> Text:
 
 class RunScreen(Screen):
     """Results open by themselves only when the run ends while this screen is in front; otherwise the user is
-    told, and ``r`` opens them on return."""
+    told, and ``enter`` opens them on return. Keys mean what they mean on the other screens: ``enter`` opens
+    (as in History), ``escape`` leaves (here it stops a running run, asking first); no letters, which History
+    gives other meanings (``c`` compare, ``r`` resume)."""
 
     CSS_PATH = "run.tcss"
     TITLE = "4 · Run"
     BINDINGS = [
-        Binding(
-            "c", "cancel", "Cancel run", tooltip="Stop after the current batch, keeping the partial result", id="cancel"
-        ),
-        Binding("r", "results", "Results", tooltip="Open the (partial) ranking", id="results"),
+        Binding("enter", "results", "Results", tooltip="Open the (partial) ranking", id="results"),
         Binding("escape", "cancel", "Stop…", tooltip="Stop the run (asks; the partial result is kept)", id="stop"),
         Binding("escape", "back", "Back", tooltip="Back to the parameters", id="back"),
     ]
@@ -229,7 +228,7 @@ class RunScreen(Screen):
         ranked = bool(result.included_batches)
         stage = Text(f"run {result.run_id} {result.status}")  # the line below says how it ended
         if ranked:
-            stage.append("  r opens the results", style="bold")
+            stage.append("  enter opens the results", style="bold")
         self.query_one("#stage", Static).update(stage)
         self.log_line(f"{result.status}: {message}; {result.completed_batches} batches recorded")
         self.record_changed()

@@ -1,9 +1,11 @@
-"""A layer x projection heat map of one ranking: each cell is the unit's share, shaded by intensity."""
+"""A layer x projection heat map of one ranking: each cell is the unit's share in %, shaded from cold (0 %) to
+hot (the largest share), under a one-line legend of that scale."""
 
 from __future__ import annotations
 
 import math
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.color import Color
@@ -16,6 +18,8 @@ KINDS = ("self_attn", "cross_attn", "mlp")
 
 COLD = Color.parse("#1b2a4a")
 HOT = Color.parse("#ff5f1f")
+LEGEND_STEPS = 12
+NO_SCORE = "-"
 
 
 def column_name(kind: str, projection: str) -> str:
@@ -50,19 +54,29 @@ class HeatMap(Static):
         table.add_column("layer", justify="right", style="bold")
         for kind, projection in columns:
             table.add_column(column_name(kind, projection), justify="right", min_width=5)
+        blanks = False
         for layer in layers:
-            cells = [Text(str(layer))]
-            for kind, projection in columns:
-                share = shares.get((layer, kind, projection), math.nan)
-                cells.append(self.cell(share, hottest))
-            table.add_row(*cells)
-        self.update(table)
+            row = [shares.get((layer, kind, projection), math.nan) for kind, projection in columns]
+            blanks = blanks or not all(math.isfinite(share) for share in row)
+            table.add_row(Text(str(layer)), *(cell(share, hottest) for share in row))
+        self.update(Group(legend(hottest, blanks), table))
 
-    @staticmethod
-    def cell(share: float, hottest: float) -> Text:
-        if not math.isfinite(share):
-            return Text("-", style="dim")
-        heat = share / hottest if hottest > 0 else 0.0
-        background = COLD.blend(HOT, heat)
-        ink = "black" if background.brightness > 0.5 else "white"
-        return Text(f"{share * 100:4.1f}", style=f"{ink} on {background.hex}")
+
+def cell(share: float, hottest: float) -> Text:
+    if not math.isfinite(share):
+        return Text(NO_SCORE, style="dim")
+    background = COLD.blend(HOT, share / hottest if hottest > 0 else 0.0)
+    ink = "black" if background.brightness > 0.5 else "white"
+    return Text(f"{share * 100:4.1f}", style=f"{ink} on {background.hex}")
+
+
+def legend(hottest: float, blanks: bool) -> Text:
+    """E.g. ``share of the total in %: 0.0 ░░░ 9.7  - no score``: the colour scale and the values at its
+    ends; the ``-`` entry only when the map has such a cell (a unit missing from the ranking, or no total)."""
+    text = Text("share of the total in %: 0.0 ", style="dim")
+    for step in range(LEGEND_STEPS):
+        text.append(" ", style=f"on {COLD.blend(HOT, step / (LEGEND_STEPS - 1)).hex}")
+    text.append(f" {hottest * 100:.1f}", style="dim")
+    if blanks:
+        text.append(f"   {NO_SCORE} no score", style="dim")
+    return text

@@ -8,7 +8,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
@@ -19,6 +18,7 @@ from textual.widgets import DataTable
 from acetui.estimate import RankedModule
 from acetui.estimate.stats import RankingStats, UnitStats
 from acetui.tui.widgets.bar import bar
+from acetui.tui.widgets.sorting import SortColumn, SortOrder
 
 BAR_WIDTH = 8
 UNKNOWN = "–"
@@ -34,17 +34,6 @@ class Row:
     effective_rank: int | None
 
 
-@dataclass(frozen=True)
-class Column:
-    """``label`` heads the column; ``title`` names it in words (sort status, keys, command palette)."""
-
-    key: str
-    label: str
-    title: str
-    sort_key: Callable[[Row], Any]
-    descending: bool = False
-
-
 def known(value: float | None) -> float:
     """Sort key: unknown figures (None, NaN, -1 ranks) after every known one in descending order."""
     return value if value is not None and math.isfinite(value) and value >= 0 else -math.inf
@@ -54,8 +43,10 @@ def _stat(name: str) -> Callable[[Row], float]:
     return lambda row: known(getattr(row.stats, name) if row.stats is not None else None)
 
 
-# The columns that matter most come first so they fit in 80 columns; the rest scroll horizontally.
-COLUMNS = (
+# The columns that matter most come first so they fit in 80 columns; the rest scroll horizontally under the
+# first FIXED, which name the row and stay in view.
+Column = SortColumn[Row]
+COLUMNS: tuple[Column, ...] = (
     Column("rank", "rank", "rank", lambda r: r.item.rank),
     Column("module", "module", "module name", lambda r: r.item.module),
     Column("sensitivity", "score", "score", lambda r: r.item.sensitivity, descending=True),
@@ -69,6 +60,7 @@ COLUMNS = (
     Column("attention", "attention", "attention type", lambda r: (r.item.kind, r.item.layer, r.item.projection)),
     Column("projection", "proj", "projection", lambda r: (r.item.projection, r.item.layer, r.item.kind)),
 )
+FIXED = 2
 SORT_KEYS = 9  # number keys 1-9 sort by the first nine columns; the palette offers them all
 
 
@@ -145,7 +137,7 @@ def row_cells(row: Row, top_k: int, top_sensitivity: float) -> tuple[Text, ...]:
 
 
 class RankingTable(DataTable):
-    """Call ``show`` with a ranking; ``pattern``, ``sort_column`` and ``reverse`` re-render the rows."""
+    """Call ``show`` with a ranking; ``pattern`` and ``order`` re-render the rows."""
 
     class Rendered(Message):
         """The rows shown changed; ``status`` says how many match the filter and how they are sorted."""
@@ -178,11 +170,10 @@ class RankingTable(DataTable):
     ]
 
     pattern = reactive("", init=False)
-    sort_column = reactive(0, init=False)
-    reverse = reactive(False, init=False)
+    order: reactive[SortOrder[Row]] = reactive(SortOrder(COLUMNS), init=False)
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, id=id)
+        super().__init__(cursor_type="row", zebra_stripes=True, fixed_columns=FIXED, id=id)
         self.ranking: list[RankedModule] = []
         self.top_k = 0
         self.stats: dict[str, UnitStats] | None = None
@@ -199,7 +190,7 @@ class RankingTable(DataTable):
     def set_effective(self, effective: dict[str, int]) -> None:
         """Effective ranks by module name, once computed (units not in it show "–")."""
         self.effective = effective
-        if COLUMNS[self.sort_column].key == "effective_rank":
+        if self.order.column.key == "effective_rank":
             self.render_rows()
             return
         for row in self.rows_shown():
@@ -213,9 +204,7 @@ class RankingTable(DataTable):
     def rows_shown(self) -> list[Row]:
         """The rows shown, in the order shown."""
         matches = module_filter(self.pattern)
-        column = COLUMNS[self.sort_column]
-        rows = [self.row(item) for item in self.ranking if matches(item.module)]
-        return sorted(rows, key=column.sort_key, reverse=column.descending != self.reverse)
+        return self.order.sorted(self.row(item) for item in self.ranking if matches(item.module))
 
     @property
     def visible(self) -> list[RankedModule]:
@@ -223,16 +212,11 @@ class RankingTable(DataTable):
 
     def render_rows(self) -> None:
         self.clear()
-        self.label_sorted_column()
+        self.order.label(self, ((column.key, column.label) for column in COLUMNS))
         top = max((item.sensitivity for item in self.ranking), default=0.0)
         for row in self.rows_shown():
             self.add_row(*row_cells(row, self.top_k, top), key=row.item.module)
         self.post_message(self.Rendered(self.status()))
-
-    @property
-    def arrow(self) -> str:
-        """The sort direction: ▼ largest first, ▲ smallest first."""
-        return "▼" if COLUMNS[self.sort_column].descending != self.reverse else "▲"
 
     def status(self) -> Text:
         """E.g. ``12 of 32 modules · sorted by P(top-k) ▼``, led by a notice when the filter is no regex."""
@@ -240,38 +224,24 @@ class RankingTable(DataTable):
         if self.pattern and filter_regex(self.pattern) is None:
             text.append("invalid regex, matching as text · ", style="yellow")
         text.append(f"{self.row_count} of {len(self.ranking)} modules" if self.pattern else f"{self.row_count} modules")
-        text.append(f" · sorted by {COLUMNS[self.sort_column].title} {self.arrow}", style="dim")
+        text.append(f" · sorted by {self.order.column.title} {self.order.arrow}", style="dim")
         return text
-
-    def label_sorted_column(self) -> None:
-        for index, column in enumerate(COLUMNS):
-            arrow = f" {self.arrow}" if index == self.sort_column else ""
-            shown = self.columns[column.key]
-            shown.label = Text(column.label + arrow)
-            shown.content_width = max(shown.content_width, len(column.label) + 2)
 
     def watch_pattern(self) -> None:
         self.render_rows()
 
-    def watch_sort_column(self) -> None:
-        self.render_rows()
-
-    def watch_reverse(self) -> None:
+    def watch_order(self) -> None:
         self.render_rows()
 
     def action_sort_next(self) -> None:
-        self.sort_by(self.sort_column + 1)
+        self.sort_by(self.order.index + 1)
 
     def action_sort_reverse(self) -> None:
-        self.reverse = not self.reverse
+        self.order = self.order.reversed()
 
     def action_sort_by(self, index: int) -> None:
         self.sort_by(index)
 
     def sort_by(self, index: int) -> None:
-        index %= len(COLUMNS)
-        if index == self.sort_column:
-            self.reverse = not self.reverse
-        else:
-            self.reverse = False
-            self.sort_column = index
+        """Sort by ``COLUMNS[index]``; the sorted column again reverses the order."""
+        self.order = self.order.by(index)

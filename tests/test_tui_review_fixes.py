@@ -1,0 +1,115 @@
+"""What a UX review at 80x24 found: the module column scrolled out of view, a heat map without a legend,
+ctrl+q ending a running run without asking (80x24)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from textual.widgets import DataTable, ProgressBar
+
+from acetui import paths
+from acetui.estimate import rank_modules
+from acetui.estimate.sidestep import load_ranking
+from acetui.tui.app import make_app
+from acetui.tui.screens.compare import CompareScreen
+from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.widgets.heat_map import COLD, HOT, HeatMap
+from acetui.tui.widgets.ranking_table import RankingTable, short_module
+from tests.test_tui_run_flow import long_run, wait_for
+from tests.tui_support import SIZE, open_screen, record_run
+
+
+def cursor_line(table: DataTable) -> str:
+    """The text the table shows on its cursor row, after the header."""
+    return table.render_line(table.header_height + table.cursor_row - round(table.scroll_y)).text
+
+
+async def scrolled_right(pilot, table: DataTable) -> str:
+    """The cursor row's text once the table is scrolled as far right as it goes."""
+    table.focus()
+    await pilot.press("down", "down")
+    table.scroll_to(x=table.max_scroll_x, animate=False)
+    await pilot.pause()
+    assert table.scroll_x > 0  # too wide for 80 columns, so it did scroll
+    return cursor_line(table)
+
+
+async def test_module_names_stay_in_view_when_tables_scroll_right(checkpoint_root, dataset_dir):
+    first = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
+    second = record_run(checkpoint_root, dataset_dir, batches=2, seed=2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        results = ResultsScreen(first)
+        await open_screen(pilot, results)
+        table = results.query_one(RankingTable)
+        line = await scrolled_right(pilot, table)
+        assert short_module(table.visible[table.cursor_row].module) in line
+        compare = CompareScreen(first, second)
+        await open_screen(pilot, compare)
+        pairs = compare.query_one("#pairs", DataTable)
+        line = await scrolled_right(pilot, pairs)
+        assert short_module(pairs.ordered_rows[pairs.cursor_row].key.value) in line
+
+
+def legend_line(screen) -> tuple[str, str]:
+    """The heat map's first line: its text, and the background colours of its cells, one per character."""
+    strip = screen.query_one(HeatMap).render_line(0)
+    return strip.text, " ".join(segment.style.bgcolor.name for segment in strip for _ in segment.text)
+
+
+async def test_heat_map_has_a_legend_of_its_colour_scale(checkpoint_root, dataset_dir, tmp_path):
+    result = record_run(checkpoint_root, dataset_dir, batches=1)
+    hottest = max(module.share for module in rank_modules(result))
+    partial = tmp_path / "partial.json"  # one layer lacks a projection: its cell shows "-"
+    partial.write_text(json.dumps([
+        {"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 3.0},
+        {"module": "decoder.layers.0.self_attn.k_proj", "sensitivity": 1.0},
+        {"module": "decoder.layers.1.self_attn.q_proj", "sensitivity": 1.0},
+    ]))  # fmt: skip
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, ResultsScreen(result))
+        await pilot.press("v")
+        await pilot.pause()
+        text, colours = legend_line(app.screen)
+        assert text.strip() == f"share of the total in %: 0.0 {' ' * 12} {hottest * 100:.1f}"
+        scale = [COLD.blend(HOT, step / 11).hex.lower() for step in range(12)]  # cold to hot, left to right
+        assert f"{scale[0]} {scale[1]}" != f"{scale[-2]} {scale[-1]}" and " ".join(scale) in colours
+        await open_screen(pilot, ResultsScreen(load_ranking(partial)))
+        await pilot.press("v")
+        await pilot.pause()
+        text, _ = legend_line(app.screen)
+        assert text.strip().endswith("60.0   - no score")
+
+
+async def test_quitting_during_a_run_asks_and_keeps_its_partial_result(checkpoint_root, dataset_dir):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        run = long_run(checkpoint_root, dataset_dir)
+        app.push_screen(run)
+        await pilot.pause()
+        await wait_for(pilot, lambda: bool(run.query_one(ProgressBar).progress))
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmScreen) and "partial result is kept" in app.screen.question
+        await pilot.press("n")
+        done = run.query_one(ProgressBar).progress
+        await wait_for(pilot, lambda: run.query_one(ProgressBar).progress > done)  # the run goes on
+        assert app.is_running and app.screen is run and run.running
+        await pilot.press("ctrl+q")
+        await pilot.press("y")
+        await pilot.pause()
+        assert not app.is_running
+    record = paths.app_dirs().runs / f"{run.run_id}.json"
+    deadline = time.monotonic() + 60
+    while json.loads(record.read_text())["status"] == "running":  # the batch under way finishes first
+        assert time.monotonic() < deadline, "the run was not stopped"
+        time.sleep(0.1)
+    saved = json.loads(record.read_text())
+    assert saved["status"] == "interrupted" and saved["batches"]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:  # with no run running, ctrl+q quits at once, as before
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running
