@@ -7,7 +7,7 @@ from pathlib import Path
 
 from acetui import paths
 from acetui.errors import AcetuiError
-from acetui.estimate.result import EstimateResult
+from acetui.estimate.result import RECORD_SUFFIX, EstimateResult
 from acetui.estimate.result import read_record as load_record
 
 __all__ = ["HistoryProblem", "find_run", "list_runs", "load_record"]
@@ -32,7 +32,7 @@ def find_run(reference: str) -> Path:
     if candidate.is_dir():
         raise AcetuiError(f"{reference}: is a folder, not a run id or run record file")
     folder = paths.app_dirs().runs
-    records = folder.glob("*.json") if folder.is_dir() else ()
+    records = folder.glob(f"*{RECORD_SUFFIX}") if folder.is_dir() else ()
     matches = sorted(path for path in records if path.name.startswith(reference))
     if len(matches) == 1:
         return matches[0]
@@ -47,11 +47,11 @@ def list_runs() -> tuple[list[EstimateResult], list[HistoryProblem]]:
     if not folder.is_dir():
         return [], []
     runs, problems = [], []
-    for path in sorted(folder.glob("*.json"), reverse=True):
+    for path in sorted(folder.glob(f"*{RECORD_SUFFIX}"), reverse=True):
         try:
             runs.append(load_record(path))
         except AcetuiError as error:
-            aside = path.with_suffix(".json.bad")
+            aside = path.with_suffix(f"{RECORD_SUFFIX}.bad")
             try:
                 path.replace(aside)
             except OSError:

@@ -11,6 +11,7 @@ from pathlib import Path
 from acetui.data import DatasetScan, scan_dataset
 from acetui.errors import ModelLoadError
 from acetui.estimate.preparation import dataset_warnings
+from acetui.folders import check_folder
 from acetui.model import list_variants
 from acetui.model.checkpoint import decoder_config
 from acetui.units import format_bytes
@@ -18,8 +19,7 @@ from acetui.units import format_bytes
 
 def variants_report(root: Path) -> tuple[str, bool]:
     """A table of the variants under ``root`` and whether any of them is usable."""
-    if not root.is_dir():
-        raise ModelLoadError(f"{root}: checkpoint root does not exist or is not a folder")
+    check_folder(root, ModelLoadError, "checkpoint root")
     infos = list_variants(root)
     if not infos:
         return f"{root}: no variant folders (sub-folders holding config.json)\n", False

@@ -77,14 +77,14 @@ def test_fine_tune_stored_elsewhere_by_absolute_path(root, tmp_path):
 
 
 def test_missing_root(tmp_path):
-    with pytest.raises(ModelLoadError, match="checkpoint root does not exist") as caught:
+    with pytest.raises(ModelLoadError, match="checkpoint root not found") as caught:
         resolve_variant(tmp_path / "nowhere", "turbo")
     assert str(tmp_path / "nowhere") in str(caught.value)
 
 
 def test_root_that_is_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ModelLoadError, match="not a directory"):
+    with pytest.raises(ModelLoadError, match="file: not a folder"):
         resolve_variant(tmp_path / "file", "turbo")
 
 

@@ -218,7 +218,7 @@ def _checkpoint_case(case: str, tmp_path: Path) -> tuple[Path, str, str]:
     """(root, variant, expected line after 'acetui: ')."""
     if case == "root-missing":
         root = tmp_path / "nowhere"
-        return root, "turbo", f"{root}: checkpoint root does not exist"
+        return root, "turbo", f"{root}: checkpoint root not found"
     if case == "variant-missing":
         root, _ = _good_root(tmp_path)
         return root, "xl-sft", f"{root / 'acestep-v15-xl-sft'}: variant 'xl-sft' not found in {root} (found: turbo)"

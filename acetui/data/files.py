@@ -1,9 +1,8 @@
-"""What kind of thing a path the user picked is, and reading the folders and small files named by one.
+"""What kind of thing a dataset path is, and reading a dataset folder and its small files.
 
 A dataset folder can hold a ``.pt`` name that is not a file (a dangling link, a folder, a named pipe
 left by a streaming tool); opening a named pipe blocks until someone writes to it, so anything that is
-not a regular file is reported by its kind, judged from ``stat`` alone, and never opened. Folders (a
-dataset, a checkpoints root) are checked here too, so every step words the same problem the same way.
+not a regular file is reported by its kind, judged from ``stat`` alone, and never opened.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from acetui.errors import AcetuiError, DatasetError
+from acetui.errors import DatasetError
+from acetui.folders import cannot_read, check_folder
 from acetui.jsonfile import read_json
 
 T = TypeVar("T")
@@ -25,14 +25,6 @@ _SPECIAL_KINDS = (
     (stat.S_ISCHR, "a device"),
     (stat.S_ISBLK, "a device"),
 )
-_PERMISSION_DENIED = "cannot read (permission denied)"
-
-
-def cannot_read(error: OSError) -> str:
-    """Why an OSError stopped a read, in the words every path check uses."""
-    if isinstance(error, PermissionError):
-        return _PERMISSION_DENIED
-    return f"cannot read ({error.strerror or error})"
 
 
 def regular_file(path: Path) -> os.stat_result | str:
@@ -52,22 +44,9 @@ def regular_file(path: Path) -> os.stat_result | str:
     return f"not a regular file ({kind})"
 
 
-def check_folder(folder: Path, error: type[AcetuiError] = DatasetError) -> None:
-    """Raise ``error`` naming a folder the user picked (a dataset, a checkpoints root) when it is missing,
-    not a folder, or cannot be listed and entered (without search permission its files cannot be read)."""
-    try:
-        found = folder.is_dir()
-    except OSError as problem:  # is_dir says False for a missing path, raises for others (a name too long)
-        raise error(f"{folder}: {cannot_read(problem)}") from None
-    if not found:
-        raise error(f"{folder}: {'not a folder' if folder.exists() else 'folder not found'}")
-    if not os.access(folder, os.R_OK | os.X_OK):
-        raise error(f"{folder}: {_PERMISSION_DENIED}")
-
-
 def folder_entries(folder: Path) -> list[Path]:
     """The entries of a dataset folder ``check_folder`` accepts, in name order."""
-    check_folder(folder)
+    check_folder(folder, DatasetError)
     try:
         return sorted(folder.iterdir(), key=lambda entry: entry.name)
     except OSError as problem:

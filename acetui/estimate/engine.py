@@ -38,7 +38,7 @@ from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch
 from acetui.estimate.ownership import RunClaim, claim_run, process_owner
 from acetui.estimate.preparation import check_weights, load_model, new_result, prepare
 from acetui.estimate.request import EstimateRequest
-from acetui.estimate.result import BatchRecord, EstimateResult
+from acetui.estimate.result import BatchRecord, EstimateResult, record_file
 from acetui.estimate.scores import group_name, score_table
 from acetui.estimate.stats import MIN_BATCHES, statistics_record, top_k_stability
 from acetui.model import AceStepDecoder
@@ -136,7 +136,7 @@ class Estimator:
 
     def record_path(self, run_id: str) -> Path | None:
         """Where the run's record is kept (``<record_dir>/<run id>.json``), or None when not kept."""
-        return None if self.record_dir is None else self.record_dir / f"{run_id}.json"
+        return None if self.record_dir is None else record_file(self.record_dir, run_id)
 
     def _save(self, result: EstimateResult) -> None:
         path = self.record_path(result.run_id)

@@ -17,6 +17,7 @@ from acetui.jsonfile import read_json
 
 RECORD_FORMAT = "acetui-run/1"
 STATUSES = ("running", "complete", "cancelled", "interrupted", "failed")
+RECORD_SUFFIX = ".json"
 
 
 @dataclass
@@ -147,6 +148,11 @@ def _finite_or_null(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite_or_null(item) for item in value]
     return value
+
+
+def record_file(folder: Path, run_id: str) -> Path:
+    """The record of run ``run_id`` in a run history ``folder``: one ``<run id>.json`` per run."""
+    return folder / f"{run_id}{RECORD_SUFFIX}"
 
 
 def read_record(path: Path) -> EstimateResult:

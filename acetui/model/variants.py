@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from acetui.errors import ModelLoadError
+from acetui.folders import check_folder
 
 OFFICIAL_VARIANTS = (
     "turbo",
@@ -44,10 +45,7 @@ def variant_folders(root: Path) -> list[Path]:
 
 def resolve_variant(root: Path, variant: str) -> Path:
     """The folder of ``variant`` under ``root``; it must hold ``config.json``."""
-    if not root.exists():
-        raise ModelLoadError(f"{root}: checkpoint root does not exist")
-    if not root.is_dir():
-        raise ModelLoadError(f"{root}: checkpoint root is not a directory")
+    check_folder(root, ModelLoadError, "checkpoint root")
     folder = root / variant_folder_name(variant)
     if not folder.is_dir():
         found = ", ".join(short_name(f.name) for f in variant_folders(root)) or "none"

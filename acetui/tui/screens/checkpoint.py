@@ -11,8 +11,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from acetui.data.files import check_folder
 from acetui.errors import ModelLoadError
+from acetui.folders import check_folder
 from acetui.model.catalog import VariantInfo, list_variants
 from acetui.model.variants import CONFIG_FILE, short_name
 from acetui.tui.screens.dataset import DatasetScreen

@@ -18,6 +18,7 @@ from acetui import paths
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateResult, rank_modules
 from acetui.estimate.ownership import check_not_running
+from acetui.estimate.result import record_file
 from acetui.estimate.sidestep import ImportedRanking
 from acetui.history import HistoryProblem, list_runs, load_record
 from acetui.tui.screens.compare import CompareScreen
@@ -111,7 +112,7 @@ class HistoryScreen(Screen):
 
     @work(thread=True, group="history-run", exit_on_error=False, description="reading changed run records")
     def read_runs(self, run_ids: list[str]) -> list[tuple[EstimateResult, str]]:
-        runs = [load_record(paths.app_dirs().runs / f"{run_id}.json") for run_id in run_ids]
+        runs = [load_record(record_file(paths.app_dirs().runs, run_id)) for run_id in run_ids]
         return [(run, top_module(run)) for run in runs]
 
     @on(Worker.StateChanged)
