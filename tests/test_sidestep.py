@@ -14,13 +14,13 @@ from acetui.estimate import EstimateRequest, Estimator, rank_modules, score_tabl
 from acetui.estimate.compare import load_sensitivities
 from acetui.estimate.effective_rank import effective_ranks
 from acetui.estimate.exports import export
+from acetui.estimate.imported import load_ranking
 from acetui.estimate.sidestep import (
     FISHER_MAP_KEYS,
     budget_ranks,
     build_fisher_map,
     dataset_hash,
     export_fisher_map,
-    load_ranking,
     write_fisher_map,
 )
 from tests.fisher_map_schema import fisher_map_problems

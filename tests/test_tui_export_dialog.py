@@ -10,7 +10,7 @@ from textual.widgets import Input, Select
 
 from acetui.errors import OutputExistsError
 from acetui.estimate.exports import export
-from acetui.estimate.sidestep import load_ranking
+from acetui.estimate.imported import load_ranking
 from acetui.tui.app import make_app
 from acetui.tui.ranking_source import ranking_source
 from acetui.tui.screens.confirm import ConfirmScreen

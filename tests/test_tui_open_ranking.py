@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from acetui.estimate.sidestep import load_ranking
+from acetui.estimate.imported import load_ranking
 from acetui.tui.app import make_app
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen

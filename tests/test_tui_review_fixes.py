@@ -10,7 +10,7 @@ from textual.widgets import DataTable, ProgressBar
 
 from acetui import paths
 from acetui.estimate import rank_modules
-from acetui.estimate.sidestep import load_ranking
+from acetui.estimate.imported import load_ranking
 from acetui.tui.app import make_app
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.confirm import ConfirmScreen

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Input, ProgressBar, Static
 from acetui import paths
 from acetui.estimate import EstimateRequest
 from acetui.estimate.compare import log_distance
-from acetui.estimate.sidestep import load_ranking
+from acetui.estimate.imported import load_ranking
 from acetui.estimate.stats import MIN_BATCHES
 from acetui.tui.app import make_app
 from acetui.tui.screens.compare import CompareScreen

@@ -13,7 +13,7 @@ import torch
 from acetui import paths
 from acetui.estimate import rank_modules
 from acetui.estimate.exports import export
-from acetui.estimate.sidestep import load_ranking
+from acetui.estimate.imported import load_ranking
 from acetui.tui.app import make_app
 from acetui.tui.screens import parameters
 from acetui.tui.screens.compare import CompareScreen

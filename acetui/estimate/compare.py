@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from acetui.errors import AcetuiError
+from acetui.estimate.imported import load_ranking
 from acetui.estimate.result import RECORD_FORMAT, EstimateResult
 from acetui.estimate.scores import rank_modules
 from acetui.history import find_run
@@ -220,8 +221,6 @@ def load_sensitivities(
 ) -> dict[str, float]:
     """``{module: sensitivity}`` from an acetui run record (ranked by ``score``) given by its path or run id,
     an acetui/Side-Step estimate JSON list or a Side-Step fisher map. AcetuiError naming the file otherwise."""
-    from acetui.estimate.sidestep import load_ranking
-
     path = ranking_path(path)
     data = read_json(path)
     if isinstance(data, dict) and data.get("format") == RECORD_FORMAT:

@@ -12,13 +12,13 @@ from acetui.atomic import write_text_atomic
 from acetui.estimate import SCORES, EstimateResult, RankedModule, rank_modules
 from acetui.estimate.compare import result_sensitivities
 from acetui.estimate.exports import EXPORT_FORMATS, export
+from acetui.estimate.imported import ImportedRanking
 from acetui.estimate.rank_budget import peft_rank_json
 from acetui.estimate.request import REQUEST_DEFAULTS
 from acetui.estimate.sidestep import (
     DEFAULT_BASE_RANK,
     DEFAULT_RANK_MAX,
     DEFAULT_RANK_MIN,
-    ImportedRanking,
     default_fisher_map_path,
     export_fisher_map,
 )

@@ -17,9 +17,9 @@ from textual.worker import Worker, WorkerState
 from acetui import paths
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateResult, rank_modules
+from acetui.estimate.imported import ImportedRanking
 from acetui.estimate.ownership import check_not_running
 from acetui.estimate.result import record_file
-from acetui.estimate.sidestep import ImportedRanking
 from acetui.history import HistoryProblem, list_runs, load_record
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen

@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 from acetui.errors import AcetuiError
-from acetui.estimate.sidestep import ImportedRanking, load_ranking
+from acetui.estimate.imported import ImportedRanking, load_ranking
 from acetui.tui.widgets.path_picker import PathSuggester
 
 

@@ -21,7 +21,8 @@ from textual.worker import Worker, WorkerState
 from acetui.errors import AcetuiError, OutputExistsError
 from acetui.estimate import EstimateResult, RankedModule
 from acetui.estimate.exports import target_modules_string
-from acetui.estimate.sidestep import ImportedRanking, cached_effective_ranks
+from acetui.estimate.imported import ImportedRanking
+from acetui.estimate.sidestep import cached_effective_ranks
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.screens.confirm import ConfirmScreen

@@ -1,0 +1,126 @@
+"""Rankings read from other tools' files: Side-Step's estimate JSON list (also what acetui exports) and its
+``fisher_map.json``, shown and compared like a run. A malformed file is refused with one line naming it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acetui.errors import AcetuiError
+from acetui.estimate.scores import RankedModule, module_parts
+from acetui.estimate.sidestep import FISHER_MAP_KEYS
+from acetui.jsonfile import read_json
+from acetui.model.checkpoint import DECODER_PREFIX
+
+
+@dataclass(frozen=True)
+class ImportedRanking:
+    """A ranking read from another tool's file: ``scores`` maps ``decoder.`` module names to values,
+    most sensitive first. ``kind``: ``estimate`` (a ``[{module, sensitivity}]`` list) or ``fisher_map``;
+    ``score_name``: what the values are (``sensitivity``, ``fisher`` or ``assigned_rank``)."""
+
+    path: Path
+    kind: str
+    score_name: str
+    scores: dict[str, float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def ranked(self) -> list[RankedModule]:
+        """The same rows the results view shows for a run (layer -1 for names it cannot parse)."""
+        total = sum(value for value in self.scores.values() if value > 0)
+        rows = []
+        for position, (name, value) in enumerate(self.scores.items(), start=1):
+            try:
+                parts = module_parts(name)
+                layer, kind, projection = parts.layer, parts.kind, parts.projection
+            except ValueError:
+                layer, kind, projection = -1, "", name.rsplit(".", 1)[-1]
+            share = value / total if total > 0 else math.nan
+            rows.append(RankedModule(position, name, value, share, layer, kind, projection))
+        return rows
+
+
+def _decoder_name(name: str) -> str:
+    return name if name.startswith(DECODER_PREFIX) or not name.startswith("layers.") else DECODER_PREFIX + name
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AcetuiError(f"{where}: score {value!r} is not a finite number")
+    return float(value)
+
+
+def _sorted_scores(pairs: list[tuple[str, float]], path: Path) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for name, value in pairs:
+        if name in scores:
+            raise AcetuiError(f"{path}: module {name} appears twice")
+        scores[name] = value
+    return dict(sorted(scores.items(), key=lambda item: -item[1]))
+
+
+def load_ranking(path: str | Path) -> ImportedRanking:
+    """Read a Side-Step (or acetui) estimate JSON list or a fisher_map.json into a ranking.
+
+    Estimate entries may name the module ``module`` or ``name`` and the value ``sensitivity`` or
+    ``score`` (Side-Step's own reader accepts both). A fisher map gives its ``modules`` by
+    ``fisher_score``, or, for a map without ``modules``, its ``rank_pattern`` ranks. Names are given the
+    ``decoder.`` prefix. Raises AcetuiError naming the file for anything else.
+    """
+    path = Path(path).expanduser()
+    data = read_json(path)
+    if isinstance(data, list):
+        return ImportedRanking(path, "estimate", "sensitivity", _estimate_scores(data, path))
+    if isinstance(data, dict) and ("rank_pattern" in data or "modules" in data):
+        return _fisher_map_ranking(data, path)
+    raise AcetuiError(f"{path}: neither an estimate list [{{module, sensitivity}}] nor a fisher_map.json")
+
+
+def _estimate_scores(data: list[Any], path: Path) -> dict[str, float]:
+    pairs = []
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise AcetuiError(f"{path}: entry {index} is not an object")
+        name = entry.get("module", entry.get("name"))
+        value = entry.get("sensitivity", entry.get("score"))
+        if not isinstance(name, str) or value is None:
+            raise AcetuiError(f"{path}: entry {index} has no module/name and sensitivity/score")
+        pairs.append((_decoder_name(name), _number(value, f"{path}: entry {index}")))
+    if not pairs:
+        raise AcetuiError(f"{path}: the ranking is empty")
+    return _sorted_scores(pairs, path)
+
+
+def _fisher_map_ranking(data: dict[str, Any], path: Path) -> ImportedRanking:
+    """A fisher map ranked by its ``modules``' fisher scores. Only a schema-1 map (no ``version``, or 1) may
+    lack ``modules``; its ``rank_pattern`` ranks are used instead. Anything else is refused, never shown."""
+    skip = ("modules", "rank_pattern", "alpha_pattern")
+    metadata = {key: data[key] for key in FISHER_MAP_KEYS if key in data and key not in skip}
+    if "modules" in data:
+        return ImportedRanking(path, "fisher_map", "fisher", _module_scores(data["modules"], path), metadata)
+    if data.get("version", 1) != 1:
+        raise AcetuiError(f"{path}: fisher map version {data['version']!r} has no 'modules' list")
+    pattern = data.get("rank_pattern")
+    if not isinstance(pattern, dict) or not pattern:
+        raise AcetuiError(f"{path}: fisher map has no modules or rank_pattern entries")
+    where = f"{path}: rank_pattern"
+    pairs = [(_decoder_name(str(key)), _number(value, f"{where} {key}")) for key, value in pattern.items()]
+    return ImportedRanking(path, "fisher_map", "assigned_rank", _sorted_scores(pairs, path), metadata)
+
+
+def _module_scores(modules: Any, path: Path) -> dict[str, float]:
+    """The fisher score of each entry of a map's ``modules``, which must be a non-empty list of modules."""
+    if not isinstance(modules, list) or not modules:
+        found = json.dumps(modules)
+        found = found if len(found) <= 40 else found[:37] + "..."
+        raise AcetuiError(f"{path}: fisher map 'modules' should be a non-empty list of modules, found {found}")
+    pairs = []
+    for index, entry in enumerate(modules):
+        where = f"{path}: modules entry {index}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise AcetuiError(f"{where} has no name")
+        pairs.append((_decoder_name(entry["name"]), _number(entry.get("fisher_score"), where)))
+    return _sorted_scores(pairs, path)
