@@ -114,13 +114,13 @@ def delete_profile(name: str) -> Path:
 
 
 def missing_folders(values: dict[str, Any]) -> str:
-    """'dataset folder /x not found' for each folder the settings name that is not a folder ('' when
-    all are), so a profile whose data moved says so when loaded, not when the run fails."""
-    problems = [
-        f"{label} {values[key]} not found"
-        for key, label in _FOLDERS
-        if key in values and not Path(values[key]).expanduser().is_dir()
-    ]
+    """'dataset folder /x not found' (or 'is not a folder') for each folder the settings name that is not
+    one ('' when all are), so a profile whose data moved says so when loaded, not when the run fails."""
+    problems = []
+    for key, label in _FOLDERS:
+        folder = Path(values[key]).expanduser() if key in values else None
+        if folder is not None and not folder.is_dir():
+            problems.append(f"{label} {values[key]} {'is not a folder' if folder.exists() else 'not found'}")
     return "; ".join(problems)
 
 

@@ -35,7 +35,11 @@ def test_manifest_lists_the_samples_in_its_order(folder):
     assert scan.notes[1].startswith("3 .pt files in") and "not used" in scan.notes[1]
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"samples": "a.pt"}', "[]"], ids=["invalid", "not-list", "array"])
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", '{"samples": "a.pt"}', "[]", '{"samples": ["~acetui_no_such_user/a.pt"]}'],
+    ids=["invalid", "not-list", "array", "unknown-home"],
+)
 def test_a_broken_manifest_is_ignored_with_a_note(folder, content):
     (folder / "manifest.json").write_text(content)
     scan = scan_dataset(folder)

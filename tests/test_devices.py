@@ -22,7 +22,7 @@ def python(code: str) -> list[str]:
 def test_the_child_reports_this_machines_cuda_devices():
     devices = probe_cuda_devices(CHILD)
     assert len(devices) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
-    assert all(0 < device.free <= device.total for device in devices)
+    assert all(0 <= device.free <= device.total for device in devices)
 
 
 def test_an_answer_round_trips():

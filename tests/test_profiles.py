@@ -59,6 +59,9 @@ def test_missing_folders_names_each(tmp_path, dataset_dir):
     assert missing_folders({"checkpoint_dir": str(gone), "dataset_dir": str(gone)}) == (
         f"checkpoint folder {gone} not found; dataset folder {gone} not found"
     )
+    plain_file = tmp_path / "notes.txt"
+    plain_file.write_text("x")
+    assert missing_folders({"dataset_dir": str(plain_file)}) == f"dataset folder {plain_file} is not a folder"
 
 
 def test_unknown_key_and_wrong_type_name_file_and_key(tmp_path):

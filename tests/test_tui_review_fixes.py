@@ -17,8 +17,7 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.heat_map import COLD, HOT, HeatMap
 from acetui.tui.widgets.ranking_table import RankingTable, short_module
-from tests.test_tui_run_flow import long_run, wait_for
-from tests.tui_support import SIZE, open_screen, record_run
+from tests.tui_support import SIZE, open_screen, record_run, start_long_run, wait_for
 
 
 def cursor_line(table: DataTable) -> str:
@@ -87,17 +86,18 @@ async def test_heat_map_has_a_legend_of_its_colour_scale(checkpoint_root, datase
 async def test_quitting_during_a_run_asks_and_keeps_its_partial_result(checkpoint_root, dataset_dir):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        run = long_run(checkpoint_root, dataset_dir)
-        app.push_screen(run)
-        await pilot.pause()
-        await wait_for(pilot, lambda: bool(run.query_one(ProgressBar).progress))
+        run = await start_long_run(pilot, checkpoint_root, dataset_dir)
         await pilot.press("ctrl+q")
         assert isinstance(app.screen, ConfirmScreen) and "partial result is kept" in app.screen.question
         await pilot.press("n")
         done = run.query_one(ProgressBar).progress
         await wait_for(pilot, lambda: run.query_one(ProgressBar).progress > done)  # the run goes on
         assert app.is_running and app.screen is run and run.running
-        await pilot.press("ctrl+q")
+        await pilot.press("escape")  # the Run screen's own question, "Stop the run?" ...
+        assert isinstance(app.screen, ConfirmScreen) and "Stop the run" in app.screen.question
+        await pilot.press("ctrl+q")  # ... gives way to the quit question: never two dialogs stacked
+        await pilot.pause()
+        assert "partial result is kept" in app.screen.question and app.screen_stack[-2] is run
         await pilot.press("y")
         await pilot.pause()
         assert not app.is_running

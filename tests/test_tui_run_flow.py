@@ -7,8 +7,6 @@ import json
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import replace
 
 from textual.widgets import DataTable, Input, ProgressBar, Static
@@ -28,15 +26,7 @@ from acetui.tui.widgets.ranking_table import RankingTable
 from acetui.tui.widgets.run_summary import RunSummary
 from tests.support import PYTHON, REPO, estimate_args, subprocess_env, subprocess_runs_dir
 from tests.test_engine_records import _wait_until_running
-from tests.tui_support import SIZE, open_screen, record_run, settle
-
-
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``condition`` while the app runs (a long run never lets ``settle`` return)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.05)
+from tests.tui_support import SIZE, open_screen, record_run, settle, start_long_run, wait_for
 
 
 def text(screen, selector: str) -> str:
@@ -62,17 +52,10 @@ async def palette(pilot, query: str) -> None:
     await pilot.pause()
 
 
-def long_run(checkpoint_root, dataset_dir) -> RunScreen:
-    return RunScreen(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=5000, top_k=4))
-
-
 async def test_history_during_a_run_follows_it_and_never_resumes_it_twice(checkpoint_root, dataset_dir):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        run = long_run(checkpoint_root, dataset_dir)
-        app.push_screen(run)
-        await pilot.pause()
-        await wait_for(pilot, lambda: bool(run.query_one(ProgressBar).progress))
+        run = await start_long_run(pilot, checkpoint_root, dataset_dir)
         assert key_label(app, "escape") == "Stop…"  # escape asks to stop a running run, so it says so
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and bool(app.screen.runs))
@@ -203,10 +186,7 @@ async def test_palette_offers_each_screens_actions(checkpoint_root, dataset_dir)
         resumed = app.screen.source.result
         assert isinstance(app.screen_stack[-2], RunScreen)
         assert (resumed.run_id, resumed.status) == (partial.run_id, "complete")
-        run = long_run(checkpoint_root, dataset_dir)
-        app.push_screen(run)
-        await pilot.pause()
-        await wait_for(pilot, lambda: bool(run.query_one(ProgressBar).progress))
+        await start_long_run(pilot, checkpoint_root, dataset_dir)
         await palette(pilot, "stop")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, ProgressBar
 
 from acetui import paths
 from acetui.estimate import BatchDone, EstimateRequest, EstimateResult, Estimator
 from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.parameters import ParametersScreen
+from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.path_picker import FolderTree
 
 SIZE = (80, 24)
@@ -75,3 +78,20 @@ def record_run(checkpoint_root, dataset_dir, *, stop_after: int | None = None, *
     result = estimator.run()
     assert result is not None
     return result
+
+
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` while the app runs (a long run never lets ``settle`` return)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.05)
+
+
+async def start_long_run(pilot, checkpoint_root, dataset_dir) -> RunScreen:
+    """A run far longer than any test, pushed and past its first batch (stop it, or leave to cancel it)."""
+    run = RunScreen(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=5000, top_k=4))
+    pilot.app.push_screen(run)
+    await pilot.pause()
+    await wait_for(pilot, lambda: bool(run.query_one(ProgressBar).progress))
+    return run

@@ -44,8 +44,16 @@ def _listed_paths(path: Path, data: Any) -> tuple[Path, ...]:
     paths: list[Path] = []
     for entry in entries:
         if isinstance(entry, str) and entry.strip():
-            listed = Path(entry.strip().replace("\\", "/")).expanduser()
+            listed = _expanded(Path(entry.strip().replace("\\", "/")), path)
             resolved = listed if listed.is_absolute() else path.parent / listed
             if resolved not in paths:
                 paths.append(resolved)
     return tuple(paths)
+
+
+def _expanded(listed: Path, manifest: Path) -> Path:
+    """``~`` and ``~user`` expanded; DatasetError naming the manifest for a ``~user`` with no home."""
+    try:
+        return listed.expanduser()
+    except RuntimeError:
+        raise DatasetError(f"{manifest}: cannot expand {listed} (no such user's home folder)") from None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acetui.errors import ModelLoadError
+from acetui.folders import cannot_read
 from acetui.model.checkpoint import SINGLE_FILE, decoder_entries, storage_name, weight_files
 from acetui.model.config import DecoderConfig
 from acetui.model.variants import CONFIG_FILE, short_name, variant_folders
@@ -37,7 +38,7 @@ def describe_variant(folder: Path) -> VariantInfo:
     except ModelLoadError as error:
         return VariantInfo(name, folder, problem=str(error))
     except OSError as error:
-        return VariantInfo(name, folder, problem=f"{folder}: cannot read ({error})")
+        return VariantInfo(name, folder, problem=f"{error.filename or folder}: {cannot_read(error)}")
     return VariantInfo(
         name=name,
         folder=folder,

@@ -80,10 +80,13 @@ class AcetuiApp(App):
         return {screen.run_id for screen in self.running_screens() if screen.run_id is not None}
 
     async def action_quit(self) -> None:
-        """Quit at once, unless a run is running: then ask first (ctrl+q again while asked quits)."""
+        """Quit at once, unless a run is running: then ask first (ctrl+q again while asked quits), in place of
+        any question already open (e.g. the Run screen's "Stop the run?")."""
         if not self.running_screens() or self.screen.id == QUIT_QUESTION:
             self.exit()
             return
+        if isinstance(self.screen, ConfirmScreen):  # one question at a time: quitting replaces the open one
+            await self.screen.dismiss(False)
         self.push_screen(ConfirmScreen(QUIT_TEXT, id=QUIT_QUESTION), self.confirm_quit)
 
     def confirm_quit(self, leave: bool | None) -> None:

@@ -119,8 +119,8 @@ def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]],
     for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
         name = f"cuda:{index}"
         device = devices.get(name)
-        if device is None:
-            options.append((f"{name} {torch.cuda.get_device_name(index)} (free memory unknown)", name))
+        if device is None:  # no name either: asking for it here would start CUDA in the app after all
+            options.append((f"{name} (free memory unknown)", name))
         else:
             options.append((f"{name} {device.name} ({format_bytes(device.free)} free)", name))
             free[name] = (True, device.free)
@@ -129,6 +129,11 @@ def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]],
     if auto in free:
         free["auto"] = free[auto]
     return options, free, problem
+
+
+def resolves_to_cuda(device: str) -> bool:
+    """Whether the device option runs on a GPU (``auto`` does when there is one)."""
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
 def form_values(draft: dict[str, Any], score: str) -> dict[str, Any]:
@@ -223,7 +228,7 @@ class ParametersScreen(Screen):
             return
         device = str(self.query_one("#device", Select).value)
         free = self.free.get(device)
-        need = self.longest_batch_need(on_cuda=free[0] if free else device.startswith("cuda"))
+        need = self.longest_batch_need(on_cuda=free[0] if free else resolves_to_cuda(device))
         hint = Text("hint: " + batches_hint(free, need))
         if free is None and self.device_problem:
             hint.append(f"\n{self.device_problem}")

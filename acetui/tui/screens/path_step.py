@@ -21,6 +21,7 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from acetui.errors import AcetuiError
+from acetui.folders import cannot_read
 from acetui.tui.widgets.path_picker import PathPicker
 
 ResultT = TypeVar("ResultT")
@@ -31,7 +32,7 @@ def error_line(path: Path, error: BaseException) -> str:
     if isinstance(error, AcetuiError):
         return str(error)
     if isinstance(error, OSError) and error.strerror:
-        return f"{path}: cannot read ({error.strerror})"
+        return f"{path}: {cannot_read(error)}"
     reason = str(error).strip().splitlines()
     return f"{path}: unexpected {type(error).__name__}" + (f" ({reason[0]})" if reason else "")
 
