@@ -36,7 +36,7 @@ from acetui.estimate.gradients import GradientProbe
 from acetui.estimate.memory import memory_stats
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
 from acetui.estimate.ownership import RunClaim, claim_run, process_owner
-from acetui.estimate.preparation import check_weights, load_model, new_result, prepare
+from acetui.estimate.preparation import check_weights, load_model, new_result, prepare, resumed_request
 from acetui.estimate.request import EstimateRequest
 from acetui.estimate.result import BatchRecord, EstimateResult, record_file
 from acetui.estimate.scores import group_name, score_table
@@ -176,14 +176,25 @@ class Estimator:
                 result.message = message
         self.on_event(RunFailed(message, result))
 
-    def _claim(self, result: EstimateResult) -> None:
+    def _claim(self, result: EstimateResult) -> EstimateResult:
         """Take the run up in this process, refused while another process (or estimator) holds it, so
-        that no second estimator writes its record meanwhile. Only an estimator that writes the record
-        claims it: the other ranks of a multi-process run write none (and may read it after their rank
-        0 claimed it)."""
+        that no second estimator writes its record meanwhile; the run as its record is once claimed,
+        which another process may have resumed since ``result`` was read (continuing ``result`` would
+        drop the batches it added). Only an estimator that writes the record claims it: the other ranks
+        of a multi-process run write none (and may read it after their rank 0 claimed it)."""
         path = self.record_path(result.run_id)
-        if path is not None:
-            self._held = claim_run(result, path)
+        if path is None:
+            return result
+        self._held = claim_run(result, path)
+        if self._held.warning is not None:
+            self._warn(self._held.warning)
+        return self._held.result
+
+    def _take_up(self, stale: EstimateResult) -> EstimateResult:
+        """Claim the run to resume and continue it from its record as it is now, with its settings."""
+        current = self._claim(stale)
+        self.request = resumed_request(self.request, stale.request, current.request)
+        return current
 
     def _capped_top_k(self, modules: list[str]) -> None:
         """A top-k beyond the units ranked (modules, or layer blocks) cannot be filled: use them all, and
@@ -205,8 +216,7 @@ class Estimator:
         return load_model(self.request, device, dtype, scan, self.on_event, self._warn)
 
     def _run(self) -> EstimateResult:
-        if self.resume is not None:  # before anything is loaded
-            self._claim(self.resume)
+        resume = None if self.resume is None else self._take_up(self.resume)  # before anything is loaded
         device, dtype, scan = prepare(self.request, self.on_event, self._warn)
         decoder, info = self._load(device, dtype, scan)
         names = decoder.attention_projection_names(include_mlp=self.request.modules == "attention+mlp")
@@ -216,19 +226,19 @@ class Estimator:
         probe = GradientProbe(decoder, names)
         weight_norms = probe.weight_norms()  # one read of every scored weight per run
         check_weights(names, weight_norms, info)
-        if self.resume is not None:
-            result = self.resume
+        if resume is not None:
+            result = resume
         else:
             result = new_result(request, modules, probe.numels, weight_norms, info, scan)
         if result.modules != modules:
             raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
         recorded = result.metadata.get("dataset", {}).get("samples")
-        if self.resume is not None and recorded not in (None, len(scan.samples)):
+        if resume is not None and recorded not in (None, len(scan.samples)):
             raise AcetuiError(
                 f"{scan.folder}: now holds {len(scan.samples)} valid samples, run {result.run_id} had {recorded}; "
                 "it cannot be resumed exactly (start a new run)"
             )
-        if self.resume is None:
+        if resume is None:
             self._claim(result)
         self._result = result  # from here on a failure keeps (and saves) the batches done
         result.status = "running"

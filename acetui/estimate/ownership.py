@@ -7,10 +7,13 @@ resumes started together could both pass that check: ``claim_run`` therefore als
 lock on ``<run id>.lock`` beside the record for the run's lifetime (``flock`` on POSIX, ``msvcrt.locking``
 on Windows). The operating system drops it when its process dies, so a killed run's lock never blocks a
 later resume; on Windows the empty lock file stays behind (an open file cannot be removed there).
+Where the filesystem has no working locks (Lustre without ``-o flock``, NFS without lockd, some FUSE
+mounts) the run goes on unlocked with a warning: the owner check still applies.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -28,25 +31,35 @@ else:
 WINDOWS_STILL_ACTIVE = 259  # GetExitCodeProcess's code for a process that has not exited
 WINDOWS_QUERY_LIMITED_INFORMATION = 0x1000
 LOCK_SUFFIX = ".lock"
+LOCKS_UNSUPPORTED = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP}  # flock's "no locks here"
 
 _active_runs: set[str] = set()
 _active_lock = threading.RLock()  # claim_run holds it while run_owner_alive takes it again
 
 
-class RunLock:
-    """An exclusive lock held while ``handle`` stays open; ``take`` it, ``release`` it when the run ends."""
+class _NoLocks(Exception):
+    """The lock file's filesystem has no working locks; the message is its strerror."""
 
-    def __init__(self, path: Path, handle: IO[bytes]) -> None:
+
+class RunLock:
+    """An exclusive lock held while ``handle`` stays open; ``take`` it, ``release`` it when the run ends.
+    ``unsupported`` says why the file could not be locked where its filesystem has no locks (else None)."""
+
+    def __init__(self, path: Path, handle: IO[bytes], unsupported: str | None = None) -> None:
         self.path = path
         self.handle = handle
+        self.unsupported = unsupported
 
     @classmethod
     def take(cls, path: Path) -> RunLock | None:
         """The lock on ``path`` (created if missing), or None while another holder has it."""
         while True:
             handle = _open(path)
+            unsupported = None
             try:
-                locked = _try_lock(handle)
+                locked = _try_lock(handle, path)
+            except _NoLocks as error:
+                locked, unsupported = True, str(error)
             except BaseException:
                 handle.close()
                 raise
@@ -54,7 +67,7 @@ class RunLock:
                 handle.close()
                 return None
             if _same_file(handle, path):
-                return cls(path, handle)
+                return cls(path, handle, unsupported)
             handle.close()  # its last holder removed it meanwhile: lock the file now at ``path``
 
     def release(self) -> None:
@@ -64,18 +77,30 @@ class RunLock:
             self.path.unlink()
         except OSError:
             pass
-        if os.name == "nt":  # closing lets go too, but Windows may take its time over it
+        if os.name == "nt" and self.unsupported is None:  # closing lets go too, but Windows may take its time
             self.handle.seek(0)
             msvcrt.locking(self.handle.fileno(), msvcrt.LK_UNLCK, 1)
         self.handle.close()
 
 
 class RunClaim:
-    """This process's hold on a run: its id among the runs active here and the lock beside its record."""
+    """This process's hold on a run: its id among the runs active here, the lock beside its record, and
+    the run as its record was once locked (``result``: what the run must continue from)."""
 
-    def __init__(self, run_id: str, lock: RunLock) -> None:
-        self.run_id = run_id
+    def __init__(self, result: EstimateResult, lock: RunLock) -> None:
+        self.run_id = result.run_id
+        self.result = result
         self.lock = lock
+
+    @property
+    def warning(self) -> str | None:
+        """One line for the user when the lock file could not be locked (None when it was)."""
+        if self.lock.unsupported is None:
+            return None
+        return (
+            f"{self.lock.path}: this filesystem cannot lock files ({self.lock.unsupported}); "
+            f"two resumes of run {self.run_id} started at the same time are not prevented here"
+        )
 
     def release(self) -> None:
         with _active_lock:
@@ -85,10 +110,13 @@ class RunClaim:
 
 def claim_run(result: EstimateResult, record: Path) -> RunClaim:
     """Take the run up in this process (``release`` the claim when it ends): lock the file beside its
-    ``record``, then check the record as it is now, which another process may have changed since
-    ``result`` was read; refused when the lock is held, the run is complete or a live process runs it.
-    All under one thread lock, so two threads of this process cannot both take it up either."""
+    ``record``, then check the record as it is now, which another process may have resumed since
+    ``result`` was read: continue from the claim's ``result``, or the batches it added are lost.
+    Refused when this process runs it already (checked here: NFS's per-process locks, or none, would
+    let it in), the lock is held, the run is complete or a live process runs it."""
     with _active_lock:
+        if result.run_id in _active_runs:
+            raise AcetuiError(_still_running(result.run_id, os.getpid(), socket.gethostname()))
         lock_path = record.with_suffix(LOCK_SUFFIX)
         lock = RunLock.take(lock_path)
         try:
@@ -102,7 +130,7 @@ def claim_run(result: EstimateResult, record: Path) -> RunClaim:
                 lock.release()
             raise
         _active_runs.add(result.run_id)
-        return RunClaim(result.run_id, lock)
+        return RunClaim(current, lock)
 
 
 def check_incomplete(result: EstimateResult) -> None:
@@ -140,7 +168,11 @@ def check_not_running(result: EstimateResult) -> None:
     """AcetuiError when ``run_owner_alive``: resuming would make a second process write the record."""
     if run_owner_alive(result):
         owner = result.metadata["owner"]
-        raise AcetuiError(f"run {result.run_id} is still running (pid {owner['pid']} on host {owner['host']})")
+        raise AcetuiError(_still_running(result.run_id, owner["pid"], owner["host"]))
+
+
+def _still_running(run_id: str, pid: int, host: str) -> str:
+    return f"run {run_id} is still running (pid {pid} on host {host})"
 
 
 def _linux_process(pid: int) -> tuple[str | None, int | None]:
@@ -209,8 +241,9 @@ def _same_file(handle: IO[bytes], path: Path) -> bool:
         return False
 
 
-def _try_lock(handle: IO[bytes]) -> bool:
-    """Lock ``handle``'s file without waiting; False when another open file holds the lock."""
+def _try_lock(handle: IO[bytes], path: Path) -> bool:
+    """Lock ``handle``'s file (at ``path``) without waiting; False when another open file holds the
+    lock, ``_NoLocks`` where its filesystem has none, a one-line AcetuiError on any other failure."""
     try:
         if os.name == "nt":
             handle.seek(0)
@@ -219,4 +252,9 @@ def _try_lock(handle: IO[bytes]) -> bool:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except (BlockingIOError, PermissionError):  # POSIX: EWOULDBLOCK; Windows: EACCES
         return False
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.errno in LOCKS_UNSUPPORTED:
+            raise _NoLocks(reason) from None
+        raise AcetuiError(f"{path}: cannot lock ({reason})") from None
     return True

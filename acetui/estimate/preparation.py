@@ -1,6 +1,6 @@
 """What a run does before its first batch: resolve the device and dtype, scan the dataset against the
 variant's config, load the decoder, refuse a checkpoint whose scored weights are not finite, and start
-a new run's record.
+a new run's record (or settle the request a resumed one continues with).
 
 Kept apart from the batch loop (``acetui.estimate.engine``), which calls these in this order; the
 headless dataset report (``acetui.preflight``) gives the very warnings a run gives from here too.
@@ -13,6 +13,7 @@ import platform
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 
 import torch
@@ -177,3 +178,12 @@ def new_result(
             "versions": package_versions(),
         },
     )
+
+
+def resumed_request(asked: EstimateRequest, read: EstimateRequest, current: EstimateRequest) -> EstimateRequest:
+    """The request a resume continues with: ``asked`` (the caller's, made from the record as it was
+    ``read``) with the settings of the record as it is ``current``ly, once claimed, wherever the caller
+    kept the read record's. What the caller set itself (a rank's device) stays; a setting the record
+    changed meanwhile follows the record, whose batches were run with it."""
+    kept = {item.name for item in fields(EstimateRequest) if getattr(asked, item.name) == getattr(read, item.name)}
+    return replace(asked, **{name: getattr(current, name) for name in kept})
