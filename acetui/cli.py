@@ -1,5 +1,5 @@
-"""The ``acetui`` command: the TUI by default; ``estimate``, ``resume``, ``compare``, ``variants``, ``scan``,
-``demo`` and ``locate``.
+"""The ``acetui`` command: the TUI by default; ``estimate``, ``resume``, ``runs``, ``show``, ``compare``,
+``variants``, ``scan``, ``demo`` and ``locate``.
 
 Every user-facing failure exits non-zero with one line on stderr, never a traceback.
 """
@@ -12,14 +12,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from acetui import __version__, paths
+from acetui import paths
+from acetui.arguments import build_parser
 from acetui.errors import AcetuiError, first_line
-from acetui.estimate import SCORES, EstimateRequest, EstimateResult, Estimator
+from acetui.estimate import EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import world_from_env
 from acetui.estimate.ownership import check_incomplete, check_not_running
-from acetui.history import find_run, load_record
+from acetui.history import batches_done, find_run, list_runs, load_record, runs_table
 from acetui.profiles import load_profile
 from acetui.progress import ConsoleReporter, check_outputs, print_ranking, wants_outputs, write_outputs
 
@@ -27,125 +27,6 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 DEBUG_VARIABLE = "ACETUI_DEBUG"
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-
-def _batches(text: str) -> str:
-    if text != "auto" and not (text.isdigit() and int(text) > 0):
-        raise argparse.ArgumentTypeError("must be a positive integer or 'auto'")
-    return text
-
-
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options of ``estimate``; unset ones fall back to the profile."""
-    add = parser.add_argument
-    add("--checkpoint-dir", "-c", type=Path, help="checkpoints root, e.g. ACE-Step-1.5/checkpoints")
-    add(
-        "--model-variant",
-        "--model",
-        "-M",
-        dest="variant",
-        help="turbo, base, sft, xl-base, xl-sft, xl-turbo or a folder name",
-    )
-    add("--dataset-dir", "-d", type=Path, help="folder of preprocessed .pt samples")
-    add("--estimate-batches", dest="batches", type=_batches, help="batches to run, or 'auto' (default 5)")
-    add("--max-batches", type=int, help="upper limit for --estimate-batches auto (default 50)")
-    add("--stability-target", type=float, help="top-k stability at which 'auto' stops (default 0.9)")
-    add("--top-k", type=int, help="modules highlighted and exported as targets (default 16)")
-    add("--granularity", choices=("module", "layer"), help="rank projections or attention blocks (default module)")
-    add("--seed", type=int, help="seed for batch order, noise and timesteps (default 42)")
-    add("--batch-size", type=int, help="samples per batch (default 1)")
-    add("--device", help="auto, cpu, cuda or cuda:N (default auto)")
-    add("--dtype", choices=("auto", "bf16", "fp16", "fp32"), help="auto = bf16 on CUDA, fp32 on CPU")
-    add("--timestep-focus", help="balanced, texture, structure or LOW,HIGH (default balanced)")
-    add("--modules", choices=("attention", "attention+mlp"), help="which projections to score")
-    add("--crop-frames", type=int, help="crop samples to this many latent frames (25 per second)")
-    add("--activation-checkpointing", choices=("auto", "on", "off"), help="recompute activations to save memory")
-    add("--strict", action="store_true", default=None, help="any bad sample file is an error")
-    add("--profile", help="start from a saved profile; flags given here win")
-
-
-def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--estimate-output", "--output", "-o", dest="output", type=Path, help="write the JSON ranking here")
-    add("--csv", type=Path, help="also write the ranking as CSV")
-    add("--peft-output", type=Path, help="write PEFT target_modules (exact names of the top-k) as JSON")
-    add("--score", choices=SCORES, help="score to rank and track stability by (default grad-norm; resume: the run's)")
-    add(
-        "--fisher-map",
-        nargs="?",
-        const="",
-        type=str,
-        metavar="PATH",
-        help="write Side-Step's fisher_map.json (default PATH: <dataset-dir>/fisher_map.json)",
-    )
-    add("--force", action="store_true", help="replace an existing fisher_map.json")
-    add("--base-rank", "--rank", type=int, default=64, help="fisher map: median LoRA rank (default 64)")
-    add("--rank-min", type=int, default=16, help="fisher map: smallest assigned rank (default 16)")
-    add("--rank-max", type=int, default=128, help="fisher map: largest assigned rank (default 128)")
-    add(
-        "--rank-budget",
-        type=int,
-        metavar="PARAMS",
-        help="with --peft-output: add rank_pattern/alpha_pattern for the top-k, more rank to more sensitive "
-        "modules, PARAMS LoRA parameters in all (0: what --base-rank on each would cost)",
-    )
-    add("--quiet", "-q", action="store_true", help="no progress bar on stderr")
-
-
-def _add_nproc_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--nproc",
-        type=int,
-        help="split the batches over N local processes (one per GPU; "
-        "gloo on CPU); under torchrun this is set by torchrun instead",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="acetui", description="Rank ACE-Step 1.5 decoder attention projections by gradient sensitivity."
-    )
-    parser.add_argument("--version", action="version", version=f"acetui {__version__}")
-    parser.add_argument("--profile", help="open the app prefilled from a saved profile, at the parameters step")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    estimate = commands.add_parser("estimate", help="run the estimator headless and print/write the ranking")
-    _add_run_options(estimate)
-    _add_output_options(estimate)
-    _add_nproc_option(estimate)
-
-    demo = commands.add_parser("demo", help="open the app on a generated demo checkpoint and dataset")
-    demo.add_argument("--headless", action="store_true", help="run the estimate in the terminal instead of the app")
-
-    resume = commands.add_parser("resume", help="continue a partial run to its requested batch count")
-    resume.add_argument("run", help="run id (or unique prefix) from the history, or a run record file")
-    _add_output_options(resume)
-    _add_nproc_option(resume)
-
-    compare = commands.add_parser("compare", help="compare two rankings: run records or estimate JSON files")
-    compare.add_argument("first", type=Path, help="run record, estimate JSON export or fisher_map.json")
-    compare.add_argument("second", type=Path, help="the ranking to compare it with")
-    compare.add_argument(
-        "--score",
-        choices=SCORES,
-        default="grad-norm",
-        help="score used for run records (default grad-norm)",
-    )
-    compare.add_argument("--granularity", choices=("module", "layer"), help="for run records (default: the run's)")
-    compare.add_argument("--top", type=int, default=10, help="rows of modules that differ most (default 10)")
-    compare.add_argument("--top-k", type=int, default=16, help="size of the top sets compared (default 16)")
-    compare.add_argument("--output", "-o", type=Path, help="also write the full comparison as JSON")
-
-    variants = commands.add_parser("variants", help="list the model variants of a checkpoints root")
-    variants.add_argument("root", type=Path, help="checkpoints root, e.g. ACE-Step-1.5/checkpoints")
-
-    scan = commands.add_parser("scan", help="check a dataset folder without loading a model")
-    scan.add_argument("dataset", type=Path, help="folder of preprocessed .pt samples")
-    scan.add_argument("--checkpoint-dir", "-c", type=Path, help="with --model-variant: check widths against it")
-    scan.add_argument("--model-variant", "--model", "-M", dest="variant", help="variant whose widths to check")
-
-    commands.add_parser("locate", help="print where acetui keeps profiles, history and the demo")
-    return parser
 
 
 def request_from_args(args: argparse.Namespace) -> EstimateRequest:
@@ -321,11 +202,37 @@ def _resume(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def _stored_exports(record: EstimateResult, args: argparse.Namespace) -> int:
-    """A complete run's files written from its record: there is nothing left to run, and the files may
-    have failed or been lost the first time."""
+    """A run's ranking and files from its record, without running anything: ``show``, and ``resume`` of a
+    complete run with output options (its files may have failed or been lost the first time)."""
     check_outputs(record.request, args)
     if world_from_env().main:
         _report(record, args)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    record = load_record(find_run(args.run))
+    if not record.included_batches:
+        raise AcetuiError(f"run {record.run_id} ({record.status}) has no included batches: no ranking to show")
+    if record.status != "complete":
+        print(
+            f"acetui: run {record.run_id} is {record.status} after {batches_done(record)} batches: a partial "
+            f"ranking (continue it with: acetui resume {record.run_id})",
+            file=sys.stderr,
+        )
+    return _stored_exports(record, args)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise AcetuiError(f"--limit must be at least 1, got {args.limit}")
+    runs, problems = list_runs()
+    for problem in problems:
+        print(f"acetui: warning: {problem.path}: {problem.reason} (moved aside)", file=sys.stderr)
+    if not runs:
+        print(f"no runs recorded yet in {paths.app_dirs().runs}")
+        return 0
+    sys.stdout.write(runs_table(runs[: args.limit]))
     return 0
 
 
@@ -361,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _estimate(args, argv)
         if args.command == "resume":
             return _resume(args, argv)
+        if args.command == "show":
+            return _show(args)
+        if args.command == "runs":
+            return _runs(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "locate":

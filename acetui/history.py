@@ -9,8 +9,10 @@ from acetui import paths
 from acetui.errors import AcetuiError
 from acetui.estimate.result import RECORD_SUFFIX, EstimateResult
 from acetui.estimate.result import read_record as load_record
+from acetui.estimate.scores import rank_modules
+from acetui.model.checkpoint import DECODER_PREFIX
 
-__all__ = ["HistoryProblem", "find_run", "list_runs", "load_record"]
+__all__ = ["HistoryProblem", "batches_done", "find_run", "list_runs", "load_record", "runs_table", "top_module"]
 
 
 @dataclass(frozen=True)
@@ -57,4 +59,44 @@ def list_runs() -> tuple[list[EstimateResult], list[HistoryProblem]]:
             except OSError:
                 aside = path
             problems.append(HistoryProblem(aside, str(error)))
+    runs.sort(key=started, reverse=True)
     return runs, problems
+
+
+def started(run: EstimateResult) -> tuple[str, str]:
+    """Sorts runs by when they were created (microseconds: two runs can start within the second their
+    ids share), then by id."""
+    return str(run.metadata.get("created", "")), run.run_id
+
+
+def top_module(run: EstimateResult) -> str:
+    """The run's most sensitive unit by its own score, without the ``decoder.`` prefix; ``-`` before any
+    included batch."""
+    if not run.included_batches:
+        return "-"
+    return rank_modules(run)[0].module.removeprefix(DECODER_PREFIX)
+
+
+def batches_done(run: EstimateResult) -> str:
+    """``done/asked`` (``asked`` is ``--max-batches`` for an auto run)."""
+    request = run.request
+    return f"{run.completed_batches}/{request.max_batches if request.auto_batches else request.batches}"
+
+
+def runs_table(runs: list[EstimateResult]) -> str:
+    """``acetui runs``: one aligned line per run, as the app's History lists them."""
+    rows = [("run", "status", "variant", "dataset", "batches", "top module")]
+    rows += [
+        (
+            run.run_id,
+            run.status,
+            run.request.variant,
+            Path(run.request.dataset_dir).name,
+            batches_done(run),
+            top_module(run),
+        )
+        for run in runs
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return "\n".join(lines) + "\n"

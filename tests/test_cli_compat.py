@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from acetui.cli import build_parser, main
+from acetui.arguments import build_parser
+from acetui.cli import main
 from acetui.estimate.sidestep import dataset_hash
 from tests.fisher_map_schema import fisher_map_problems
 from tests.support import estimate_args

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from acetui.cli import build_parser
+from acetui.arguments import build_parser
 from acetui.errors import AcetuiError
 from acetui.estimate import BatchDone, EstimateRequest, Estimator, RunFailed, RunStarted, RunWarning, rank_modules
 from acetui.estimate.ownership import process_owner, run_owner_alive

@@ -166,7 +166,7 @@ def new_result(
         numels=numels,
         weight_norms=weight_norms,
         metadata={
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
             "model": vars(info),
             "dataset": {
                 "folder": str(scan.folder),

@@ -16,16 +16,15 @@ from textual.worker import Worker, WorkerState
 
 from acetui import paths
 from acetui.errors import AcetuiError
-from acetui.estimate import EstimateResult, rank_modules
+from acetui.estimate import EstimateResult
 from acetui.estimate.imported import ImportedRanking
 from acetui.estimate.ownership import check_not_running
 from acetui.estimate.result import record_file
-from acetui.history import HistoryProblem, list_runs, load_record
+from acetui.history import HistoryProblem, batches_done, list_runs, load_record, top_module
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
-from acetui.tui.widgets.ranking_table import short_module
 
 STATUS_STYLES = {
     "complete": "green",
@@ -43,12 +42,6 @@ COLUMNS = (
     ("batches", "batches"),
     ("top module", "top"),
 )
-
-
-def top_module(run: EstimateResult) -> str:
-    if not run.included_batches:
-        return "-"
-    return short_module(rank_modules(run)[0].module)
 
 
 class HistoryScreen(Screen):
@@ -159,14 +152,13 @@ class HistoryScreen(Screen):
 
     def cells(self, run: EstimateResult) -> tuple[Text, ...]:
         request = run.request
-        total = request.max_batches if request.auto_batches else request.batches
         return (
             Text("✔" if run.run_id in self.marked else " ", style="bold green"),
             Text(run.run_id),
             Text(run.status, style=STATUS_STYLES.get(run.status, "")),
             Text(request.variant),
             Text(Path(request.dataset_dir).name),
-            Text(f"{run.completed_batches}/{total}", justify="right"),
+            Text(batches_done(run), justify="right"),
             Text(self.tops.get(run.run_id, "-"), style="dim"),
         )
 

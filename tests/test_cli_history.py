@@ -1,0 +1,73 @@
+"""``acetui runs`` and ``acetui show``: the run history and any run's ranking from the command line, for
+the headless server where the app's History is not at hand."""
+
+from __future__ import annotations
+
+import json
+
+from acetui.estimate import EstimateRequest, Estimator, RunStarted, rank_modules
+from acetui.estimate.exports import estimate_json
+from acetui.estimate.stats import result_stats
+from tests.support import one_error_line, run_cli
+from tests.tui_support import record_run
+
+
+def test_runs_lists_the_history_newest_first(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    assert run_cli(capsys, "runs") == (0, f"no runs recorded yet in {isolated_app_dirs.runs}\n", "")
+    older = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
+    newer = record_run(checkpoint_root, dataset_dir, batches=4, seed=2, stop_after=1)
+    code, out, err = run_cli(capsys, "runs")
+    header, *rows = out.splitlines()
+    assert (
+        code == 0
+        and err == ""
+        and header.split() == ["run", "status", "variant", "dataset", "batches", "top", "module"]
+    )
+    assert [row.split()[:5] for row in rows] == [
+        [newer.run_id, "cancelled", "turbo", dataset_dir.name, "1/4"],
+        [older.run_id, "complete", "turbo", dataset_dir.name, "2/2"],
+    ]
+    assert rows[1].split()[5] == rank_modules(older)[0].module.removeprefix("decoder.")
+    assert [row.split()[0] for row in run_cli(capsys, "runs", "-n", "1")[1].splitlines()[1:]] == [newer.run_id]
+
+
+def test_runs_reports_an_unreadable_record_and_lists_the_rest(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    kept = record_run(checkpoint_root, dataset_dir, batches=1)
+    broken = isolated_app_dirs.runs / "20200101-000000-bad000.json"
+    broken.write_text("{ not json")
+    code, out, err = run_cli(capsys, "runs")
+    assert code == 0 and kept.run_id in out and "bad000" not in out
+    assert one_error_line(err).startswith(f"acetui: warning: {broken}.bad: ") and err.endswith("(moved aside)\n")
+
+
+def test_runs_refuses_a_limit_below_one(capsys, isolated_app_dirs):
+    code, out, err = run_cli(capsys, "runs", "--limit", "0")
+    assert (code, out) == (1, "") and one_error_line(err) == "acetui: --limit must be at least 1, got 0"
+
+
+def test_show_prints_and_exports_a_partial_run(tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    partial = record_run(checkpoint_root, dataset_dir, batches=5, top_k=4, stop_after=2)
+    output = tmp_path / "partial.json"
+    code, out, err = run_cli(capsys, "show", partial.run_id[:17], "-o", str(output), "--score", "fisher")
+    ranking = rank_modules(partial, "fisher")
+    assert code == 0 and out.splitlines()[1].split()[1] == ranking[0].module
+    assert one_error_line(err) == (
+        f"acetui: run {partial.run_id} is cancelled after 2/5 batches: a partial ranking "
+        f"(continue it with: acetui resume {partial.run_id})"
+    )
+    assert json.loads(output.read_text()) == json.loads(estimate_json(ranking, 4, result_stats(partial, "fisher")))
+
+
+def test_show_of_a_run_without_batches_is_one_line(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    def stop_at_start(event) -> None:
+        if isinstance(event, RunStarted):
+            estimator.cancel()
+
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=5)
+    estimator = Estimator(request, on_event=stop_at_start, record_dir=isolated_app_dirs.runs)
+    empty = estimator.run()
+    code, out, err = run_cli(capsys, "show", empty.run_id)
+    assert (code, out) == (1, "")
+    assert one_error_line(err).endswith(
+        f"acetui: run {empty.run_id} (cancelled) has no included batches: no ranking to show"
+    )
