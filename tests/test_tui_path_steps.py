@@ -1,4 +1,5 @@
-"""The checkpoint and dataset steps: stale reads dropped, worker errors shown, wording, the picker's layout."""
+"""The checkpoint and dataset steps: stale reads dropped, worker errors shown, wording, where the tree browses
+and where typing goes, the picker's layout."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from textual.widgets import DataTable, Input
 
 from acetui.data import write_dataset
 from acetui.model.synthetic import TINY
+from acetui.profiles import save_last
 from acetui.tui.app import make_app
 from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.dataset import DatasetScreen
@@ -194,3 +196,62 @@ async def test_picker_widens_with_the_terminal_and_shows_the_end_of_a_chosen_pat
         field = app.screen.query_one("#path", Input)
         assert field.value == str(deep / "the-chosen-folder")
         assert field.render_line(0).text[: visible_width(field)].rstrip().endswith("/the-chosen-folder")
+
+
+async def test_a_missing_folder_shows_its_nearest_existing_parent_in_the_tree(checkpoint_root, tmp_path):
+    """Not the earlier pick: the tree shows where the mistyped name would be, and what is really there."""
+    (tmp_path / "real").mkdir()
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(checkpoint_root))
+        tree = app.screen.query_one(FolderTree)
+        assert tree.path == checkpoint_root.resolve()
+        missing = tmp_path / "typo" / "checkpoints"
+        await submit(pilot, "path", str(missing))
+        assert text_of(pilot, "detail") == f"{missing}: folder not found"
+        assert tree.path == tmp_path.resolve()
+
+
+async def test_a_remembered_folder_that_is_gone_opens_the_tree_at_its_nearest_parent(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    save_last({"checkpoint_dir": str(tmp_path / "moved" / "checkpoints")})
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "folder not found" in text_of(pilot, "detail")
+        assert app.screen.query_one(FolderTree).path == tmp_path
+
+
+async def test_typing_after_coming_back_to_the_checkpoint_step_edits_the_path(checkpoint_root):
+    """Focus comes back to the variants table (arrows still choose a variant); characters go to the path."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(checkpoint_root))
+        await pilot.press("enter")
+        assert isinstance(app.screen, DatasetScreen)
+        await pilot.press("escape")
+        table = app.screen.query_one("#variants", DataTable)
+        assert isinstance(app.screen, CheckpointScreen) and app.screen.focused is table
+        await pilot.press("down")
+        assert table.cursor_row == 1
+        await pilot.press("/", "x")
+        field = app.screen.query_one("#path", Input)
+        assert field.value == f"{checkpoint_root}/x" and app.screen.focused is field
+
+
+async def test_keys_the_tree_is_bound_to_still_work_there(tmp_path, monkeypatch):
+    """Typing on the tree edits the path, but space still opens a folder and backspace goes up."""
+    (tmp_path / "top" / "inner").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        tree = app.screen.query_one(FolderTree)
+        tree.focus()
+        await pilot.press("down", "space")
+        await until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.is_expanded, "the folder to open")
+        await pilot.press("backspace")
+        assert tree.path == tmp_path.parent
+        await pilot.press("a")
+        assert app.screen.query_one("#path", Input).value == "a"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -16,10 +18,11 @@ from acetui.folders import check_folder
 from acetui.model.catalog import VariantInfo, list_variants
 from acetui.model.variants import CONFIG_FILE, short_name
 from acetui.tui.screens.dataset import DatasetScreen
-from acetui.tui.screens.path_step import PathStepScreen
+from acetui.tui.screens.path_step import PathStepScreen, PathWrap
 from acetui.units import format_bytes
 
-COLUMNS = ("variant", "params", "dtype", "size", "layers×hidden", "files")
+COLUMNS = ("variant", "params", "dtype", "size", "layers×hidden", "files")  # most wanted first
+Row = tuple[str, tuple[Text, ...]]  # a variant's name (the row key) and its cells
 
 
 def parameter_count(count: int) -> str:
@@ -51,6 +54,52 @@ def variant_detail(info: VariantInfo) -> Text:
         f"{'sharded' if info.sharded else 'single file'}"
     )
     return text
+
+
+def columns_that_fit(widths: Sequence[int], room: int) -> int:
+    """How many leading columns of these widths fit ``room`` cells; the name column shows whatever the room."""
+    used = 0
+    for count, width in enumerate(widths):
+        used += width
+        if used > room:
+            return max(count, 1)
+    return len(widths)
+
+
+class VariantTable(DataTable):
+    """One row per variant, with as many leading columns as its width shows (the detail line below says
+    everything), so no column is ever cut to a stub like "fi" for files."""
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(cursor_type="row", id=id)
+        self.listed: list[Row] = []
+
+    def column_widths(self) -> list[int]:
+        """Each column's widest cell or header, with the cell padding on both sides."""
+        return [
+            max([cell_len(header), *(cells[index].cell_len for _, cells in self.listed)]) + 2 * self.cell_padding
+            for index, header in enumerate(COLUMNS)
+        ]
+
+    def fitting(self) -> int:
+        return columns_that_fit(self.column_widths(), self.scrollable_content_region.width)
+
+    def list_rows(self, rows: list[Row]) -> None:
+        self.listed = rows
+        self.build(self.fitting())
+
+    def build(self, count: int) -> None:
+        """Rows again with ``count`` columns, the cursor kept on its row."""
+        row = self.cursor_row
+        self.clear(columns=True)
+        self.add_columns(*COLUMNS[:count])
+        for name, cells in self.listed:
+            self.add_row(*cells[:count], key=name)
+        self.move_cursor(row=row)
+
+    def on_resize(self) -> None:
+        if (count := self.fitting()) != len(self.columns):
+            self.build(count)
 
 
 HELP = (
@@ -102,14 +151,12 @@ class CheckpointScreen(PathStepScreen[RootListing]):
 
     def compose_pane(self) -> ComposeResult:
         yield Static("Variants", classes="section", id="heading")
-        table = DataTable(cursor_type="row", id="variants")
-        table.add_columns(*COLUMNS)
-        yield table
+        yield VariantTable(id="variants")
         yield Static(HELP, id="detail")
 
     def forget(self) -> None:
         self.variants = []
-        self.query_one("#variants", DataTable).clear()
+        self.query_one(VariantTable).list_rows([])
         self.query_one("#heading", Static).update("Variants")
 
     def read(self, path: Path) -> RootListing:
@@ -119,10 +166,9 @@ class CheckpointScreen(PathStepScreen[RootListing]):
         self.root = result.root
         self.variants = result.variants
         if result.note:
-            self.query_one("#heading", Static).update(Text(result.note, style="yellow"))
-        table = self.query_one("#variants", DataTable)
-        for info in result.variants:
-            table.add_row(*variant_cells(info), key=info.name)
+            self.query_one("#heading", Static).update(PathWrap(Text(result.note, style="yellow")))
+        table = self.query_one(VariantTable)
+        table.list_rows([(info.name, variant_cells(info)) for info in result.variants])
         wanted = result.wanted or self.app.draft.get("variant")
         names = [info.name for info in result.variants]
         if wanted in names:
@@ -133,7 +179,7 @@ class CheckpointScreen(PathStepScreen[RootListing]):
     def describe(self, row: int) -> None:
         if not 0 <= row < len(self.variants):
             return
-        self.query_one("#detail", Static).update(variant_detail(self.variants[row]))
+        self.status(variant_detail(self.variants[row]))
 
     @on(DataTable.RowHighlighted, "#variants")
     def highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
+from textual.reactive import reactive
 from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input
 from textual.widgets.directory_tree import DirEntry
@@ -23,6 +24,13 @@ def is_folder(path: Path) -> bool:
         return path.is_dir()
     except OSError:
         return False
+
+
+def nearest_folder(path: Path) -> Path:
+    """``path`` if it is a folder, else its nearest ancestor that is: where a mistyped name would be, so the
+    tree shows what exists there rather than whatever folder it showed before."""
+    absolute = path.absolute()
+    return next((folder for folder in (absolute, *absolute.parents) if is_folder(folder)), Path.cwd())
 
 
 class PathSuggester(Suggester):
@@ -55,7 +63,10 @@ class PathSuggester(Suggester):
 
 
 class FolderTree(DirectoryTree):
-    """Folders only, hidden ones left out; the root is labelled with its folder's name."""
+    """Folders only, hidden ones left out; the root is labelled with its folder's name. Two cells of indent per
+    level (Textual's default is four) leave room for names like ``acestep-v15-turbo`` three levels down."""
+
+    guide_depth = reactive(2, init=False)
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [path for path in paths if path.is_dir() and not path.name.startswith(".")]
@@ -95,9 +106,8 @@ class PathPicker(Vertical):
         self.placeholder = placeholder
 
     def compose(self) -> ComposeResult:
-        start = Path(self.value).expanduser()
         yield Input(self.value, placeholder=self.placeholder, suggester=PathSuggester(), id="path")
-        yield FolderTree(start if self.value and is_folder(start) else Path.cwd(), id="tree")
+        yield FolderTree(nearest_folder(Path(self.value).expanduser()), id="tree")
 
     def show_end(self) -> None:
         """Cursor and view at the end: the last folder is the part of a long path worth seeing."""
@@ -110,16 +120,24 @@ class PathPicker(Vertical):
     def path(self) -> Path:
         return Path(self.query_one("#path", Input).value.strip()).expanduser()
 
+    def type_in(self, text: str) -> None:
+        """Add ``text`` at the end of the path and edit it there (typing on the tree or a step's table):
+        appended rather than replacing, so a stray key never loses the path."""
+        field = self.query_one("#path", Input)
+        self.screen.set_focus(field)  # queues the input's Focus, which selects all; the calls below come after
+        field.call_later(field.action_end)
+        field.call_later(field.insert_text_at_cursor, text)
+
     def choose(self) -> None:
         if self.query_one("#path", Input).value.strip():
             self.post_message(self.Chosen(self, self.path))
 
     @on(Input.Submitted, "#path")
     def submitted(self, event: Input.Submitted) -> None:
-        """A typed folder is also where the tree browses from, so the two never disagree."""
+        """The tree browses from the typed folder, or from where a mistyped one would be, never from an
+        earlier pick the input no longer names."""
         event.stop()
-        if is_folder(self.path):
-            self.query_one(FolderTree).path = self.path.resolve()
+        self.query_one(FolderTree).path = nearest_folder(self.path).resolve()
         self.choose()
 
     @on(DirectoryTree.DirectorySelected)
