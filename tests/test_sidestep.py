@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 
 import pytest
@@ -23,6 +24,7 @@ from acetui.estimate.sidestep import (
     export_fisher_map,
     write_fisher_map,
 )
+from acetui.estimate.stats import result_stats
 from tests.fisher_map_schema import fisher_map_problems
 from tests.test_compare import BAD_FISHER_MAPS
 
@@ -187,6 +189,22 @@ def test_import_own_and_side_step_estimate_lists(mlp_result, tmp_path):
     assert [row.rank for row in imported.ranked()] == [1, 2] and imported.ranked()[0].share == pytest.approx(0.8)
 
 
+def test_import_own_export_keeps_its_top_k_and_uncertainty(mlp_result, tmp_path):
+    ranking, stats = rank_modules(mlp_result), result_stats(mlp_result, "grad-norm")
+    imported = load_ranking(export(tmp_path / "own.json", "json", ranking, 6, stats))
+    assert imported.top_k == 6 and imported.units == stats.by_name()
+    assert load_ranking(export(tmp_path / "bare.json", "json", ranking, 6)).units == {}
+    entries = [
+        {"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 1.0, "stderr": None, "p_top_k": 0.5},
+        {"module": "decoder.layers.0.self_attn.k_proj", "sensitivity": 0.5, "stderr": None, "p_top_k": None},
+    ]
+    (tmp_path / "partial.json").write_text(json.dumps(entries))
+    units = load_ranking(tmp_path / "partial.json").units
+    assert list(units) == ["decoder.layers.0.self_attn.q_proj"]  # all null is nothing known
+    unit = units["decoder.layers.0.self_attn.q_proj"]
+    assert unit.p_top_k == 0.5 and all(math.isnan(value) for value in (unit.stderr, unit.ci_low, unit.ci_high))
+
+
 def test_import_fisher_maps(mlp_result, tmp_path):
     data = build_fisher_map(mlp_result, effective={})
     path = write_fisher_map(tmp_path / "fisher_map.json", data)
@@ -216,6 +234,8 @@ def test_import_fisher_maps(mlp_result, tmp_path):
         ('[{"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": "high"}]', "not a finite number"),
         ('{"runs": 3}', "neither an estimate list"),
         ('{"rank_pattern": {}}', "no modules or rank_pattern"),
+        ('[{"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 1, "top_k": 1}]', "top_k 1 is not true"),
+        ('[{"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 1, "stderr": "x"}]', "stderr 'x' is not a"),
     ],
 )
 def test_import_errors_name_the_file(tmp_path, content, message):

@@ -1,5 +1,7 @@
 """Rankings read from other tools' files: Side-Step's estimate JSON list (also what acetui exports) and its
-``fisher_map.json``, shown and compared like a run. A malformed file is refused with one line naming it."""
+``fisher_map.json``, shown and compared like a run. acetui's own export also gives back its top-k (the
+entries marked ``"top_k": true``) and each module's uncertainty figures. A malformed file is refused with one
+line naming it."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from acetui.errors import AcetuiError
+from acetui.estimate.exports import UNCERTAINTY_KEYS
 from acetui.estimate.scores import RankedModule, module_parts
 from acetui.estimate.sidestep import FISHER_MAP_KEYS
+from acetui.estimate.stats import UnitStats
 from acetui.jsonfile import read_json
 from acetui.model.checkpoint import DECODER_PREFIX
 
@@ -20,13 +24,17 @@ from acetui.model.checkpoint import DECODER_PREFIX
 class ImportedRanking:
     """A ranking read from another tool's file: ``scores`` maps ``decoder.`` module names to values,
     most sensitive first. ``kind``: ``estimate`` (a ``[{module, sensitivity}]`` list) or ``fisher_map``;
-    ``score_name``: what the values are (``sensitivity``, ``fisher`` or ``assigned_rank``)."""
+    ``score_name``: what the values are (``sensitivity``, ``fisher`` or ``assigned_rank``). ``top_k``: how
+    many entries the file marks ``"top_k": true`` (None when it marks none); ``units``: the uncertainty
+    figures of the modules that have any (NaN where the file says null), by module name."""
 
     path: Path
     kind: str
     score_name: str
     scores: dict[str, float]
     metadata: dict[str, Any] = field(default_factory=dict)
+    top_k: int | None = None
+    units: dict[str, UnitStats] = field(default_factory=dict)
 
     def ranked(self) -> list[RankedModule]:
         """The same rows the results view shows for a run (layer -1 for names it cannot parse)."""
@@ -47,10 +55,23 @@ def _decoder_name(name: str) -> str:
     return name if name.startswith(DECODER_PREFIX) or not name.startswith("layers.") else DECODER_PREFIX + name
 
 
-def _number(value: Any, where: str) -> float:
+def _number(value: Any, where: str, what: str = "score") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise AcetuiError(f"{where}: score {value!r} is not a finite number")
+        raise AcetuiError(f"{where}: {what} {value!r} is not a finite number")
     return float(value)
+
+
+def _figure(entry: dict[str, Any], key: str, where: str) -> float:
+    """An uncertainty figure: null (unknown, e.g. from a one-batch run) or missing is NaN, as in a run."""
+    value = entry.get(key)
+    return math.nan if value is None else _number(value, where, key)
+
+
+def _top_k_flag(entry: dict[str, Any], where: str) -> bool:
+    flag = entry.get("top_k", False)
+    if not isinstance(flag, bool):
+        raise AcetuiError(f"{where}: top_k {flag!r} is not true or false")
+    return flag
 
 
 def _sorted_scores(pairs: list[tuple[str, float]], path: Path) -> dict[str, float]:
@@ -73,25 +94,33 @@ def load_ranking(path: str | Path) -> ImportedRanking:
     path = Path(path).expanduser()
     data = read_json(path)
     if isinstance(data, list):
-        return ImportedRanking(path, "estimate", "sensitivity", _estimate_scores(data, path))
+        return _estimate_ranking(data, path)
     if isinstance(data, dict) and ("rank_pattern" in data or "modules" in data):
         return _fisher_map_ranking(data, path)
     raise AcetuiError(f"{path}: neither an estimate list [{{module, sensitivity}}] nor a fisher_map.json")
 
 
-def _estimate_scores(data: list[Any], path: Path) -> dict[str, float]:
-    pairs = []
+def _estimate_ranking(data: list[Any], path: Path) -> ImportedRanking:
+    """The entries' scores, how many are marked top-k, and the uncertainty figures of those that have any (a
+    one-batch run exports them all null: nothing is known)."""
+    pairs, flagged, units = [], 0, {}
     for index, entry in enumerate(data):
+        where = f"{path}: entry {index}"
         if not isinstance(entry, dict):
-            raise AcetuiError(f"{path}: entry {index} is not an object")
+            raise AcetuiError(f"{where} is not an object")
         name = entry.get("module", entry.get("name"))
         value = entry.get("sensitivity", entry.get("score"))
         if not isinstance(name, str) or value is None:
-            raise AcetuiError(f"{path}: entry {index} has no module/name and sensitivity/score")
-        pairs.append((_decoder_name(name), _number(value, f"{path}: entry {index}")))
+            raise AcetuiError(f"{where} has no module/name and sensitivity/score")
+        name, value = _decoder_name(name), _number(value, where)
+        pairs.append((name, value))
+        flagged += _top_k_flag(entry, where)
+        if any(entry.get(key) is not None for key in UNCERTAINTY_KEYS):
+            units[name] = UnitStats(name, value, **{key: _figure(entry, key, where) for key in UNCERTAINTY_KEYS})
     if not pairs:
         raise AcetuiError(f"{path}: the ranking is empty")
-    return _sorted_scores(pairs, path)
+    scores = _sorted_scores(pairs, path)
+    return ImportedRanking(path, "estimate", "sensitivity", scores, top_k=flagged or None, units=units)
 
 
 def _fisher_map_ranking(data: dict[str, Any], path: Path) -> ImportedRanking:

@@ -1,5 +1,6 @@
 """What the results and compare screens show: a recorded run (every score, statistics, the exports that
-need its checkpoint) or a ranking imported from a Side-Step file (one fixed score, no per-batch data)."""
+need its checkpoint) or a ranking imported from a Side-Step file (one fixed score, no per-batch data; acetui's
+own JSON export keeps its top-k and per-module statistics)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,15 @@ def stop_text(result: EstimateResult) -> str:
     return f"auto: {reason or result.status}"
 
 
+def stability_phrases(result: EstimateResult, score: str, stats: RankingStats) -> list[Text]:
+    """The shown score's top-k stability and, for an auto run, why it stopped. The auto stop watched the run's
+    own score: when another one is shown, both name their score, so they cannot seem to disagree."""
+    stability, stop = stability_text(stats), stop_text(result)
+    if stop and score != result.request.score:
+        stability, stop = f"{stability} on {score}", f"{stop} on {result.request.score}"
+    return [Text(stability, style="bold"), *([Text(stop, style="dim")] if stop else [])]
+
+
 class RunRanking:
     """A recorded run: rankings for every score at the request's granularity."""
 
@@ -76,20 +86,19 @@ class RunRanking:
     def sensitivities(self, score: str) -> dict[str, float]:
         return result_sensitivities(self.result, score)
 
-    def heading(self, score: str, stats: RankingStats) -> Text:
+    def heading(self, score: str, stats: RankingStats) -> list[Text]:
+        """The run in phrases (see ``widgets.phrases``): id, model and data, batches, score, stability."""
         result, request = self.result, self.result.request
-        text = Text()
-        text.append(f"{result.run_id} ", style="bold")
-        text.append(f"{request.variant} on {Path(request.dataset_dir).name}  ")
-        text.append(f"{len(result.included_batches)} batches", style="yellow" if result.partial else "")
+        batches = Text(f"{len(result.included_batches)} batches", style="yellow" if result.partial else "")
         if result.partial:
-            text.append(f" ({result.status})", style="yellow")
-        text.append(f"  {score} · {request.granularity}  ", style="dim")
-        text.append(stability_text(stats), style="bold")
-        stop = stop_text(result)
-        if stop:
-            text.append(f"  {stop}", style="dim")
-        return text
+            batches.append(f" ({result.status})", style="yellow")
+        return [
+            Text(result.run_id, style="bold"),
+            Text(f"{request.variant} on {Path(request.dataset_dir).name}"),
+            batches,
+            Text(f"{score} · {request.granularity}", style="dim"),
+            *stability_phrases(result, score, stats),
+        ]
 
     def export_formats(self) -> ExportFormats:
         formats = ranking_formats(self.stem)
@@ -111,7 +120,9 @@ class RunRanking:
 
 
 class ImportedFile:
-    """A Side-Step estimate JSON or fisher_map.json: one score, no statistics, ranking exports only."""
+    """A Side-Step estimate JSON or fisher_map.json: one score, ranking exports only. acetui's own estimate JSON
+    brings back its top-k and per-module statistics; other files fall back to the default top-k (a fisher
+    map's every module) and show no statistics."""
 
     result = None
     warnings: tuple[str, ...] = ()
@@ -120,35 +131,37 @@ class ImportedFile:
         self.imported = imported
         self.scores = (imported.score_name,)
         rows = len(imported.scores)
-        self.top_k = rows if imported.kind == "fisher_map" else min(DEFAULT_TOP_K, rows)
+        self.top_k = imported.top_k or (rows if imported.kind == "fisher_map" else min(DEFAULT_TOP_K, rows))
         self.label = f"{imported.path.name} ({imported.kind})"
         self.stem = f"acetui-{imported.path.stem}"
 
     def ranking(self, score: str) -> list[RankedModule]:
         return self.imported.ranked()
 
-    def stats(self, score: str) -> None:
-        return None
+    def stats(self, score: str) -> RankingStats | None:
+        """The file's per-module figures (stability, batches and seed are not in it: NaN and 0), or None."""
+        units = self.imported.units
+        if not units:
+            return None
+        return RankingStats(list(units.values()), self.top_k, math.nan, batches=0, resamples=0, seed=0)
 
     def sensitivities(self, score: str) -> dict[str, float]:
         return dict(self.imported.scores)
 
-    def heading(self, score: str, stats: RankingStats | None) -> Text:
+    def heading(self, score: str, stats: RankingStats | None) -> list[Text]:
         imported = self.imported
-        text = Text()
-        text.append("imported ", style="bold")
-        text.append(f"{imported.path}  ")
         variant = imported.metadata.get("model_variant")
         details = [imported.kind, *([str(variant)] if variant else []), score, f"top-{self.top_k}"]
-        text.append(" · ".join(details), style="dim")
-        text.append("  no per-batch data", style="yellow")
-        return text
+        phrases = [Text("imported", style="bold"), Text(str(imported.path)), Text(" · ".join(details), style="dim")]
+        note = "statistics from the file" if stats is not None else "no per-batch data"
+        phrases.append(Text(note, style="dim" if stats is not None else "yellow"))
+        return phrases
 
     def export_formats(self) -> ExportFormats:
         return ranking_formats(self.stem)
 
     def write(self, fmt: str, path: Path, score: str, effective: dict[str, int] | None, *, force: bool) -> Path:
-        return export(path, fmt, self.ranking(score), self.top_k, replace=force)
+        return export(path, fmt, self.ranking(score), self.top_k, self.stats(score), replace=force)
 
 
 RankingSource = RunRanking | ImportedFile

@@ -28,14 +28,21 @@ from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.widgets.ranking_table import short_module
 from acetui.tui.widgets.sorting import SortColumn, SortOrder
+from acetui.tui.widgets.whole_columns import WholeColumnTable
+
+
+def ratio_distance(change: ModuleChange) -> float:
+    return log_distance(change.ratio)
+
 
 SORTS: tuple[SortColumn[ModuleChange], ...] = (
     SortColumn("rank A", "rank A", "rank A", lambda change: change.rank_a),
     # as ``Comparison.most_different``: ties go to the larger change of share
-    SortColumn("change", "change", "rank change", difference, descending=True),
-    SortColumn("B / A", "B / A", "ratio", lambda change: log_distance(change.ratio), descending=True),
+    SortColumn("change", "change", "rank change", difference, True, ("largest move first", "smallest move first")),
+    SortColumn("B / A", "B / A", "ratio", ratio_distance, True, ("most different first", "least different first")),
 )
-LABELS = ("module", "rank A", "rank B", "change", "sens. A", "sens. B", "B - A", "B / A")
+# What tells the runs apart comes first, so that it shows at 80 columns; the sensitivities scroll in after it.
+LABELS = ("module", "rank A", "rank B", "change", "B / A", "sens. A", "sens. B", "B - A")
 
 
 def change_text(change: int) -> Text:
@@ -74,7 +81,7 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="heading")
-        yield DataTable(cursor_type="row", zebra_stripes=True, fixed_columns=1, id="pairs")  # the module stays in view
+        yield WholeColumnTable(cursor_type="row", zebra_stripes=True, fixed_columns=1, id="pairs")  # module in view
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -107,21 +114,21 @@ class CompareScreen(Screen):
             heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
         else:
             heading.append(no_shared_modules(comparison), style="bold red")
-        heading.append(f"\nsorted by {self.order.column.title} {self.order.arrow}", style="dim")
+        heading.append(f"\nsorted by {self.order.describe()}", style="dim")
         self.query_one("#heading", Static).update(heading)
         table = self.query_one("#pairs", DataTable)
         table.clear()
-        self.order.label(table, ((label, label) for label in LABELS))
+        self.order.label(table, ((column.key, column.label) for column in SORTS))
         for change in self.order.sorted(comparison.modules):
             table.add_row(
                 short_module(change.module),
                 Text(str(change.rank_a), justify="right"),
                 Text(str(change.rank_b), justify="right"),
                 change_text(change.rank_change),
+                Text(f"{change.ratio:.2f}×" if math.isfinite(change.ratio) else "n/a", justify="right"),
                 Text(f"{change.sensitivity_a:#.4g}", justify="right"),
                 Text(f"{change.sensitivity_b:#.4g}", justify="right"),
                 Text(f"{change.sensitivity_b - change.sensitivity_a:+#.3g}", justify="right"),
-                Text(f"{change.ratio:.2f}×" if math.isfinite(change.ratio) else "n/a", justify="right"),
                 key=change.module,
             )
 

@@ -25,12 +25,14 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
     CSS_PATH = "dialog.tcss"
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="cancel")]
 
-    def __init__(self, formats: ExportFormats, fmt: str = "json", path: Path | None = None) -> None:
-        """``path`` prefills the field, e.g. to correct it after a failed export."""
+    def __init__(self, formats: ExportFormats, fmt: str = "json", path: Path | None = None, scope: str = "") -> None:
+        """``path`` prefills the field, e.g. to correct it after a failed export; ``scope`` says what the files
+        will hold (the whole ranking, whatever a filter shows)."""
         super().__init__()
         self.formats = formats
         self.fmt = fmt
         self.path = path
+        self.scope = scope
 
     def default_path(self, fmt: str) -> str:
         return str(absolute(self.formats[fmt][1]))
@@ -41,6 +43,8 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Export the ranking", classes="dialog-title")
+            if self.scope:
+                yield Label(self.scope, id="scope")
             options = [(f"{name}: {title}", name) for name, (title, _) in self.formats.items()]
             yield Select(options, value=self.fmt, allow_blank=False, id="format")
             path = str(self.path) if self.path is not None else self.default_path(self.fmt)

@@ -29,7 +29,8 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.export import ExportScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.widgets.heat_map import HeatMap
-from acetui.tui.widgets.ranking_table import COLUMNS, RankingTable
+from acetui.tui.widgets.phrases import Phrases
+from acetui.tui.widgets.ranking_table import COLUMNS, RankingTable, module_filter
 from acetui.tui.widgets.run_summary import RunSummary
 
 VIEWS = ("ranking", "heat-map", "summary")
@@ -46,8 +47,11 @@ class ResultsScreen(Screen):
             "slash", "filter", "Filter", key_display="/", tooltip="Filter modules by substring or regex", id="filter"
         ),
         Binding("e", "export", "Export", tooltip="Write JSON, CSV, targets, PEFT or fisher_map.json", id="export"),
-        Binding("y", "copy_targets", "Copy", tooltip="Copy the --target-modules string (OSC 52)", id="copy"),
-        Binding("i", "import_file", "Open file", tooltip=IMPORT_TITLE, id="import"),
+        # y and i are off the footer, so that it keeps ^g History at 80 columns (the palette and README name them)
+        Binding(
+            "y", "copy_targets", "Copy", show=False, tooltip="Copy the --target-modules string (OSC 52)", id="copy"
+        ),
+        Binding("i", "import_file", "Open file", show=False, tooltip=IMPORT_TITLE, id="import"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="Show every module again", id="clear-filter"),
         Binding("escape", "back", "Back", id="back"),
     ]
@@ -63,7 +67,7 @@ class ResultsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="heading")
+        yield Phrases(id="heading")
         yield Static(id="warnings")
         with TabbedContent(id="views"):
             with TabPane("Ranking", id="ranking"):
@@ -96,10 +100,17 @@ class ResultsScreen(Screen):
         top_k = self.source.top_k
         self.ranking = self.source.ranking(self.score)
         stats = self.source.stats(self.score)
-        self.query_one("#heading", Static).update(self.source.heading(self.score, stats))
+        self.query_one("#heading", Phrases).phrases = tuple(self.source.heading(self.score, stats))
         self.query_one(RankingTable).show(self.ranking, top_k, stats)
-        self.query_one(HeatMap).show(self.ranking)
+        self.show_heat_map()
         self.query_one(RunSummary).show(self.ranking, top_k, self.source.warnings)
+
+    def show_heat_map(self) -> None:
+        """The heat map shades what the filter matches, as the table lists it."""
+        pattern = self.query_one("#filter", Input).value
+        matches = module_filter(pattern)
+        shown = {item.module for item in self.ranking if matches(item.module)} if pattern else None
+        self.query_one(HeatMap).show(self.ranking, shown)
 
     def show_warnings(self) -> None:
         """The first warning under the heading, where it cannot be missed; every one in the summary view."""
@@ -132,6 +143,7 @@ class ResultsScreen(Screen):
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.query_one(RankingTable).pattern = event.value
+        self.show_heat_map()
         self.refresh_bindings()
 
     @on(RankingTable.Rendered)
@@ -202,7 +214,17 @@ class ResultsScreen(Screen):
         self.app.pop_screen()
 
     def action_export(self, fmt: str = "json", path: Path | None = None) -> None:
-        self.app.push_screen(ExportScreen(self.source.export_formats(), fmt, path), self.write_export)
+        dialog = ExportScreen(self.source.export_formats(), fmt, path, self.export_scope())
+        self.app.push_screen(dialog, self.write_export)
+
+    def export_scope(self) -> str:
+        """Exports always hold the whole ranking: a filtered file would keep ranks, shares and top-k flags of a
+        ranking it no longer lists. Said in the dialog, so a filtered view is not mistaken for what is written."""
+        table = self.query_one(RankingTable)
+        total = len(self.ranking)
+        if table.pattern:
+            return f"Writes the whole ranking, all {total} modules, not only the {table.row_count} the filter shows."
+        return f"Writes the whole ranking, all {total} modules."
 
     def write_export(self, choice: tuple[str, Path] | None, force: bool = False) -> None:
         """Replace an existing file only once confirmed; after a failure the dialog reopens with the path."""

@@ -13,12 +13,12 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import DataTable
 
 from acetui.estimate import RankedModule
 from acetui.estimate.stats import RankingStats, UnitStats
 from acetui.tui.widgets.bar import bar
 from acetui.tui.widgets.sorting import SortColumn, SortOrder
+from acetui.tui.widgets.whole_columns import WholeColumnTable
 
 BAR_WIDTH = 8
 UNKNOWN = "–"
@@ -136,7 +136,7 @@ def row_cells(row: Row, top_k: int, top_sensitivity: float) -> tuple[Text, ...]:
     )
 
 
-class RankingTable(DataTable):
+class RankingTable(WholeColumnTable):
     """Call ``show`` with a ranking; ``pattern`` and ``order`` re-render the rows."""
 
     class Rendered(Message):
@@ -224,7 +224,7 @@ class RankingTable(DataTable):
         if self.pattern and filter_regex(self.pattern) is None:
             text.append("invalid regex, matching as text · ", style="yellow")
         text.append(f"{self.row_count} of {len(self.ranking)} modules" if self.pattern else f"{self.row_count} modules")
-        text.append(f" · sorted by {self.order.column.title} {self.order.arrow}", style="dim")
+        text.append(f" · sorted by {self.order.describe()}", style="dim")
         return text
 
     def watch_pattern(self) -> None:

@@ -16,13 +16,16 @@ Row = TypeVar("Row")
 
 @dataclass(frozen=True)
 class SortColumn(Generic[Row]):
-    """``key``/``label``: the table column it marks; ``title`` names it in words (status line, keys, palette)."""
+    """``key``/``label``: the table column it marks; ``title`` names it in words (status line, keys, palette).
+    ``orders`` says in words what comes first, in the natural order and reversed, for a column not sorted by
+    the value it shows (a ratio sorted by its distance from 1: 0.89 before 1.05)."""
 
     key: str
     label: str
     title: str
     sort_key: Callable[[Row], Any]
     descending: bool = False
+    orders: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ class SortOrder(Generic[Row]):
     def arrow(self) -> str:
         """The direction: ▼ largest first, ▲ smallest first."""
         return "▼" if self.column.descending != self.reverse else "▲"
+
+    def describe(self) -> str:
+        """E.g. ``rank ▲`` or ``ratio ▼ (most different first)``."""
+        column = self.column
+        words = f" ({column.orders[self.reverse]})" if column.orders else ""
+        return f"{column.title} {self.arrow}{words}"
 
     def by(self, index: int) -> SortOrder[Row]:
         """Another column starts in its natural direction; the same one again reverses it."""
