@@ -20,7 +20,7 @@ from acetui.estimate import EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import world_from_env
 from acetui.estimate.ownership import check_incomplete, check_not_running
 from acetui.history import batches_done, find_run, list_runs, load_record, runs_table
-from acetui.profiles import load_profile
+from acetui.profiles import load_profile, saved_profile
 from acetui.progress import ConsoleReporter, check_outputs, print_ranking, wants_outputs, write_outputs
 
 EXIT_ERROR = 1
@@ -124,10 +124,12 @@ def _finish(result: EstimateResult | None, announce: bool) -> int:
     else:
         code = EXIT_INTERRUPTED
     if result is not None and announce:
-        print(
-            f"acetui: run {result.run_id} {result.status}; resume with: acetui resume {result.run_id}", file=sys.stderr
-        )
+        _announce_resume(result.run_id, result.status)
     return code
+
+
+def _announce_resume(run_id: str, status: str) -> None:
+    print(f"acetui: run {run_id} {status}; resume with: acetui resume {run_id}", file=sys.stderr)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -140,9 +142,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _open_app(request: EstimateRequest | None = None, profile: str | None = None) -> int:
+    """The app; a ``--profile`` that is not saved is refused first (in the app it would be a passing notice).
+    Runs that quitting stopped are named with the command that resumes them, as a stopped ``estimate`` is."""
     from acetui.tui.app import make_app
 
-    make_app(request=request, profile=profile).run()
+    if profile is not None:
+        saved_profile(profile)
+    return _app_ended(make_app(request=request, profile=profile).run())
+
+
+def _app_ended(stopped: list[str] | None) -> int:
+    """The app's end: 0, quitting is no failure; a line per run it stopped (None: it ended otherwise)."""
+    for run_id in stopped or ():
+        _announce_resume(run_id, "interrupted")
     return 0
 
 

@@ -78,9 +78,12 @@ def top_module(run: EstimateResult) -> str:
 
 
 def batches_done(run: EstimateResult) -> str:
-    """``done/asked`` (``asked`` is ``--max-batches`` for an auto run)."""
+    """``done/asked``; an auto run ``done (auto, max N)``: it stops when stable, so ``9/12`` would read as
+    unfinished. ASCII, as all of the CLI's output (a Windows console may not encode more)."""
     request = run.request
-    return f"{run.completed_batches}/{request.max_batches if request.auto_batches else request.batches}"
+    if request.auto_batches:
+        return f"{run.completed_batches} (auto, max {request.max_batches})"
+    return f"{run.completed_batches}/{request.batches}"
 
 
 def runs_table(runs: list[EstimateResult]) -> str:

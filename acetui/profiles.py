@@ -94,11 +94,22 @@ def save_profile(name: str, values: dict[str, Any]) -> Path:
     return path
 
 
+def saved_profile(name: str) -> Path:
+    """The file of a saved profile; ProfileError naming the profile and the saved ones (or, with none, where
+    they would be) when there is no such profile, so a mistyped ``--profile`` shows what to type instead."""
+    path = profile_path(name)
+    if not path.exists():
+        names = list_profiles()
+        saved = f"saved: {', '.join(names)}" if names else f"none saved yet in {path.parent}"
+        raise ProfileError(f"no such profile {name!r} ({saved})")
+    return path
+
+
 def load_profile(name: str) -> dict[str, Any]:
     """Every setting of the profile: one the file leaves out takes the request's default (TOML has no
     null, so a profile saved without a crop has no crop key), so loading over other settings keeps none
     of theirs. The folders and variant have no default and are only set when the file names them."""
-    return {**REQUEST_DEFAULTS, **read_settings(profile_path(name))}
+    return {**REQUEST_DEFAULTS, **read_settings(saved_profile(name))}
 
 
 def delete_profile(name: str) -> Path:

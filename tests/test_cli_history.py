@@ -31,6 +31,14 @@ def test_runs_lists_the_history_newest_first(checkpoint_root, dataset_dir, capsy
     assert [row.split()[0] for row in run_cli(capsys, "runs", "-n", "1")[1].splitlines()[1:]] == [newer.run_id]
 
 
+def test_runs_show_an_auto_runs_max_as_a_cap(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    """A complete auto run that stopped before its max must not read as unfinished (History shows the same)."""
+    auto = record_run(checkpoint_root, dataset_dir, top_k=4, auto_batches=True, max_batches=12, stability_target=0.01)
+    assert auto.status == "complete" and auto.completed_batches < 12
+    row = run_cli(capsys, "runs")[1].splitlines()[1]
+    assert f"  {auto.completed_batches} (auto, max 12)  " in row and "/" not in row
+
+
 def test_runs_reports_an_unreadable_record_and_lists_the_rest(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
     kept = record_run(checkpoint_root, dataset_dir, batches=1)
     broken = isolated_app_dirs.runs / "20200101-000000-bad000.json"

@@ -58,6 +58,7 @@ def test_a_hanging_child_is_given_up():
 
 def test_the_device_list_ends_with_the_cpu_and_auto_follows_the_first_device():
     options, free, problem = probe_devices()
-    assert options[0] == ("auto", "auto") and options[-1][1] == "cpu" and problem == ""
     first = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert options[0][1] == "auto" and options[0][0].startswith(f"auto ({first}")
+    assert options[-1][1] == "cpu" and problem == ""
     assert free["auto"] == free[first] and free["cpu"][0] is False

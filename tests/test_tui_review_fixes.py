@@ -9,6 +9,7 @@ import time
 from textual.widgets import DataTable, ProgressBar
 
 from acetui import paths
+from acetui.cli import _app_ended
 from acetui.estimate import rank_modules
 from acetui.estimate.imported import load_ranking
 from acetui.tui.app import make_app
@@ -83,7 +84,7 @@ async def test_heat_map_has_a_legend_of_its_colour_scale(checkpoint_root, datase
         assert text.strip().endswith("60.0   - no score")
 
 
-async def test_quitting_during_a_run_asks_and_keeps_its_partial_result(checkpoint_root, dataset_dir):
+async def test_quitting_during_a_run_asks_and_keeps_its_partial_result(checkpoint_root, dataset_dir, capsys):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         run = await start_long_run(pilot, checkpoint_root, dataset_dir)
@@ -101,6 +102,10 @@ async def test_quitting_during_a_run_asks_and_keeps_its_partial_result(checkpoin
         await pilot.press("y")
         await pilot.pause()
         assert not app.is_running
+    assert app.return_value == [run.run_id]  # the CLI names it, with the command that resumes it:
+    assert _app_ended(app.return_value) == 0
+    resume = f"acetui: run {run.run_id} interrupted; resume with: acetui resume {run.run_id}\n"
+    assert capsys.readouterr().err == resume
     record = paths.app_dirs().runs / f"{run.run_id}.json"
     deadline = time.monotonic() + 60
     while json.loads(record.read_text())["status"] == "running":  # the batch under way finishes first
@@ -113,3 +118,4 @@ async def test_quitting_during_a_run_asks_and_keeps_its_partial_result(checkpoin
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert not app.is_running
+    assert app.return_value == [] and _app_ended(app.return_value) == 0 and capsys.readouterr().err == ""

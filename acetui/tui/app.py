@@ -24,6 +24,7 @@ from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.run import RunScreen
 
 QUIT_QUESTION = "quit-question"
+QUIT_HELP = "Quit acetui; while a run is running, asks first (the run stops, its partial result is kept)"
 QUIT_TEXT = (
     "A run is still running. Quit anyway? It stops after the current batch and its partial result is kept "
     "(resume it from History or with acetui resume)."
@@ -31,8 +32,9 @@ QUIT_TEXT = (
 STEPS = ((CheckpointScreen, ()), (DatasetScreen, ("checkpoint_dir", "variant")), (ParametersScreen, ("dataset_dir",)))
 
 
-class AcetuiApp(App):
-    """Steps are screens pushed in order (escape goes back); history is reachable from every screen."""
+class AcetuiApp(App[list[str]]):
+    """Steps are screens pushed in order (escape goes back); history is reachable from every screen. The app
+    returns the ids of the runs quitting stopped, for the CLI to say how to resume them."""
 
     TITLE = "acetui"
     SUB_TITLE = "ACE-Step 1.5 attention sensitivity"
@@ -76,14 +78,14 @@ class AcetuiApp(App):
         return [screen for screen in self.screen_stack if isinstance(screen, RunScreen) and screen.running]
 
     def running_runs(self) -> set[str]:
-        """The run ids an estimator of this app is working on (a second one on the same record must not start)."""
+        """The run ids an estimator of this app is working on: quitting stops them, and the CLI names them."""
         return {screen.run_id for screen in self.running_screens() if screen.run_id is not None}
 
     async def action_quit(self) -> None:
         """Quit at once, unless a run is running: then ask first (ctrl+q again while asked quits), in place of
         any question already open (e.g. the Run screen's "Stop the run?")."""
         if not self.running_screens() or self.screen.id == QUIT_QUESTION:
-            self.exit()
+            self.leave()
             return
         if isinstance(self.screen, ConfirmScreen):  # one question at a time: quitting replaces the open one
             await self.screen.dismiss(False)
@@ -92,7 +94,11 @@ class AcetuiApp(App):
     def confirm_quit(self, leave: bool | None) -> None:
         """Leaving unmounts the Run screen, which stops its run as interrupted (the record keeps every batch)."""
         if leave:
-            self.exit()
+            self.leave()
+
+    def leave(self) -> None:
+        """Exit with the ids of the runs still running: unmounting their Run screens stops them."""
+        self.exit(sorted(self.running_runs()))
 
     @on(RunRecordChanged)
     def run_record_changed(self, message: RunRecordChanged) -> None:
@@ -102,14 +108,17 @@ class AcetuiApp(App):
                 screen.reload_run(message.run_id)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        """Textual's, with our Quit: Textual's help says it quits at once, ours asks first during a run."""
+        for command in super().get_system_commands(screen):
+            yield command._replace(help=QUIT_HELP) if command.callback == self.action_quit else command
         if not isinstance(screen, HistoryScreen):
             yield SystemCommand("view: history", "Past runs: open, compare, resume", self.action_history)
 
 
 def make_app(request: EstimateRequest | None = None, profile: str | None = None) -> AcetuiApp:
     """``request`` (e.g. the demo) or ``profile`` open prefilled at the parameters step; otherwise the
-    last used settings prefill the checkpoint step. A broken profile or settings file is reported, not fatal."""
+    last used settings prefill the checkpoint step. A broken profile or settings file is reported, not fatal
+    (the CLI refuses a profile name that is not saved before it gets here)."""
     draft, problem = load_last()
     problems = [problem] if problem else []
     open_parameters = request is not None

@@ -220,11 +220,13 @@ class HistoryScreen(Screen):
         run = self.current()
         if run is None:
             return
-        if run.run_id in self.app.running_runs():
-            self.notify(f"run {run.run_id} is running now", severity="warning")
-            return
         if not run.partial:
             self.notify(f"run {run.run_id} is complete: nothing to resume", severity="warning")
+            return
+        running = self.app.running_screens()
+        if running:  # a second run would take the only Run screen's place: the first could not be seen or stopped
+            notice = f"{running[0].label} is running now: one run at a time ({self.way_back(running[0])})"
+            self.notify(notice, severity="warning")
             return
         try:
             check_not_running(run)  # another process (a headless acetui) writes it: resuming would too
@@ -232,3 +234,8 @@ class HistoryScreen(Screen):
             self.notify(str(error), severity="warning")
             return
         self.app.push_screen(RunScreen(run.request, resume=run))
+
+    def way_back(self, screen: Screen) -> str:
+        """The keys from here to ``screen``, lower in the stack: escape once per screen above it."""
+        above = len(self.app.screen_stack) - 1 - self.app.screen_stack.index(screen)
+        return "esc goes back to it" if above == 1 else f"esc {above} times goes back to it"

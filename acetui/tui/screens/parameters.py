@@ -22,7 +22,7 @@ from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest
 from acetui.estimate.devices import probe_cuda_devices
 from acetui.estimate.memory import MemoryNeed, activations_fit, memory_need, memory_stats
-from acetui.estimate.request import DTYPES, REQUEST_DEFAULTS
+from acetui.estimate.request import DTYPES, REQUEST_DEFAULTS, resolve_device
 from acetui.model.catalog import describe_variant
 from acetui.model.config import DecoderConfig
 from acetui.model.decoder import ATTENTION_KINDS, ATTENTION_PROJECTIONS, MLP_PROJECTIONS
@@ -43,28 +43,40 @@ from acetui.tui.widgets.settings_form import FIELD_KEYS, SettingsForm
 from acetui.units import format_bytes
 
 
-def batches_hint(free: tuple[bool, int] | None, need: MemoryNeed | None = None) -> str:
-    """Advice for ``(is_cuda, free bytes)`` and, when known, what the longest sample needs. Batches cost
-    time here, not memory: gradient norms are accumulated, so memory is set by sample length."""
+def memory_hint(free: tuple[bool, int] | None, need: MemoryNeed | None) -> str:
+    """The free memory of ``(is_cuda, free bytes)``, then whether the longest batch fits it and what to do
+    if not, a line each."""
     if free is None:
-        return "free memory unknown: start with 3-5 batches"
+        return "memory: free amount unknown"
     on_cuda, available = free
-    memory = f"{format_bytes(available)} {'VRAM' if on_cuda else 'RAM'} free"
-    advice = (
-        "batches add time, not memory: 5-10, or auto"
-        if on_cuda
-        else "minutes per batch on real models: 3-5 batches (auto with a low max)"
-    )
+    memory = f"memory: {format_bytes(available)} {'VRAM' if on_cuda else 'RAM'} free"
     if need is None:
-        return f"{memory}; {advice}"
+        return memory
     if need.weights >= available:
-        fit = "the weights alone do not fit: pick another device or a smaller variant"
-    elif not activations_fit(need.activations, available - need.weights, on_cuda):
-        fit = "too much: auto checkpointing recomputes activations (~1.4x slower), or set crop frames"
-    else:
-        fit = "fits"
-    estimate = f"the longest batch needs ~{format_bytes(need.total)} ({format_bytes(need.weights)} weights)"
-    return f"{memory}; {estimate}: {fit}; {advice}"
+        return (
+            f"{memory}\nthe weights alone do not fit: they need {format_bytes(need.weights)}; "
+            "pick another device or a smaller variant"
+        )
+    needs = f"the longest batch needs ~{format_bytes(need.total)} ({format_bytes(need.weights)} weights)"
+    if not activations_fit(need.activations, available - need.weights, on_cuda):
+        remedy = "auto checkpointing recomputes activations (~1.4x slower), or set crop frames"
+        return f"{memory}\ntoo big as is: {needs}; {remedy}"
+    return f"{memory}\nfits: {needs}"
+
+
+def batch_advice(free: tuple[bool, int] | None) -> str:
+    """How many batches to start with. Batches cost time here, not memory: gradient norms are accumulated,
+    so memory is set by sample length."""
+    if free is None:
+        return "batches: start with 3-5"
+    if free[0]:
+        return "batches: 5-10, or auto (more batches take longer but need no more memory)"
+    return "batches: 3-5, or auto with a low max (on a CPU a real model takes minutes per batch)"
+
+
+def batches_hint(free: tuple[bool, int] | None, need: MemoryNeed | None = None) -> str:
+    """The hint under the form: the free memory and what fits, then the batch advice, a line each."""
+    return f"{memory_hint(free, need)}\n{batch_advice(free)}"
 
 
 def probe_model(draft: dict[str, Any]) -> tuple[DecoderConfig, int]:
@@ -106,12 +118,18 @@ def scored_units(config: DecoderConfig, modules: str, granularity: str) -> tuple
     return config.num_hidden_layers * per_layer, "modules"
 
 
+def auto_device() -> str:
+    """The option ``auto`` runs on, by the engine's rule (``resolve_device``): ``cuda:0`` or ``cpu``."""
+    device = resolve_device("auto")
+    return "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
+
+
 def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]], str]:
     """(label, value) options, (is_cuda, free bytes) per option, and why the GPUs' free memory is unknown
     if it is. The GPUs are asked in a child process (``probe_cuda_devices``): the app keeps no CUDA context
-    on GPUs it does not run on."""
+    on GPUs it does not run on. ``auto`` says which device it stands for."""
     cpu = (False, memory_stats(torch.device("cpu")).free)
-    options, free, problem = [("auto", "auto")], {"cpu": cpu}, ""
+    options, free, problem, names = [], {"cpu": cpu}, "", {"cpu": "cpu"}
     try:
         devices = {f"cuda:{device.index}": device for device in probe_cuda_devices()}
     except RuntimeError as error:
@@ -121,14 +139,15 @@ def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]],
         device = devices.get(name)
         if device is None:  # no name either: asking for it here would start CUDA in the app after all
             options.append((f"{name} (free memory unknown)", name))
+            names[name] = name
         else:
             options.append((f"{name} {device.name} ({format_bytes(device.free)} free)", name))
-            free[name] = (True, device.free)
+            free[name], names[name] = (True, device.free), f"{name} {device.name}"
     options.append((f"cpu ({format_bytes(cpu[1])} RAM free)", "cpu"))
-    auto = "cuda:0" if torch.cuda.is_available() else "cpu"
+    auto = auto_device()
     if auto in free:
         free["auto"] = free[auto]
-    return options, free, problem
+    return [(f"auto ({names.get(auto, auto)})", "auto"), *options], free, problem
 
 
 def resolves_to_cuda(device: str) -> bool:
@@ -160,7 +179,7 @@ class ParametersScreen(Screen):
         super().__init__()
         self.free: dict[str, tuple[bool, int]] = {}
         self.model: tuple[DecoderConfig, int] | None = None
-        self.no_estimate = ""  # why there is no memory estimate, when there is none
+        self.unusable = ""  # why the checkpoint or dataset cannot run (and has no memory estimate), if so
         self.device_problem = ""  # why the GPUs' free memory is unknown, when it is
         self.devices_ready = False
 
@@ -209,7 +228,7 @@ class ParametersScreen(Screen):
         if event.worker.group != "devices":
             return
         if event.state == WorkerState.SUCCESS:
-            options, self.free, self.device_problem, self.model, longest, self.no_estimate = event.worker.result
+            options, self.free, self.device_problem, self.model, longest, self.unusable = event.worker.result
             if longest is not None:
                 self.app.longest_frames[str(self.app.draft.get("dataset_dir"))] = longest
             self.devices_ready = True
@@ -229,11 +248,11 @@ class ParametersScreen(Screen):
         device = str(self.query_one("#device", Select).value)
         free = self.free.get(device)
         need = self.longest_batch_need(on_cuda=free[0] if free else resolves_to_cuda(device))
-        hint = Text("hint: " + batches_hint(free, need))
+        hint = Text(batches_hint(free, need))
         if free is None and self.device_problem:
             hint.append(f"\n{self.device_problem}")
-        if self.no_estimate:
-            hint.append(f"\nno memory estimate: {self.no_estimate}")
+        if self.unusable:
+            hint.append(f"\ncannot run: {self.unusable}", style="bold red")
         self.query_one("#hint", Static).update(hint)
 
     @on(Input.Changed, "#top-k")
@@ -283,9 +302,19 @@ class ParametersScreen(Screen):
             self.notify("Still checking devices; try again in a moment", severity="warning")
             return
         request = self.request()
-        if request is not None:
-            self.app.remember(request)
-            self.app.push_screen(RunScreen(request))
+        if request is None:
+            return
+        if self.unusable:
+            self.refuse_to_run()
+            return
+        self.app.remember(request)
+        self.app.push_screen(RunScreen(request))
+
+    def refuse_to_run(self) -> None:
+        """The checkpoint or dataset is known to be unusable, so the run would fail at once: say why instead,
+        and check again, so that once the folder is fixed the next ctrl+r runs."""
+        self.notify(self.unusable, title="Cannot run", severity="error")
+        self.find_devices()
 
     def action_save_profile(self) -> None:
         if self.request() is not None:

@@ -35,12 +35,13 @@ class ProfileScreen(ModalScreen[str | None]):
                 yield Input(placeholder="profile name", suggester=SuggestFromList(self.names), id="name")
             if self.names:
                 yield OptionList(*self.names, id="names")
-            keys = (
-                "enter: choose · delete: delete · escape: cancel"
-                if self.existing_only
-                else "enter: choose · escape: cancel"
-            )
-            yield Label(keys, classes="dialog-help")
+            yield Label(self.keys_help(), classes="dialog-help")
+
+    def keys_help(self) -> str:
+        """What the keys do here: enter loads a picked profile, or saves under the typed or picked name."""
+        if self.existing_only:
+            return "enter: load · delete: delete · escape: cancel"
+        return "enter: save (asks before replacing one) · escape: cancel"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Deleting is offered when picking a saved profile, not while naming one to save."""

@@ -128,6 +128,11 @@ class RunScreen(Screen):
         self.planned: int | None = None
         self.elapsed: float | None = None
 
+    @property
+    def label(self) -> str:
+        """The run as notices name it: by its id, once the engine has given it one."""
+        return f"run {self.run_id}" if self.run_id is not None else f"a run of {self.request.variant} (starting)"
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"starting {self.request.variant} on {self.request.dataset_dir} ...", id="stage")

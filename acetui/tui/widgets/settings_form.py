@@ -11,33 +11,58 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.suggester import SuggestFromList
-from textual.validation import Function, Integer, Number, ValidationResult, Validator
+from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select
 
 from acetui.errors import AcetuiError
-from acetui.estimate import SCORES
+from acetui.estimate import SCORES, EstimateRequest
 from acetui.estimate.objective import TimestepFocus
-from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS, SEED_LIMIT
+from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS
 
 FOCUS_PRESETS = ("balanced", "texture", "structure")
+ANY_FOLDER = {"checkpoint_dir": "/", "variant": "-", "dataset_dir": "/"}  # folders are not checked here
 
 
-def _batches_ok(text: str) -> bool:
-    return text == "auto" or (text.isdigit() and int(text) > 0)
+def engine_rule(key: str, value: Any) -> Any:
+    """``value`` once the engine's own check of request field ``key`` (``EstimateRequest.validate``)
+    accepts it; AcetuiError in the engine's words: one rule for the form, the CLI and profiles."""
+    EstimateRequest(**ANY_FOLDER, **{key: value})
+    return value
 
 
-def parse_seed(text: str) -> int:
-    """A seed the engine takes: torch generators accept 0 <= seed < 2**63 (checked as an int: Textual's
-    Integer validator compares a float, which rounds 2**63 - 1 up and refuses it)."""
-    seed = int(text) if re.fullmatch(r"[-+]?\d+", text.strip()) else -1
-    if not 0 <= seed < SEED_LIMIT:
-        raise AcetuiError("seed must be a whole number from 0 to 2**63 - 1")
-    return seed
+def whole_number(key: str, name: str, *, or_auto: bool = False) -> Callable[[str], Any]:
+    """The parser of a whole-number setting (``auto`` too with ``or_auto``), its range the engine's. The
+    text is matched, not given to ``float``: a float rounds 2**63 - 1 up, past the largest seed."""
+    accepted = "a whole number or auto" if or_auto else "a whole number"
+
+    def parse(text: str) -> Any:
+        if or_auto and text == "auto":
+            return text
+        if not re.fullmatch(r"[-+]?\d+", text):
+            raise AcetuiError(f"{name} must be {accepted}, got {text!r}")
+        return engine_rule(key, int(text))
+
+    return parse
+
+
+def parse_stability_target(text: str) -> float:
+    try:
+        target = float(text)
+    except ValueError:
+        raise AcetuiError(f"stability target must be a number, got {text!r}") from None
+    return engine_rule("stability_target", target)
+
+
+def parse_focus(text: str) -> str:
+    """The timestep focus as typed, once the engine's parser accepts it."""
+    TimestepFocus.parse(text)
+    return text
 
 
 class Parses(Validator):
     """Valid when ``parse`` accepts the text; a failure carries the parser's own message, which says
-    what is wrong (e.g. LOW must be below HIGH) where a fixed description could only list the forms."""
+    what is wrong (e.g. LOW must be below HIGH) where a fixed description could only list the forms.
+    It also keeps Textual's default validators, and their wording, off typed inputs."""
 
     def __init__(self, parse: Callable[[str], object]) -> None:
         super().__init__()
@@ -45,35 +70,34 @@ class Parses(Validator):
 
     def validate(self, value: str) -> ValidationResult:
         try:
-            self.parse(value)
-        except (AcetuiError, ValueError) as error:
+            self.parse(value.strip())
+        except AcetuiError as error:
             return self.failure(str(error), value)
         return self.success()
 
 
 @dataclass(frozen=True)
 class Field:
-    """One setting: a Select when it has ``choices``, else an Input whose text ``parse`` turns into the
-    request value (``optional``: blank means None)."""
+    """One setting: a Select when it has ``choices``, else an Input whose text ``parse`` checks and turns
+    into the request value, its AcetuiError saying what the field accepts (``optional``: blank means None)."""
 
     key: str
     label: str
     choices: tuple[str, ...] = ()
     parse: Callable[[str], Any] = str
-    validator: Validator | None = None
     input_type: str = "text"
     optional: bool = False
     suggestions: tuple[str, ...] = ()
     placeholder: str = ""
 
 
-def integer(key: str, label: str, minimum: int = 1, *, placeholder: str = "") -> Field:
-    """An integer setting; with a ``placeholder`` it may be left blank (None)."""
+def integer(key: str, label: str, *, name: str = "", placeholder: str = "") -> Field:
+    """A whole-number setting, called ``name`` (else ``label``) in messages; with a ``placeholder`` it may be
+    left blank (None)."""
     return Field(
         key,
         label,
-        parse=int,
-        validator=Integer(minimum=minimum),
+        parse=whole_number(key, name or label),
         input_type="integer",
         optional=bool(placeholder),
         placeholder=placeholder,
@@ -81,28 +105,17 @@ def integer(key: str, label: str, minimum: int = 1, *, placeholder: str = "") ->
 
 
 FIELDS = (
-    Field("batches", "batches (n or auto)", validator=Function(_batches_ok, "a positive number or auto")),
-    integer("max_batches", "max batches (auto)"),
-    Field(
-        "stability_target",
-        "stability target (auto)",
-        parse=float,
-        validator=Number(minimum=0.01, maximum=1.0),
-        input_type="number",
-    ),
+    Field("batches", "batches (n or auto)", parse=whole_number("batches", "batches", or_auto=True)),
+    integer("max_batches", "max batches (auto)", name="max batches"),
+    Field("stability_target", "stability target (auto)", parse=parse_stability_target, input_type="number"),
     integer("top_k", "top-k"),
     Field("granularity", "granularity", GRANULARITIES),
-    Field("seed", "seed", parse=parse_seed, validator=Parses(parse_seed), input_type="integer"),
+    integer("seed", "seed"),
     integer("batch_size", "batch size"),
     Field("device", "device", ("auto",)),
     Field("dtype", "dtype", ("auto", *DTYPES)),
-    Field(
-        "timestep_focus",
-        "timestep focus",
-        validator=Parses(TimestepFocus.parse),
-        suggestions=FOCUS_PRESETS,
-    ),
-    integer("crop_frames", "crop frames", minimum=2, placeholder="blank: whole samples"),
+    Field("timestep_focus", "timestep focus", parse=parse_focus, suggestions=FOCUS_PRESETS),
+    integer("crop_frames", "crop frames", placeholder="blank: whole samples"),
     Field("activation_checkpointing", "activation checkpointing", CHECKPOINTING),
     Field("modules", "modules", MODULE_SETS),
     Field("score", "score", SCORES),
@@ -148,7 +161,7 @@ class SettingsForm(Grid):
             placeholder=field.placeholder,
             type=field.input_type,
             suggester=SuggestFromList(field.suggestions) if field.suggestions else None,
-            validators=[field.validator] if field.validator else None,
+            validators=[Parses(field.parse)],
             valid_empty=field.optional,
             compact=True,
             disabled=field.key in AUTO_ONLY and str(self.initial.get("batches")) != "auto",
@@ -167,21 +180,24 @@ class SettingsForm(Grid):
         select.value = current if current in values else values[0]
 
     def values(self) -> dict[str, Any]:
-        """Request fields (plus ``score``); AcetuiError naming the first field that is not valid."""
+        """Request fields (plus ``score``); AcetuiError listing every field that is not valid, one a line.
+        A disabled field (auto-only, batches a number) is left out: it does not apply and cannot be fixed."""
         values: dict[str, Any] = {}
+        problems: list[str] = []
         for field in FIELDS:
             widget = self.query_one(f"#{ident(field.key)}")
             if isinstance(widget, Select):
                 values[field.key] = widget.value
-                continue
-            text = widget.value.strip()
-            result = widget.validate(text)
-            if result is not None and not result.is_valid:
-                problem = "; ".join(result.failure_descriptions)
-                raise AcetuiError(problem if problem.startswith(field.label) else f"{field.label}: {problem}")
-            values[field.key] = None if field.optional and not text else field.parse(text)
+            elif not widget.disabled:
+                text = widget.value.strip()
+                try:
+                    values[field.key] = None if field.optional and not text else field.parse(text)
+                except AcetuiError as error:
+                    problems.append(str(error))
+        if problems:
+            raise AcetuiError("\n".join(problems))
         batches = values.pop("batches")
         values["auto_batches"] = batches == "auto"
         if batches != "auto":
-            values["batches"] = int(batches)
+            values["batches"] = batches
         return values
