@@ -18,7 +18,7 @@ from acetui.arguments import build_parser
 from acetui.errors import AcetuiError, first_line
 from acetui.estimate import EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import world_from_env
-from acetui.estimate.ownership import check_incomplete, check_not_running
+from acetui.estimate.ownership import check_incomplete, check_not_running, run_owner_alive
 from acetui.history import batches_done, find_run, list_runs, load_record, runs_table
 from acetui.profiles import load_profile, saved_profile
 from acetui.progress import ConsoleReporter, check_outputs, print_ranking, wants_outputs, write_outputs
@@ -154,7 +154,7 @@ def _open_app(request: EstimateRequest | None = None, profile: str | None = None
 def _app_ended(stopped: list[str] | None) -> int:
     """The app's end: 0, quitting is no failure; a line per run it stopped (None: it ended otherwise)."""
     for run_id in stopped or ():
-        _announce_resume(run_id, "interrupted")
+        _announce_resume(run_id, "stopped")  # its last batch may still finish it: "interrupted" could be wrong
     return 0
 
 
@@ -227,9 +227,10 @@ def _show(args: argparse.Namespace) -> int:
     if not record.included_batches:
         raise AcetuiError(f"run {record.run_id} ({record.status}) has no included batches: no ranking to show")
     if record.status != "complete":
+        later = "still running" if run_owner_alive(record) else f"continue it with: acetui resume {record.run_id}"
         print(
-            f"acetui: run {record.run_id} is {record.status} after {batches_done(record)} batches: a partial "
-            f"ranking (continue it with: acetui resume {record.run_id})",
+            f"acetui: run {record.run_id} is {record.status}, {batches_done(record)} batches so far: a partial "
+            f"ranking ({later})",
             file=sys.stderr,
         )
     return _stored_exports(record, args)
@@ -240,7 +241,7 @@ def _runs(args: argparse.Namespace) -> int:
         raise AcetuiError(f"--limit must be at least 1, got {args.limit}")
     runs, problems = list_runs()
     for problem in problems:
-        print(f"acetui: warning: {problem.path}: {problem.reason} (moved aside)", file=sys.stderr)
+        print(f"acetui: warning: {problem.reason} ({problem.fate})", file=sys.stderr)
     if not runs:
         print(f"no runs recorded yet in {paths.app_dirs().runs}")
         return 0

@@ -22,6 +22,11 @@ class HistoryProblem:
     path: Path
     reason: str
 
+    @property
+    def fate(self) -> str:
+        """What became of the file: renamed to ``*.bad``, or left where it was when renaming failed."""
+        return f"moved aside to {self.path.name}" if self.path.name.endswith(".bad") else "could not be moved aside"
+
 
 def find_run(reference: str) -> Path:
     """A run id (or unique prefix) from the history, or a path to a record file; taken literally (a

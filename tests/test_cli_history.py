@@ -45,7 +45,8 @@ def test_runs_reports_an_unreadable_record_and_lists_the_rest(checkpoint_root, d
     broken.write_text("{ not json")
     code, out, err = run_cli(capsys, "runs")
     assert code == 0 and kept.run_id in out and "bad000" not in out
-    assert one_error_line(err).startswith(f"acetui: warning: {broken}.bad: ") and err.endswith("(moved aside)\n")
+    assert one_error_line(err).startswith(f"acetui: warning: {broken}: ")  # the file it was, named once
+    assert err.endswith(f"(moved aside to {broken.name}.bad)\n")
 
 
 def test_runs_refuses_a_limit_below_one(capsys, isolated_app_dirs):
@@ -60,7 +61,7 @@ def test_show_prints_and_exports_a_partial_run(tmp_path, checkpoint_root, datase
     ranking = rank_modules(partial, "fisher")
     assert code == 0 and out.splitlines()[1].split()[1] == ranking[0].module
     assert one_error_line(err) == (
-        f"acetui: run {partial.run_id} is cancelled after 2/5 batches: a partial ranking "
+        f"acetui: run {partial.run_id} is cancelled, 2/5 batches so far: a partial ranking "
         f"(continue it with: acetui resume {partial.run_id})"
     )
     assert json.loads(output.read_text()) == json.loads(estimate_json(ranking, 4, result_stats(partial, "fisher")))

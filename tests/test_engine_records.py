@@ -90,6 +90,8 @@ def test_a_run_that_another_live_process_writes_is_not_resumed(tmp_path, checkpo
         code, out, err = run_cli(capsys, "resume", path, "-q")
         assert code == 1 and one_error_line(err) == f"acetui: {refusal}"
         assert load_record(path).metadata["owner"]["pid"] == process.pid  # the owner's record is left alone
+        code, out, err = run_cli(capsys, "show", str(path))  # its ranking so far, without offering a resume
+        assert code == 0 and out.startswith("rank") and one_error_line(err).endswith("(still running)")
     finally:
         process.kill()
         process.wait()

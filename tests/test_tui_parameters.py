@@ -177,6 +177,10 @@ async def test_seed_range_matches_the_engine(checkpoint_root, dataset_dir):
             assert messages(app)[-1] == f"seed must be at least 0 and below 2**63, got {seed}"
         fill(pilot, seed=str(2**63 - 1))
         assert app.screen.query_one(SettingsForm).values()["seed"] == 2**63 - 1
+        fill(pilot, seed="9" * 5000)  # past int()'s digit limit: once a traceback that closed the app
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert messages(app)[-1] == f"seed must be a whole number, got {'9' * 20!r}... (5000 characters)"
 
 
 async def test_timestep_focus_error_says_what_is_wrong(checkpoint_root, dataset_dir):

@@ -11,8 +11,7 @@ from textual.widget import Widget
 from acetui.tui.app import make_app
 from acetui.tui.screens.checkpoint import VariantTable, columns_that_fit
 from acetui.tui.screens.path_step import break_offsets
-from acetui.tui.widgets.path_picker import FolderTree
-from tests.tui_support import SIZE, settle, submit
+from tests.tui_support import SIZE, focused_tree, settle, submit
 
 TURBO = "acestep-v15-turbo"
 
@@ -83,9 +82,7 @@ async def test_the_tree_shows_a_variant_folder_three_levels_down_in_full(tmp_pat
     monkeypatch.chdir(tmp_path)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        tree = app.screen.query_one(FolderTree)
-        tree.focus()
+        tree = await focused_tree(pilot)
         for _ in range(2):
             await pilot.press("down", "space")
             await settle(pilot)

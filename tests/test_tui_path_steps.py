@@ -21,7 +21,7 @@ from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.path_step import PathStepScreen
 from acetui.tui.widgets.path_picker import FolderTree, PathPicker
-from tests.tui_support import SIZE, settle, submit
+from tests.tui_support import SIZE, focused_tree, settle, submit
 
 LONG_NAME = "x" * 300  # longer than any file system allows: stat() fails with "File name too long"
 
@@ -246,9 +246,7 @@ async def test_keys_the_tree_is_bound_to_still_work_there(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        tree = app.screen.query_one(FolderTree)
-        tree.focus()
+        tree = await focused_tree(pilot)
         await pilot.press("down", "space")
         await until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.is_expanded, "the folder to open")
         await pilot.press("backspace")

@@ -95,3 +95,11 @@ async def start_long_run(pilot, checkpoint_root, dataset_dir) -> RunScreen:
     await pilot.pause()
     await wait_for(pilot, lambda: bool(run.query_one(ProgressBar).progress))
     return run
+
+
+async def focused_tree(pilot) -> FolderTree:
+    """The path step's folder tree, focused once the step has settled."""
+    await settle(pilot)
+    tree = pilot.app.screen.query_one(FolderTree)
+    tree.focus()
+    return tree

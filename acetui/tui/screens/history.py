@@ -125,7 +125,7 @@ class HistoryScreen(Screen):
     def show_runs(self, runs: list[EstimateResult], problems: list[HistoryProblem], tops: dict[str, str]) -> None:
         self.runs, self.tops = runs, tops
         for problem in problems:
-            self.notify(problem.reason, title="Broken run record moved aside", severity="warning", timeout=10)
+            self.notify(f"{problem.reason} ({problem.fate})", title="Broken run record", severity="warning", timeout=10)
         notice = self.query_one("#problems", Static)
         notice.update(Text("\n".join(f"skipped {p.path.name}: {p.reason}" for p in problems), style="yellow"))
         notice.display = bool(problems)

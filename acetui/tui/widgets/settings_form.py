@@ -23,6 +23,11 @@ FOCUS_PRESETS = ("balanced", "texture", "structure")
 ANY_FOLDER = {"checkpoint_dir": "/", "variant": "-", "dataset_dir": "/"}  # folders are not checked here
 
 
+def shorten(text: str) -> str:
+    """``text`` quoted for a message, its start only when long (a pasted block must not flood the notice)."""
+    return repr(text) if len(text) <= 24 else f"{text[:20]!r}... ({len(text)} characters)"
+
+
 def engine_rule(key: str, value: Any) -> Any:
     """``value`` once the engine's own check of request field ``key`` (``EstimateRequest.validate``)
     accepts it; AcetuiError in the engine's words: one rule for the form, the CLI and profiles."""
@@ -38,8 +43,8 @@ def whole_number(key: str, name: str, *, or_auto: bool = False) -> Callable[[str
     def parse(text: str) -> Any:
         if or_auto and text == "auto":
             return text
-        if not re.fullmatch(r"[-+]?\d+", text):
-            raise AcetuiError(f"{name} must be {accepted}, got {text!r}")
+        if not re.fullmatch(r"[-+]?\d{1,30}", text):  # longer is out of every range (and past int()'s limit)
+            raise AcetuiError(f"{name} must be {accepted}, got {shorten(text)}")
         return engine_rule(key, int(text))
 
     return parse
@@ -49,7 +54,7 @@ def parse_stability_target(text: str) -> float:
     try:
         target = float(text)
     except ValueError:
-        raise AcetuiError(f"stability target must be a number, got {text!r}") from None
+        raise AcetuiError(f"stability target must be a number, got {shorten(text)}") from None
     return engine_rule("stability_target", target)
 
 
