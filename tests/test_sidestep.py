@@ -205,6 +205,27 @@ def test_import_own_export_keeps_its_top_k_and_uncertainty(mlp_result, tmp_path)
     assert unit.p_top_k == 0.5 and all(math.isnan(value) for value in (unit.stderr, unit.ci_low, unit.ci_high))
 
 
+def q_proj_entries(flags: dict[float, bool | None]) -> list[dict]:
+    """Estimate entries in file order, one per sensitivity, marked ``"top_k"`` as ``flags`` says."""
+    return [
+        {"module": f"decoder.layers.{n}.self_attn.q_proj", "sensitivity": value, "top_k": flag}
+        for n, (value, flag) in enumerate(flags.items())
+    ]
+
+
+def test_top_k_marks_must_lead_the_ranking_in_sorted_order(tmp_path):
+    path = tmp_path / "marks.json"
+    path.write_text(json.dumps(q_proj_entries({3.0: True, 1.0: None, 4.0: True, 2.0: False})))
+    assert load_ranking(path).top_k == 2  # the two most sensitive, wherever the file lists them; null is false
+    path.write_text(json.dumps(q_proj_entries({3.0: False, 1.0: False, 4.0: True, 2.0: True})))  # ranks 1 and 3
+    with pytest.raises(AcetuiError) as caught:
+        load_ranking(path)
+    assert str(caught.value) == (
+        f"{path}: entry 3 (decoder.layers.3.self_attn.q_proj) is marked top_k at rank 3, below an unmarked entry: "
+        "top_k should mark the most sensitive entries"
+    )
+
+
 def test_import_fisher_maps(mlp_result, tmp_path):
     data = build_fisher_map(mlp_result, effective={})
     path = write_fisher_map(tmp_path / "fisher_map.json", data)
@@ -236,6 +257,9 @@ def test_import_fisher_maps(mlp_result, tmp_path):
         ('{"rank_pattern": {}}', "no modules or rank_pattern"),
         ('[{"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 1, "top_k": 1}]', "top_k 1 is not true"),
         ('[{"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 1, "stderr": "x"}]', "stderr 'x' is not a"),
+        ('[{"module": "m", "sensitivity": 1}, {"module": "n", "sensitivity": 1, "stderr": -1}]', "1: stderr -1.0 is n"),
+        ('[{"module": "decoder.layers.0.self_attn.q_proj", "sensitivity": 1, "p_top_k": 1.5}]', "1.5 is not between"),
+        ('[{"module": "m", "sensitivity": 1, "ci_low": 2, "ci_high": 1}]', "0: ci_low 2.0 is above ci_high 1.0"),
     ],
 )
 def test_import_errors_name_the_file(tmp_path, content, message):

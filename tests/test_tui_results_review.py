@@ -1,6 +1,7 @@
 """What a UX review of the Results and Compare screens found at 80 to 100 columns: acetui's own JSON export
 reopened with the wrong top-k and no statistics, columns cut by the table's edges, a heading wrapped mid-phrase,
-sort labels that did not say the order, a heat map and exports that ignored the filter without saying so."""
+sort labels that did not say the order, a heat map and exports that ignored the filter without saying so; then a
+deep imported path cut before its file name, and the whole-column keys dropping the cell cursor and hover reset."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from textual.widgets import DataTable, Input, Label, Select
 from acetui.estimate import rank_modules
 from acetui.estimate.compare import log_distance
 from acetui.estimate.exports import target_modules_string
+from acetui.estimate.imported import load_ranking
 from acetui.estimate.stats import result_stats
 from acetui.tui.app import make_app
 from acetui.tui.ranking_source import stop_text
@@ -136,6 +138,44 @@ async def test_heading_keeps_its_phrases_whole_and_names_each_stabilitys_score(c
         stability = result_stats(result, "fisher").stability
         assert any(f"top-4 stability {stability:.2f} on fisher" in line for line in lines), lines
         assert any(f"{stop_text(result)} on grad-norm" in line for line in lines), lines
+
+
+def side_step_file(path):
+    """A small Side-Step estimate list at ``path`` (its folders made): nine modules, no checkpoint needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = [{"module": f"decoder.layers.{n}.self_attn.q_proj", "sensitivity": 9 - n} for n in range(9)]
+    path.write_text(json.dumps(entries))
+    return path
+
+
+async def test_a_deep_imported_path_keeps_its_file_name_at_80_columns(tmp_path):
+    path = side_step_file(tmp_path / "runs" / "2025-06-01" / "vocals-with-a-long-folder-name" / "side-step.json")
+    assert len(str(path)) > SIZE[0]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, ResultsScreen(load_ranking(path)))
+        lines = [line.rstrip() for line in shown_lines(app.screen.query_one("#heading"))]
+        cut = [line for line in lines if line.startswith("…")]
+        assert len(cut) == 1 and str(path).endswith(cut[0][1:]), lines
+        assert cut[0].endswith("/vocals-with-a-long-folder-name/side-step.json")
+
+
+async def test_left_and_right_keep_datatables_cursor_and_hover_behaviour(tmp_path):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, ResultsScreen(load_ranking(side_step_file(tmp_path / "estimate.json"))))
+        table = app.screen.query_one(RankingTable)
+
+        def row_styles(y: int) -> list[str]:
+            return [str(segment.style) for segment in table.render_line(y)]
+
+        await pilot.hover(RankingTable, offset=(5, 5))  # row 4: the hover cursor shades it
+        assert row_styles(5) != row_styles(7)
+        await pilot.press("right")
+        assert row_styles(5) == row_styles(7)  # keys hide the hover cursor, as in any DataTable
+        table.cursor_type = "cell"
+        await pilot.press("right", "right", "left")
+        assert table.cursor_coordinate == (0, 1)
 
 
 async def test_results_footer_keeps_history_at_80_columns(checkpoint_root, dataset_dir):

@@ -45,7 +45,8 @@ UNCERTAINTY_KEYS = ("stderr", "ci_low", "ci_high", "p_top_k")
 
 
 def _uncertainty(stats: RankingStats | None) -> dict[str, dict[str, float | None]]:
-    """Per unit the uncertainty figures of ``stats`` (empty without stats, e.g. for imported rankings)."""
+    """Per unit the uncertainty figures of ``stats``; empty without stats, e.g. for an imported file that has
+    none (Side-Step's, or an acetui export of a one-batch run)."""
     if stats is None:
         return {}
     return {name: {key: unit.to_dict()[key] for key in UNCERTAINTY_KEYS} for name, unit in stats.by_name().items()}

@@ -1,7 +1,7 @@
 """Rankings read from other tools' files: Side-Step's estimate JSON list (also what acetui exports) and its
 ``fisher_map.json``, shown and compared like a run. acetui's own export also gives back its top-k (the
-entries marked ``"top_k": true``) and each module's uncertainty figures. A malformed file is refused with one
-line naming it."""
+entries marked ``"top_k": true``, which must lead the ranking) and each module's uncertainty figures. A
+malformed file is refused with one line naming it."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ class ImportedRanking:
     """A ranking read from another tool's file: ``scores`` maps ``decoder.`` module names to values,
     most sensitive first. ``kind``: ``estimate`` (a ``[{module, sensitivity}]`` list) or ``fisher_map``;
     ``score_name``: what the values are (``sensitivity``, ``fisher`` or ``assigned_rank``). ``top_k``: how
-    many entries the file marks ``"top_k": true`` (None when it marks none); ``units``: the uncertainty
-    figures of the modules that have any (NaN where the file says null), by module name."""
+    many entries the file marks ``"top_k": true``, the first ones in ranked order (None when it marks none);
+    ``units``: the uncertainty figures of the modules that have any (NaN where the file says null), by module
+    name."""
 
     path: Path
     kind: str
@@ -68,10 +69,39 @@ def _figure(entry: dict[str, Any], key: str, where: str) -> float:
 
 
 def _top_k_flag(entry: dict[str, Any], where: str) -> bool:
-    flag = entry.get("top_k", False)
-    if not isinstance(flag, bool):
+    """The entry's top-k mark; missing or null is false, as a null figure is unknown."""
+    flag = entry.get("top_k")
+    if flag is not None and not isinstance(flag, bool):
         raise AcetuiError(f"{where}: top_k {flag!r} is not true or false")
-    return flag
+    return bool(flag)
+
+
+def _top_k(scores: dict[str, float], flagged: dict[str, int], path: Path) -> int | None:
+    """How many entries are marked top-k. They must be the first ones in ranked order: marks anywhere else
+    (ranks 3 and 10) would silently read as a top-2 of other modules. ``flagged`` gives each one's entry index."""
+    leading = set(list(scores)[: len(flagged)])
+    for rank, name in enumerate(scores, start=1):
+        if name in flagged and name not in leading:
+            raise AcetuiError(
+                f"{path}: entry {flagged[name]} ({name}) is marked top_k at rank {rank}, below an unmarked "
+                "entry: top_k should mark the most sensitive entries"
+            )
+    return len(flagged) or None
+
+
+def _unit(entry: dict[str, Any], name: str, value: float, where: str) -> UnitStats | None:
+    """The entry's uncertainty figures, None when it has none (a one-batch run exports them all null: nothing
+    is known). Figures no run gives (a negative stderr, a probability outside 0 to 1) are refused."""
+    if all(entry.get(key) is None for key in UNCERTAINTY_KEYS):
+        return None
+    unit = UnitStats(name, value, **{key: _figure(entry, key, where) for key in UNCERTAINTY_KEYS})
+    if unit.stderr < 0:
+        raise AcetuiError(f"{where}: stderr {unit.stderr!r} is negative")
+    if not (math.isnan(unit.p_top_k) or 0 <= unit.p_top_k <= 1):
+        raise AcetuiError(f"{where}: p_top_k {unit.p_top_k!r} is not between 0 and 1")
+    if unit.ci_low > unit.ci_high:
+        raise AcetuiError(f"{where}: ci_low {unit.ci_low!r} is above ci_high {unit.ci_high!r}")
+    return unit
 
 
 def _sorted_scores(pairs: list[tuple[str, float]], path: Path) -> dict[str, float]:
@@ -101,9 +131,8 @@ def load_ranking(path: str | Path) -> ImportedRanking:
 
 
 def _estimate_ranking(data: list[Any], path: Path) -> ImportedRanking:
-    """The entries' scores, how many are marked top-k, and the uncertainty figures of those that have any (a
-    one-batch run exports them all null: nothing is known)."""
-    pairs, flagged, units = [], 0, {}
+    """The entries' scores, how many are marked top-k, and the uncertainty figures of those that have any."""
+    pairs, flagged, units = [], {}, {}
     for index, entry in enumerate(data):
         where = f"{path}: entry {index}"
         if not isinstance(entry, dict):
@@ -114,13 +143,15 @@ def _estimate_ranking(data: list[Any], path: Path) -> ImportedRanking:
             raise AcetuiError(f"{where} has no module/name and sensitivity/score")
         name, value = _decoder_name(name), _number(value, where)
         pairs.append((name, value))
-        flagged += _top_k_flag(entry, where)
-        if any(entry.get(key) is not None for key in UNCERTAINTY_KEYS):
-            units[name] = UnitStats(name, value, **{key: _figure(entry, key, where) for key in UNCERTAINTY_KEYS})
+        if _top_k_flag(entry, where):
+            flagged[name] = index
+        unit = _unit(entry, name, value, where)
+        if unit is not None:
+            units[name] = unit
     if not pairs:
         raise AcetuiError(f"{path}: the ranking is empty")
     scores = _sorted_scores(pairs, path)
-    return ImportedRanking(path, "estimate", "sensitivity", scores, top_k=flagged or None, units=units)
+    return ImportedRanking(path, "estimate", "sensitivity", scores, top_k=_top_k(scores, flagged, path), units=units)
 
 
 def _fisher_map_ranking(data: dict[str, Any], path: Path) -> ImportedRanking:

@@ -52,7 +52,13 @@ class HistoryScreen(Screen):
         Binding("enter", "open", "Open", priority=True, tooltip="Open the run's results", id="open"),
         Binding("space", "mark", "Mark", tooltip="Mark up to two runs to compare", id="mark"),
         Binding("c", "compare", "Compare", tooltip="Compare the two marked runs", id="compare"),
-        Binding("f", "compare_file", "Vs file", tooltip="Compare the run with a Side-Step file", id="compare-file"),
+        Binding(
+            "f",
+            "compare_file",
+            "Vs file",
+            tooltip="Compare the run with a Side-Step or acetui export",
+            id="compare-file",
+        ),
         Binding("r", "resume", "Resume", tooltip="Continue a partial run", id="resume"),
         Binding("ctrl+l", "reload", "Reload", id="reload"),
         Binding("escape", "app.pop_screen", "Back", id="back"),
@@ -209,7 +215,7 @@ class HistoryScreen(Screen):
     def action_compare_file(self) -> None:
         run = self.current()
         if self.ranked(run, "compare"):
-            title = f"Compare {run.run_id} with a Side-Step estimate JSON or fisher_map.json"
+            title = f"Compare {run.run_id} with a Side-Step or acetui export, or a fisher_map.json"
             self.app.push_screen(OpenRankingScreen(title), partial(self.compare_file, run))
 
     def compare_file(self, run: EstimateResult, imported: ImportedRanking | None) -> None:

@@ -1,4 +1,4 @@
-"""A dialog opening a ranking file (a Side-Step estimate JSON or fisher_map.json): a path you type,
+"""A dialog opening a ranking file (a Side-Step or acetui estimate JSON, or a fisher_map.json): a path you type,
 completed from folders and ``.json`` files. A file that cannot be read is reported here; the dialog
 dismisses with the ranking."""
 

@@ -1,6 +1,6 @@
 """Step 5: the ranking of one run or imported file (table, heat map, summary) with score switching,
-statistics, effective ranks, export, copy, and opening a Side-Step file. The run's warnings stay in view: a
-ranking from one sample must not look as sound as one from fifty."""
+statistics, effective ranks, export, copy, and opening a Side-Step or acetui export. The run's warnings
+stay in view: a ranking from one sample must not look as sound as one from fifty."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from acetui.tui.widgets.ranking_table import COLUMNS, RankingTable, module_filte
 from acetui.tui.widgets.run_summary import RunSummary
 
 VIEWS = ("ranking", "heat-map", "summary")
-IMPORT_TITLE = "Open a Side-Step estimate JSON or fisher_map.json"
+IMPORT_TITLE = "Open a Side-Step or acetui JSON export, or a fisher_map.json"  # fits the 64-cell dialog
 
 
 class ResultsScreen(Screen):
@@ -190,7 +190,7 @@ class ResultsScreen(Screen):
         for fmt, (title, _) in self.source.export_formats().items():
             yield f"export: {fmt}", f"Write {title}", partial(self.action_export, fmt)
         yield "export: copy target modules", "Copy the --target-modules string (OSC 52)", self.action_copy_targets
-        yield "view: open Side-Step file", IMPORT_TITLE, self.action_import_file
+        yield "view: open Side-Step or acetui export", IMPORT_TITLE, self.action_import_file
         if len(self.source.scores) > 1:
             for score in self.source.scores:
                 yield f"view: score {score}", "Rank by this score", partial(setattr, self, "score", score)

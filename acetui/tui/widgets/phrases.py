@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.geometry import Size
 from textual.reactive import reactive
@@ -13,18 +14,29 @@ from textual.widget import Widget
 SEPARATOR = "  "
 
 
+def keep_end(text: Text, width: int) -> Text:
+    """``text`` cut at its start to ``width`` cells, an ellipsis marking the cut: a path keeps its file name."""
+    if text.cell_len <= width:
+        return text
+    start, cells = len(text.plain), 1
+    while start and cells + cell_len(text.plain[start - 1]) <= width:
+        start -= 1
+        cells += cell_len(text.plain[start])
+    end = text[start:]
+    end.pad_left(1, "…")
+    return end
+
+
 def lay_out(phrases: Sequence[Text], width: int) -> list[Text]:
     """As many phrases to a line as fit in ``width``, in order; a phrase wider than a line gets one to itself,
-    cut with an ellipsis."""
+    cut at its start with an ellipsis, so that its end (a path's file name) shows."""
     lines: list[Text] = []
     for phrase in phrases:
         if lines and lines[-1].cell_len + len(SEPARATOR) + phrase.cell_len <= width:
             lines[-1].append(SEPARATOR).append_text(phrase)
         else:
             lines.append(phrase.copy())
-    for line in lines:
-        line.truncate(max(width, 1), overflow="ellipsis")
-    return lines
+    return [keep_end(line, max(width, 1)) for line in lines]
 
 
 class Phrases(Widget):

@@ -1,11 +1,13 @@
 """A DataTable that shows each scrolling column whole or not at all. Textual scrolls a table by cells, so next
 to the fixed columns, and at the right edge, a column shows in part: the tail of 1.472 reads as a value, 72.
-Here left and right move by whole columns, and whatever still shows in part (at the far right, or after a mouse
-scroll) is blanked, keeping the row's colours. Written for row cursors and tables without row labels."""
+Here scrolling left and right (the keys, when no cell or column cursor takes them) moves by whole columns, and
+whatever still shows in part (at the far right, or after a mouse scroll) is blanked, keeping the row's colours.
+Written for tables without row labels."""
 
 from __future__ import annotations
 
 from itertools import accumulate
+from typing import Any
 
 from rich.segment import Segment
 from textual.strip import Strip
@@ -36,17 +38,19 @@ class WholeColumnTable(DataTable):
         """The scroll offsets that put a scrolling column right after the fixed ones."""
         return [start - self.fixed_width for start, _ in self.column_edges()]
 
-    def action_cursor_right(self) -> None:
-        """One column on, until the last one is in view (the last step may be short of a column)."""
+    def scroll_right(self, *, animate: bool = False, **options: Any) -> None:
+        """One column on, until the last one is in view (the last step may be short of a column). DataTable's
+        own ``right`` calls this when it has no cell or column cursor to move, after hiding the hover cursor."""
         edges = self.column_edges()
         if not edges or edges[-1][1] - self.scroll_x <= self.size.width:
             return
         later = [offset for offset in self.column_offsets() if offset > self.scroll_x]
-        self.scroll_to(x=min([*later[:1], self.max_scroll_x]), animate=False)
+        self.scroll_to(x=min([*later[:1], self.max_scroll_x]), animate=animate, **options)
 
-    def action_cursor_left(self) -> None:
+    def scroll_left(self, *, animate: bool = False, **options: Any) -> None:
+        """One column back, to the start of the column the fixed ones cover."""
         earlier = [offset for offset in self.column_offsets() if offset < self.scroll_x]
-        self.scroll_to(x=max([0, *earlier[-1:]]), animate=False)
+        self.scroll_to(x=max([0, *earlier[-1:]]), animate=animate, **options)
 
     def cut_columns(self) -> list[tuple[int, int]]:
         """Where on screen a scrolling column shows only in part: (first cell, end)."""
