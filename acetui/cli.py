@@ -154,7 +154,7 @@ def _open_app(request: EstimateRequest | None = None, profile: str | None = None
 def _app_ended(stopped: list[str] | None) -> int:
     """The app's end: 0, quitting is no failure; a line per run it stopped (None: it ended otherwise)."""
     for run_id in stopped or ():
-        _announce_resume(run_id, "stopped")  # its last batch may still finish it: "interrupted" could be wrong
+        _announce_resume(run_id, "stops after its current batch")  # which may complete it
     return 0
 
 
@@ -205,6 +205,8 @@ def _resume(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     owner check, as their rank 0 may have taken the run up already."""
     record = load_record(find_run(args.run))
     if record.status == "complete" and wants_outputs(args):
+        if not args.quiet:
+            print(f"acetui: run {record.run_id} is complete: its files come from its record", file=sys.stderr)
         return _stored_exports(record, args)
     check_incomplete(record)
     if world_from_env().main:
@@ -238,7 +240,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
-        raise AcetuiError(f"--limit must be at least 1, got {args.limit}")
+        raise AcetuiError(f"--limit/-n must be at least 1, got {args.limit}")
     runs, problems = list_runs()
     for problem in problems:
         print(f"acetui: warning: {problem.reason} ({problem.fate})", file=sys.stderr)

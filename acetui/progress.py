@@ -159,7 +159,8 @@ def stability_line(result: EstimateResult, stats: RankingStats) -> str:
 
 
 def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
-    """The files the user asked for; each written atomically."""
+    """The files the user asked for, each written atomically and named on stderr (unless ``--quiet``)."""
+    written: list[Path] = []
     score = args.score or result.request.score
     ranking = rank_modules(result, score, result.request.granularity)
     top_k = result.request.top_k
@@ -167,7 +168,8 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     peft_plain = args.peft_output if budget is None else None
     for path, fmt in ((args.output, "json"), (args.csv, "csv"), (peft_plain, "peft")):
         if path is not None:
-            export(path, fmt, ranking, top_k, result_stats(result, score) if fmt in FORMATS_WITH_STATS else None)
+            stats = result_stats(result, score) if fmt in FORMATS_WITH_STATS else None
+            written.append(export(path, fmt, ranking, top_k, stats))
     if args.peft_output is not None and budget is not None:
         text = peft_rank_json(
             result,
@@ -178,10 +180,12 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
             max_rank=args.rank_max,
             budget_params=budget or None,
         )
-        write_text_atomic(Path(args.peft_output).expanduser(), text)
+        peft_path = Path(args.peft_output).expanduser()
+        write_text_atomic(peft_path, text)
+        written.append(peft_path)
     target = fisher_map_target(result.request, args)
     if target is not None:
-        export_fisher_map(
+        fisher_map = export_fisher_map(
             result,
             target,
             force=args.force,
@@ -192,6 +196,10 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
             progress=None if args.quiet else effective_rank_progress(sys.stderr),
             warn=lambda text: print(f"acetui: warning: {text}", file=sys.stderr),
         )
+        written.append(fisher_map)
+    if not args.quiet:
+        for path in written:
+            print(f"acetui: wrote {path}", file=sys.stderr)
 
 
 def effective_rank_progress(stream: TextIO):

@@ -51,7 +51,7 @@ def test_runs_reports_an_unreadable_record_and_lists_the_rest(checkpoint_root, d
 
 def test_runs_refuses_a_limit_below_one(capsys, isolated_app_dirs):
     code, out, err = run_cli(capsys, "runs", "--limit", "0")
-    assert (code, out) == (1, "") and one_error_line(err) == "acetui: --limit must be at least 1, got 0"
+    assert (code, out) == (1, "") and one_error_line(err) == "acetui: --limit/-n must be at least 1, got 0"
 
 
 def test_show_prints_and_exports_a_partial_run(tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
@@ -60,10 +60,11 @@ def test_show_prints_and_exports_a_partial_run(tmp_path, checkpoint_root, datase
     code, out, err = run_cli(capsys, "show", partial.run_id[:17], "-o", str(output), "--score", "fisher")
     ranking = rank_modules(partial, "fisher")
     assert code == 0 and out.splitlines()[1].split()[1] == ranking[0].module
-    assert one_error_line(err) == (
+    assert err.splitlines() == [
         f"acetui: run {partial.run_id} is cancelled, 2/5 batches so far: a partial ranking "
-        f"(continue it with: acetui resume {partial.run_id})"
-    )
+        f"(continue it with: acetui resume {partial.run_id})",
+        f"acetui: wrote {output}",  # every file it writes is named
+    ]
     assert json.loads(output.read_text()) == json.loads(estimate_json(ranking, 4, result_stats(partial, "fisher")))
 
 
@@ -80,3 +81,17 @@ def test_show_of_a_run_without_batches_is_one_line(checkpoint_root, dataset_dir,
     assert one_error_line(err).endswith(
         f"acetui: run {empty.run_id} (cancelled) has no included batches: no ranking to show"
     )
+
+
+def test_re_exporting_a_complete_run_says_so_and_names_its_files(
+    tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs
+):
+    done = record_run(checkpoint_root, dataset_dir, batches=2)
+    table, targets = tmp_path / "again.csv", tmp_path / "peft.json"
+    code, out, err = run_cli(capsys, "resume", done.run_id, "--csv", str(table), "--peft-output", str(targets))
+    assert code == 0 and out.startswith("rank") and table.is_file() and targets.is_file()
+    assert err.splitlines() == [
+        f"acetui: run {done.run_id} is complete: its files come from its record",
+        f"acetui: wrote {table}",
+        f"acetui: wrote {targets}",
+    ]

@@ -104,7 +104,7 @@ async def test_quitting_during_a_run_asks_and_keeps_its_partial_result(checkpoin
         assert not app.is_running
     assert app.return_value == [run.run_id]  # the CLI names it, with the command that resumes it:
     assert _app_ended(app.return_value) == 0
-    resume = f"acetui: run {run.run_id} stopped; resume with: acetui resume {run.run_id}\n"
+    resume = f"acetui: run {run.run_id} stops after its current batch; resume with: acetui resume {run.run_id}\n"
     assert capsys.readouterr().err == resume
     record = paths.app_dirs().runs / f"{run.run_id}.json"
     deadline = time.monotonic() + 60

@@ -20,6 +20,7 @@ from acetui.estimate.objective import TimestepFocus
 from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS
 
 FOCUS_PRESETS = ("balanced", "texture", "structure")
+MAX_DIGITS = 30  # the largest range (seeds, below 2**63) needs 19
 ANY_FOLDER = {"checkpoint_dir": "/", "variant": "-", "dataset_dir": "/"}  # folders are not checked here
 
 
@@ -41,10 +42,13 @@ def whole_number(key: str, name: str, *, or_auto: bool = False) -> Callable[[str
     accepted = "a whole number or auto" if or_auto else "a whole number"
 
     def parse(text: str) -> Any:
-        if or_auto and text == "auto":
-            return text
-        if not re.fullmatch(r"[-+]?\d{1,30}", text):  # longer is out of every range (and past int()'s limit)
+        if or_auto and text.lower() == "auto":
+            return "auto"
+        if not re.fullmatch(r"[-+]?\d+", text):
             raise AcetuiError(f"{name} must be {accepted}, got {shorten(text)}")
+        digits = len(text.lstrip("+-"))
+        if digits > MAX_DIGITS:  # out of every range, and past int()'s digit limit
+            raise AcetuiError(f"{name} is far out of range ({digits} digits)")
         return engine_rule(key, int(text))
 
     return parse
@@ -176,13 +180,14 @@ class SettingsForm(Grid):
     @on(Input.Changed, "#batches")
     def batches_changed(self, event: Input.Changed) -> None:
         for key in AUTO_ONLY:
-            self.query_one(f"#{ident(key)}", Input).disabled = event.value.strip() != "auto"
+            self.query_one(f"#{ident(key)}", Input).disabled = event.value.strip().lower() != "auto"
 
     def set_devices(self, devices: list[tuple[str, str]], current: str) -> None:
         select = self.query_one("#device", Select)
         select.set_options(devices)
         values = [value for _, value in devices]
         select.value = current if current in values else values[0]
+        select.mutate_reactive(Select.value)  # an unchanged value keeps its old label ("auto", not "auto (cpu)")
 
     def values(self) -> dict[str, Any]:
         """Request fields (plus ``score``); AcetuiError listing every field that is not valid, one a line.
