@@ -92,7 +92,8 @@ def batches_done(run: EstimateResult) -> str:
 
 
 def runs_table(runs: list[EstimateResult]) -> str:
-    """``acetui runs``: one aligned line per run, as the app's History lists them."""
+    """``acetui runs``: one aligned line per run with the app's History's facts (the top module last here,
+    where a long name can run on)."""
     rows = [("run", "status", "variant", "dataset", "batches", "top module")]
     rows += [
         (

@@ -235,9 +235,44 @@ async def test_typing_after_coming_back_to_the_checkpoint_step_edits_the_path(ch
         assert isinstance(app.screen, CheckpointScreen) and app.screen.focused is table
         await pilot.press("down")
         assert table.cursor_row == 1
-        await pilot.press("/", "x")
+        await pilot.press("2", "x")
         field = app.screen.query_one("#path", Input)
-        assert field.value == f"{checkpoint_root}/x" and app.screen.focused is field
+        assert field.value == f"{checkpoint_root}2x" and app.screen.focused is field
+
+
+async def test_a_path_typed_on_the_table_or_the_tree_replaces_the_old_one(checkpoint_root, tmp_path):
+    """A first ``/`` or ``~`` starts a new path: appended, ``/tmp/x`` read as ``<root>/tmp/x``. ctrl+u there
+    deletes the path as it does in the input."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await submit(pilot, "path", str(checkpoint_root))
+        field = app.screen.query_one("#path", Input)
+        assert app.screen.focused is app.screen.query_one("#variants", DataTable)
+        missing = tmp_path / "brokenck"
+        await pilot.press(*str(missing), "enter")
+        await settle(pilot)
+        assert field.value == str(missing) and text_of(pilot, "detail") == f"{missing}: folder not found"
+        (await focused_tree(pilot)).focus()
+        await pilot.press("~")
+        assert field.value == "~" and app.screen.focused is field
+        app.screen.query_one("#variants", DataTable).focus()
+        await pilot.press("ctrl+u")
+        assert field.value == "" and app.screen.focused is field
+
+
+async def test_the_path_shows_its_end_after_the_terminal_narrows(checkpoint_root, tmp_path):
+    """The input kept its scroll from the wider picker, showing the middle of the path."""
+    deep = tmp_path / "a-rather-long-folder-name" / "and-another-below-it"
+    deep.mkdir(parents=True)
+    (deep / "checkpoints").symlink_to(checkpoint_root)
+    app = make_app()
+    async with app.run_test(size=(120, 35)) as pilot:
+        await submit(pilot, "path", str(deep / "checkpoints"))
+        assert app.screen.focused is app.screen.query_one("#variants", DataTable)
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        field = app.screen.query_one("#path", Input)
+        assert field.render_line(0).text[: visible_width(field)].rstrip().endswith("/checkpoints")
 
 
 async def test_keys_the_tree_is_bound_to_still_work_there(tmp_path, monkeypatch):

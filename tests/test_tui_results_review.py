@@ -27,8 +27,9 @@ from tests.tui_support import SIZE, open_screen, record_run, settle, submit
 
 
 def shown_lines(widget) -> list[str]:
-    """The lines ``widget`` shows on screen, as text."""
-    return [widget.render_line(y).text for y in range(widget.size.height)]
+    """The lines ``widget`` shows on screen, as text, without the cells its scrollbar covers."""
+    width = widget.scrollable_content_region.width
+    return [widget.render_line(y).text[:width] for y in range(widget.size.height)]
 
 
 def cut_words(table: DataTable) -> set[str]:
@@ -118,6 +119,24 @@ async def test_tables_scroll_by_whole_columns_and_never_show_part_of_one(checkpo
             await pilot.press("left")
             await pilot.pause()
             assert table.scroll_x == 0
+
+
+async def test_columns_fit_the_shown_score_after_switching_scores(checkpoint_root, dataset_dir):
+    """Switching to fisher widened columns for good, and at 80 columns the last one then ran under the
+    scrollbar ("[1.12, 2.13" with its bracket hidden)."""
+    result = record_run(checkpoint_root, dataset_dir, batches=3)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, ResultsScreen(result))
+        table = app.screen.query_one(RankingTable)
+        widths = [column.get_render_width(table) for column in table.ordered_columns]
+        await pilot.press("s", "s", "s", "home")
+        assert app.screen.score == "grad-norm"
+        assert [column.get_render_width(table) for column in table.ordered_columns] == widths
+        for _ in range(len(table.columns)):
+            await pilot.press("right")
+            await pilot.pause()
+            assert cut_words(table) == set(), table.scroll_x
 
 
 async def test_heading_keeps_its_phrases_whole_and_names_each_stabilitys_score(checkpoint_root, dataset_dir, tmp_path):

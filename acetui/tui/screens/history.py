@@ -25,6 +25,7 @@ from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
+from acetui.tui.widgets.whole_columns import WholeColumnTable
 
 STATUS_STYLES = {
     "complete": "green",
@@ -33,15 +34,18 @@ STATUS_STYLES = {
     "failed": "red",
     "running": "cyan",
 }
+# The mark and run id stay in view (FIXED) and the rest scroll by whole columns; the top module comes next to
+# the status, so that at 80 columns it reads in full (after them it was cut to "lay").
 COLUMNS = (
     ("", "mark"),
     ("run", "run"),
     ("status", "status"),
+    ("top module", "top"),
     ("variant", "variant"),
     ("dataset", "dataset"),
     ("batches", "batches"),
-    ("top module", "top"),
 )
+FIXED = 2
 
 
 class HistoryScreen(Screen):
@@ -75,7 +79,7 @@ class HistoryScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="problems")
-        yield DataTable(cursor_type="row", zebra_stripes=True, id="runs")
+        yield WholeColumnTable(cursor_type="row", zebra_stripes=True, fixed_columns=FIXED, id="runs")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -162,10 +166,10 @@ class HistoryScreen(Screen):
             Text("✔" if run.run_id in self.marked else " ", style="bold green"),
             Text(run.run_id),
             Text(run.status, style=STATUS_STYLES.get(run.status, "")),
+            Text(self.tops.get(run.run_id, "-"), style="dim"),
             Text(request.variant),
             Text(Path(request.dataset_dir).name),
             Text(batches_done(run), justify="right"),
-            Text(self.tops.get(run.run_id, "-"), style="dim"),
         )
 
     def current(self) -> EstimateResult | None:

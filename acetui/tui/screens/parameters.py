@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from acetui.profiles import (
 )
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.path_step import PathWrap
 from acetui.tui.screens.profile import ProfileScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.settings_form import FIELD_KEYS, SettingsForm
@@ -77,6 +79,14 @@ def batch_advice(free: tuple[bool, int] | None) -> str:
 def batches_hint(free: tuple[bool, int] | None, need: MemoryNeed | None = None) -> str:
     """The hint under the form: the free memory and what fits, then the batch advice, a line each."""
     return f"{memory_hint(free, need)}\n{batch_advice(free)}"
+
+
+def within(reason: str, folders: Iterable[str]) -> str:
+    """``reason`` with its paths named from ``folders`` (those the screen's heading names): a broken file's
+    full path, after the heading's, did not fit under the form at 80x24."""
+    for folder in folders:
+        reason = reason.replace(os.path.join(Path(folder), ""), "")
+    return reason
 
 
 def probe_model(draft: dict[str, Any]) -> tuple[DecoderConfig, int]:
@@ -187,7 +197,7 @@ class ParametersScreen(Screen):
         draft = self.app.draft
         yield Header()
         with VerticalScroll(can_focus=False):
-            yield Static(self.source_text(), id="source")
+            yield Static(PathWrap(self.source_text()), id="source")
             yield SettingsForm(form_values(draft, self.app.score), id="form")
             yield Static(id="top-k-warning")
             yield Static(id="hint")
@@ -243,17 +253,27 @@ class ParametersScreen(Screen):
     @on(Input.Changed, "#batch-size")
     @on(Input.Changed, "#crop-frames")
     def show_hint(self) -> None:
+        """Why the run cannot start, alone: the memory and batch advice beside it ran past 80x24, cutting
+        the reason off under a scrollbar that no key reaches. It wraps between folder names of its path."""
         if not self.devices_ready:
             return
+        hint = PathWrap(Text(f"cannot run: {self.reason()}", style="bold red")) if self.unusable else self.advice()
+        self.query_one("#hint", Static).update(hint)
+
+    def reason(self) -> str:
+        """Why the run cannot start, its paths from the folders named above."""
+        draft = self.app.draft
+        return within(self.unusable, (str(draft[key]) for key in ("checkpoint_dir", "dataset_dir") if key in draft))
+
+    def advice(self) -> Text:
+        """The free memory of the chosen device, whether the longest batch fits it, and the batch advice."""
         device = str(self.query_one("#device", Select).value)
         free = self.free.get(device)
         need = self.longest_batch_need(on_cuda=free[0] if free else resolves_to_cuda(device))
         hint = Text(batches_hint(free, need))
         if free is None and self.device_problem:
             hint.append(f"\n{self.device_problem}")
-        if self.unusable:
-            hint.append(f"\ncannot run: {self.unusable}", style="bold red")
-        self.query_one("#hint", Static).update(hint)
+        return hint
 
     @on(Input.Changed, "#top-k")
     @on(Select.Changed, "#modules")

@@ -97,6 +97,10 @@ class PathStepScreen(Screen, Generic[ResultT]):
     STATUS = ""
     BINDINGS = [
         Binding("ctrl+l", "rescan", "Rescan", priority=True, tooltip="Read the folder again", id="rescan"),
+        # not a priority: in the input, its own ctrl+u deletes left of the cursor; elsewhere this does the same
+        Binding(
+            "ctrl+u", "clear_path", "Clear path", show=False, tooltip="Delete the path to type another", id="clear-path"
+        ),
     ]
 
     class Read(Message, Generic[ResultT]):
@@ -139,12 +143,16 @@ class PathStepScreen(Screen, Generic[ResultT]):
     def action_rescan(self) -> None:
         self.query_one(PathPicker).choose()
 
+    def action_clear_path(self) -> None:
+        self.query_one(PathPicker).clear_line()
+
     def status(self, text: Text | str) -> None:
         self.query_one(self.STATUS, Static).update(PathWrap(text))
 
     def on_key(self, event: events.Key) -> None:
         """Typing on the tree or the pane edits the path, as in GTK's file chooser: neither takes characters,
-        and coming back to a step leaves focus where it was (often the table), so keys would go nowhere."""
+        and coming back to a step leaves focus where it was (often the table), so keys would go nowhere.
+        The first key goes to the end of the path, or starts a new one if it is ``/`` or ``~``."""
         if event.character is None or not event.is_printable or event.key in self.active_bindings:
             return
         event.stop()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from rich.text import TextType
@@ -16,6 +17,8 @@ from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input
 from textual.widgets.directory_tree import DirEntry
 from textual.widgets.tree import TreeNode
+
+NEW_PATH = ("/", "~")  # typed on the tree or a step's table, these start a path rather than extend one
 
 
 def is_folder(path: Path) -> bool:
@@ -120,13 +123,31 @@ class PathPicker(Vertical):
     def path(self) -> Path:
         return Path(self.query_one("#path", Input).value.strip()).expanduser()
 
-    def type_in(self, text: str) -> None:
-        """Add ``text`` at the end of the path and edit it there (typing on the tree or a step's table):
-        appended rather than replacing, so a stray key never loses the path."""
+    def on_resize(self) -> None:
+        """A narrower input keeps its old scroll, which showed the middle of the path: show the end again,
+        unless the cursor is being moved about in the path."""
+        field = self.query_one("#path", Input)
+        if field.cursor_at_end or not field.has_focus:
+            field.call_after_refresh(self.show_end)
+
+    def edit_at_end(self, *edits: Callable[[], object]) -> None:
+        """Focus the input and run ``edits`` with the cursor at the end (for keys typed on the tree or a
+        step's table)."""
         field = self.query_one("#path", Input)
         self.screen.set_focus(field)  # queues the input's Focus, which selects all; the calls below come after
-        field.call_later(field.action_end)
-        field.call_later(field.insert_text_at_cursor, text)
+        for edit in (field.action_end, *edits):
+            field.call_later(edit)
+
+    def type_in(self, text: str) -> None:
+        """Add ``text`` at the end of the path: a stray key never loses the path. A ``/`` or ``~`` starts a
+        new one instead, as an absolute path or one in the home folder is never the old path's continuation."""
+        field = self.query_one("#path", Input)
+        fresh = (field.clear,) if text.startswith(NEW_PATH) else ()
+        self.edit_at_end(*fresh, partial(field.insert_text_at_cursor, text))
+
+    def clear_line(self) -> None:
+        """What ctrl+u does in the input (delete left of the cursor), from the tree or a step's table too."""
+        self.edit_at_end(self.query_one("#path", Input).action_delete_left_all)
 
     def choose(self) -> None:
         if self.query_one("#path", Input).value.strip():

@@ -185,6 +185,8 @@ class RankingTable(WholeColumnTable):
         """``stats`` None: no per-batch data (an imported ranking), shown as "–"."""
         self.ranking, self.top_k = ranking, top_k
         self.stats = stats.by_name() if stats is not None else None
+        for column in self.columns.values():  # DataTable only ever widens a column: fit this ranking's figures
+            column.content_width = column.label.cell_len
         self.render_rows()
 
     def set_effective(self, effective: dict[str, int]) -> None:

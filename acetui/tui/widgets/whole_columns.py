@@ -34,6 +34,11 @@ class WholeColumnTable(DataTable):
     def fixed_width(self) -> int:
         return sum(column.get_render_width(self) for column in self.ordered_columns[: self.fixed_columns])
 
+    @property
+    def view_width(self) -> int:
+        """Cells the columns show in: the vertical scrollbar covers the last ones of ``size``."""
+        return self.scrollable_content_region.width
+
     def column_offsets(self) -> list[int]:
         """The scroll offsets that put a scrolling column right after the fixed ones."""
         return [start - self.fixed_width for start, _ in self.column_edges()]
@@ -42,7 +47,7 @@ class WholeColumnTable(DataTable):
         """One column on, until the last one is in view (the last step may be short of a column). DataTable's
         own ``right`` calls this when it has no cell or column cursor to move, after hiding the hover cursor."""
         edges = self.column_edges()
-        if not edges or edges[-1][1] - self.scroll_x <= self.size.width:
+        if not edges or edges[-1][1] - self.scroll_x <= self.view_width:
             return
         later = [offset for offset in self.column_offsets() if offset > self.scroll_x]
         self.scroll_to(x=min([*later[:1], self.max_scroll_x]), animate=animate, **options)
@@ -54,7 +59,7 @@ class WholeColumnTable(DataTable):
 
     def cut_columns(self) -> list[tuple[int, int]]:
         """Where on screen a scrolling column shows only in part: (first cell, end)."""
-        fixed, width, scrolled = self.fixed_width, self.size.width, self.scroll_offset.x
+        fixed, width, scrolled = self.fixed_width, self.view_width, self.scroll_offset.x
         cuts = []
         for start, end in self.column_edges():
             left, right = start - scrolled, end - scrolled
