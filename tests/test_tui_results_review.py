@@ -23,7 +23,7 @@ from acetui.tui.screens.export import ExportScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.heat_map import HeatMap
 from acetui.tui.widgets.ranking_table import RankingTable
-from tests.tui_support import SIZE, open_screen, record_run, settle, submit
+from tests.tui_support import SIZE, open_screen, record_run, settle, submit, two_runs
 
 
 def shown_lines(widget) -> list[str]:
@@ -99,8 +99,7 @@ async def test_a_one_batch_export_and_a_side_step_file_show_no_statistics(checkp
 
 
 async def test_tables_scroll_by_whole_columns_and_never_show_part_of_one(checkpoint_root, dataset_dir):
-    first = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
-    second = record_run(checkpoint_root, dataset_dir, batches=2, seed=2)
+    first, second = two_runs(checkpoint_root, dataset_dir)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         for screen in (ResultsScreen(first), CompareScreen(first, second)):
@@ -210,8 +209,7 @@ async def test_results_footer_keeps_history_at_80_columns(checkpoint_root, datas
 
 
 async def test_compare_says_its_order_and_fits_its_columns(checkpoint_root, dataset_dir):
-    first = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
-    second = record_run(checkpoint_root, dataset_dir, batches=2, seed=2)
+    first, second = two_runs(checkpoint_root, dataset_dir)
     app = make_app()
     async with app.run_test(size=(100, 24)) as pilot:
         screen = CompareScreen(first, second)

@@ -18,7 +18,7 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.heat_map import COLD, HOT, HeatMap
 from acetui.tui.widgets.ranking_table import RankingTable, short_module
-from tests.tui_support import SIZE, open_screen, record_run, start_long_run, wait_for
+from tests.tui_support import SIZE, open_screen, record_run, start_long_run, two_runs, wait_for
 
 
 def cursor_line(table: DataTable) -> str:
@@ -37,8 +37,7 @@ async def scrolled_right(pilot, table: DataTable) -> str:
 
 
 async def test_module_names_stay_in_view_when_tables_scroll_right(checkpoint_root, dataset_dir):
-    first = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
-    second = record_run(checkpoint_root, dataset_dir, batches=2, seed=2)
+    first, second = two_runs(checkpoint_root, dataset_dir)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         results = ResultsScreen(first)

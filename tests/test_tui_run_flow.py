@@ -26,7 +26,7 @@ from acetui.tui.widgets.ranking_table import RankingTable
 from acetui.tui.widgets.run_summary import RunSummary
 from tests.support import PYTHON, REPO, estimate_args, subprocess_env, subprocess_runs_dir
 from tests.test_engine_records import _wait_until_running
-from tests.tui_support import SIZE, open_screen, record_run, settle, start_long_run, wait_for
+from tests.tui_support import SIZE, open_screen, record_run, settle, start_long_run, two_runs, wait_for
 
 
 def text(screen, selector: str) -> str:
@@ -194,8 +194,7 @@ async def test_palette_offers_each_screens_actions(checkpoint_root, dataset_dir)
 
 
 async def test_compare_sorts_the_biggest_differences_first(checkpoint_root, dataset_dir):
-    first = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
-    second = record_run(checkpoint_root, dataset_dir, batches=2, seed=2)
+    first, second = two_runs(checkpoint_root, dataset_dir)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         screen = CompareScreen(first, second)

@@ -80,6 +80,14 @@ def record_run(checkpoint_root, dataset_dir, *, stop_after: int | None = None, *
     return result
 
 
+def two_runs(checkpoint_root, dataset_dir) -> tuple[EstimateResult, EstimateResult]:
+    """Two recorded 2-batch runs that differ only in their seed: what Compare screens are tried on."""
+    return (
+        record_run(checkpoint_root, dataset_dir, batches=2, seed=1),
+        record_run(checkpoint_root, dataset_dir, batches=2, seed=2),
+    )
+
+
 async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 30.0) -> None:
     """Poll ``condition`` while the app runs (a long run never lets ``settle`` return)."""
     deadline = time.monotonic() + timeout
