@@ -10,7 +10,7 @@ from textual.widget import Widget
 
 from acetui.tui.app import make_app
 from acetui.tui.screens.checkpoint import VariantTable, columns_that_fit
-from acetui.tui.screens.path_step import break_offsets
+from acetui.tui.widgets.path_wrap import break_offsets
 from tests.tui_support import SIZE, focused_tree, settle, submit
 
 TURBO = "acestep-v15-turbo"

@@ -21,7 +21,7 @@ from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.path_step import PathStepScreen
 from acetui.tui.widgets.path_picker import FolderTree, PathPicker
-from tests.tui_support import SIZE, focused_tree, settle, submit
+from tests.tui_support import SIZE, focused_tree, settle, submit, to_dataset_step
 
 LONG_NAME = "x" * 300  # longer than any file system allows: stat() fails with "File name too long"
 
@@ -75,9 +75,7 @@ async def test_dataset_scan_of_an_earlier_pick_arriving_late_is_dropped(checkpoi
     results, keep = read_messages()
     app = make_app()
     async with app.run_test(size=SIZE, message_hook=keep) as pilot:
-        await submit(pilot, "path", str(checkpoint_root))
-        await pilot.press("enter")
-        assert isinstance(app.screen, DatasetScreen)
+        await to_dataset_step(pilot, checkpoint_root)
         await pick(pilot, other)
         await until(pilot, lambda: any(r.path == other for r in results), "the first scan")
         await pick(pilot, dataset_dir)
@@ -113,9 +111,7 @@ async def lines_on_both_steps(checkpoint_root: Path, path: Path) -> tuple[str, s
     async with app.run_test(size=SIZE) as pilot:
         await submit(pilot, "path", str(path))
         checkpoint_line = text_of(pilot, "detail")
-        await submit(pilot, "path", str(checkpoint_root))
-        await pilot.press("enter")
-        assert isinstance(app.screen, DatasetScreen)
+        await to_dataset_step(pilot, checkpoint_root)
         await submit(pilot, "path", str(path))
         return checkpoint_line, text_of(pilot, "summary")
 
@@ -163,8 +159,7 @@ async def test_counts_of_one_are_singular(checkpoint_root, tmp_path):
     (folder / "notes.txt").write_text("made by hand")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await submit(pilot, "path", str(checkpoint_root))
-        await pilot.press("enter")
+        await to_dataset_step(pilot, checkpoint_root)
         await submit(pilot, "path", str(folder))
         assert text_of(pilot, "summary").splitlines()[0] == "1 valid sample, 1 other file"
 
@@ -227,9 +222,7 @@ async def test_typing_after_coming_back_to_the_checkpoint_step_edits_the_path(ch
     """Focus comes back to the variants table (arrows still choose a variant); characters go to the path."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await submit(pilot, "path", str(checkpoint_root))
-        await pilot.press("enter")
-        assert isinstance(app.screen, DatasetScreen)
+        await to_dataset_step(pilot, checkpoint_root)
         await pilot.press("escape")
         table = app.screen.query_one("#variants", DataTable)
         assert isinstance(app.screen, CheckpointScreen) and app.screen.focused is table

@@ -21,7 +21,7 @@ from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import RankingTable
-from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit
+from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit, to_dataset_step
 
 
 async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):
@@ -57,9 +57,7 @@ async def test_bad_dataset_lists_each_file_with_its_reason(checkpoint_root, data
     torch.save({"target_latents": torch.zeros(3)}, folder / "missing.pt")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await submit(pilot, "path", str(checkpoint_root))
-        await pilot.press("enter")
-        assert isinstance(app.screen, DatasetScreen)
+        await to_dataset_step(pilot, checkpoint_root)
         await submit(pilot, "path", str(folder))
         summary = str(app.screen.query_one("#summary").render())
         assert "2 valid samples" in summary and "3 invalid" in summary
@@ -77,8 +75,7 @@ async def test_dataset_screen_says_when_a_manifest_chose_the_samples(checkpoint_
     (folder / "manifest.json").write_text('{"samples": ["sample_000.pt", "sample_001.pt"]}')
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await submit(pilot, "path", str(checkpoint_root))
-        await pilot.press("enter")
+        await to_dataset_step(pilot, checkpoint_root)
         await submit(pilot, "path", str(folder))
         summary = str(app.screen.query_one("#summary").render())
         assert "2 valid samples" in summary and "manifest.json (2 listed)" in summary and "not used" in summary

@@ -51,6 +51,13 @@ def fill(pilot, **values: str) -> None:
         pilot.app.screen.query_one(f"#{ident.replace('_', '-')}", Input).value = value
 
 
+async def to_dataset_step(pilot, checkpoint_root) -> None:
+    """From the checkpoint step, with ``checkpoint_root`` typed and its first variant taken, to the dataset step."""
+    await submit(pilot, "path", str(checkpoint_root))
+    await pilot.press("enter")
+    assert isinstance(pilot.app.screen, DatasetScreen)
+
+
 async def pick_to_parameters(pilot, checkpoint_root, dataset_dir) -> None:
     assert isinstance(pilot.app.screen, CheckpointScreen)
     await submit(pilot, "path", str(checkpoint_root))

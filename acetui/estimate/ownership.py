@@ -88,9 +88,12 @@ class RunClaim:
     the run as its record was once locked (``result``: what the run must continue from)."""
 
     def __init__(self, result: EstimateResult, lock: RunLock) -> None:
-        self.run_id = result.run_id
         self.result = result
         self.lock = lock
+
+    @property
+    def run_id(self) -> str:
+        return self.result.run_id
 
     @property
     def warning(self) -> str | None:

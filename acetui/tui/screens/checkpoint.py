@@ -18,7 +18,8 @@ from acetui.folders import check_folder
 from acetui.model.catalog import VariantInfo, list_variants
 from acetui.model.variants import CONFIG_FILE, short_name
 from acetui.tui.screens.dataset import DatasetScreen
-from acetui.tui.screens.path_step import PathStepScreen, PathWrap
+from acetui.tui.screens.path_step import PathStepScreen
+from acetui.tui.widgets.path_wrap import PathWrap
 from acetui.units import format_bytes
 
 COLUMNS = ("variant", "params", "dtype", "size", "layers×hidden", "files")  # most wanted first

@@ -38,9 +38,9 @@ from acetui.profiles import (
 )
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.screens.confirm import ConfirmScreen
-from acetui.tui.screens.path_step import PathWrap
 from acetui.tui.screens.profile import ProfileScreen
 from acetui.tui.screens.run import RunScreen
+from acetui.tui.widgets.path_wrap import PathWrap
 from acetui.tui.widgets.settings_form import FIELD_KEYS, SettingsForm
 from acetui.units import format_bytes
 
@@ -161,8 +161,8 @@ def probe_devices() -> tuple[list[tuple[str, str]], dict[str, tuple[bool, int]],
 
 
 def resolves_to_cuda(device: str) -> bool:
-    """Whether the device option runs on a GPU (``auto`` does when there is one)."""
-    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    """Whether the device option runs on a GPU (``auto`` by ``auto_device``'s rule)."""
+    return (auto_device() if device == "auto" else device).startswith("cuda")
 
 
 def form_values(draft: dict[str, Any], score: str) -> dict[str, Any]:

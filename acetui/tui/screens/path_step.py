@@ -6,73 +6,26 @@ an earlier folder can never replace what the picker now names.
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from rich.cells import cell_len
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.content import Content
-from textual.css.styles import RulesMap
 from textual.message import Message
 from textual.screen import Screen
-from textual.strip import Strip
-from textual.style import Style
-from textual.visual import RenderOptions, Visual
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from acetui.errors import AcetuiError
 from acetui.folders import cannot_read
 from acetui.tui.widgets.path_picker import PathPicker
+from acetui.tui.widgets.path_wrap import PathWrap
 
 ResultT = TypeVar("ResultT")
-CHUNK = re.compile(r"[^\s/]*/+\s*|[^\s/]+\s*|\s+")  # up to a path separator or a space, whichever is first
-
-
-def break_offsets(line: str, width: int) -> list[int]:
-    """Where ``line`` breaks to fit ``width`` cells: after a space or a path separator, as late as fits.
-    A single name wider than ``width`` is left whole, for the usual wrapping to fold."""
-    offsets: list[int] = []
-    start = 0
-    for chunk in CHUNK.finditer(line):
-        if chunk.start() > start and cell_len(line[start : chunk.end()].rstrip()) > width:
-            offsets.append(chunk.start())
-            start = chunk.start()
-    return offsets
-
-
-class PathWrap(Visual):
-    """Text that wraps between folder names as well as at spaces: Textual wraps at spaces only, so a long
-    path was cut mid-name ("acest" / "ep-v15-turbo"). ``str()`` is the text, as for Textual's own content."""
-
-    def __init__(self, text: Text | str) -> None:
-        self.content = Content.from_rich_text(text if isinstance(text, Text) else Text(text))
-
-    def __str__(self) -> str:
-        return self.content.plain
-
-    def wrapped(self, width: int) -> Content:
-        """The content with a line break wherever ``width`` needs one."""
-        return Content("\n").join(
-            piece.rstrip()
-            for line in self.content.split("\n", allow_blank=True)
-            for piece in line.divide(break_offsets(line.plain, width))
-        )
-
-    def render_strips(self, width: int, height: int | None, style: Style, options: RenderOptions) -> list[Strip]:
-        return self.wrapped(width).render_strips(width, height, style, options)
-
-    def get_optimal_width(self, rules: RulesMap, container_width: int) -> int:
-        return self.content.get_optimal_width(rules, container_width)
-
-    def get_height(self, rules: RulesMap, width: int) -> int:
-        return self.wrapped(width).get_height(rules, width)
 
 
 def error_line(path: Path, error: BaseException) -> str:
