@@ -110,7 +110,7 @@ def prepare_checkpoint(root: Path, size: str) -> str:
 def prepare_dataset(root: Path, size: str, seconds: float, count: int, spread: float = 0.0) -> Path:
     """``count`` samples of ``seconds`` of audio; with ``spread`` > 0 their lengths are drawn from
     [seconds x (1 - spread), seconds], so batches have different shapes, as real datasets do."""
-    folder = root / f"data-{size}-{seconds:g}s" if not spread else root / f"data-{size}-{seconds:g}s-{spread:g}-{count}"
+    folder = root / (f"data-{size}-{seconds:g}s-{count}" + (f"-{spread:g}" if spread else ""))
     if not folder.is_dir():
         frames = round(seconds * LATENT_FRAMES_PER_SECOND)
         write_dataset(
@@ -187,7 +187,9 @@ def use_official_ops(model: AceStepDecoder) -> None:
 class NaiveEstimator:
     """The reference tool's way: whole-file load, every gradient kept, a host sync per parameter."""
 
-    def __init__(self, folder: Path, dataset: Path, batches: int, device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self, folder: Path, dataset: Path, batches: int, device: torch.device, dtype: torch.dtype, batch_size: int = 1
+    ):
         from safetensors.torch import load_file
 
         started = time.perf_counter()
@@ -210,7 +212,7 @@ class NaiveEstimator:
         self.names = self.model.attention_projection_names()
         self.targets = {name for name in self.names}
         self.samples = sorted(dataset.glob("*.pt"))
-        self.plan = batch_plan(len(self.samples), batches, 1, SEED)
+        self.plan = batch_plan(len(self.samples), batches, batch_size, SEED)
         self.focus = TimestepFocus.parse("balanced")
         self.sums = [0.0] * len(self.names)
         self.batches = 0
@@ -264,6 +266,7 @@ class EngineRun:
         dtype: str,
         checkpointing: str,
         crop_frames: int | None = None,
+        batch_size: int = 1,
     ):
         self.request = EstimateRequest(
             checkpoint_dir=root,
@@ -275,6 +278,7 @@ class EngineRun:
             dtype=dtype,
             activation_checkpointing=checkpointing,
             crop_frames=crop_frames,
+            batch_size=batch_size,
         )
         self.info = None
         self.failure = None
@@ -426,6 +430,7 @@ def measure_worker(args: argparse.Namespace) -> dict:
             args.dtype,
             args.checkpointing,
             args.crop_frames,
+            args.batch_size,
         )
 
         def started() -> None:
@@ -442,7 +447,9 @@ def measure_worker(args: argparse.Namespace) -> dict:
         marks["load_seconds"] = run.info.load_seconds
         marks["activation_checkpointing"] = run.info.activation_checkpointing
     else:
-        naive = NaiveEstimator(Path(args.root) / args.variant, Path(args.dataset), args.batches, device, dtype)
+        naive = NaiveEstimator(
+            Path(args.root) / args.variant, Path(args.dataset), args.batches, device, dtype, args.batch_size
+        )
         marks["load_peak"], marks["resident"] = meter.peak(), meter.current()
         marks["load_seconds"] = naive.load_seconds
         meter.reset()
@@ -497,6 +504,8 @@ def measure_memory(
         checkpointing,
         "--threads",
         str(args.threads),
+        "--batch-size",
+        str(args.batch_size),
     ]
     if crop_frames:
         command += ["--crop-frames", str(crop_frames)]
@@ -543,13 +552,13 @@ def run_case(args, root: Path, case: Case) -> dict:
     dtype = resolve_dtype(args.dtype, device)
     variant = prepare_checkpoint(root, case.size)
     batches = args.warmup + args.repeats
-    # Varied lengths: one sample per batch, so every batch has a shape of its own.
-    count = batches if args.length_spread else 3
+    # Varied lengths: new samples for every batch, so every batch has a shape of its own.
+    count = (batches if args.length_spread else 3) * args.batch_size
     dataset = prepare_dataset(root, case.size, case.seconds, count, args.length_spread)
     frames = round(case.seconds * LATENT_FRAMES_PER_SECOND)
     print(
         f"\n== {case.size} at {case.seconds:g} s ({frames} frames, {math.ceil(frames / 2)} tokens), "
-        f"{batches} batches each on {device} {dtype} ==",
+        f"{batches} batches of {args.batch_size} each on {device} {dtype} ==",
         flush=True,
     )
 
@@ -559,7 +568,7 @@ def run_case(args, root: Path, case: Case) -> dict:
             while handle.read(1 << 24):
                 pass
 
-    naive = NaiveEstimator(root / variant, dataset, batches, device, dtype)
+    naive = NaiveEstimator(root / variant, dataset, batches, device, dtype, args.batch_size)
     naive_seconds: list[float] = []
     naive_losses: list[float] = []
 
@@ -570,7 +579,7 @@ def run_case(args, root: Path, case: Case) -> dict:
         naive_losses.append(naive.batch(index))
         naive_seconds.append(time.perf_counter() - started)
 
-    ours = EngineRun(root, variant, dataset, batches, args.device, args.dtype, "off")
+    ours = EngineRun(root, variant, dataset, batches, args.device, args.dtype, "off", batch_size=args.batch_size)
     result = ours.run(between=naive_batch)  # ours batch i, then the baseline's batch i
     ours_seconds = [record.seconds for record in result.batches]
     names = [name.removeprefix("decoder.") for name in result.modules]
@@ -588,7 +597,7 @@ def run_case(args, root: Path, case: Case) -> dict:
     naive_load = [naive.load_seconds]
     naive = None  # free the baseline's model before the extra load timings
     for _ in range(args.load_repeats - 1):
-        naive_load.append(NaiveEstimator(root / variant, dataset, 1, device, dtype).load_seconds)
+        naive_load.append(NaiveEstimator(root / variant, dataset, 1, device, dtype, args.batch_size).load_seconds)
         started = time.perf_counter()
         load_decoder(root, variant, dtype=dtype, device=device)
         if device.type == "cuda":
@@ -603,6 +612,7 @@ def run_case(args, root: Path, case: Case) -> dict:
         "tokens": math.ceil(frames / config.patch_size),
         "condition_tokens": CONDITION_TOKENS,
         "length_spread": args.length_spread,
+        "batch_size": args.batch_size,
         "parameters": ours.info.parameters,
         "batches": batches,
         "warmup": args.warmup,
@@ -622,7 +632,7 @@ def run_case(args, root: Path, case: Case) -> dict:
         "max_norm_relative_difference": worst,
         "top_modules": ours_rank[:5],
     }
-    flops = flops_per_batch(config, frames, CONDITION_TOKENS)
+    flops = flops_per_batch(config, frames, CONDITION_TOKENS, args.batch_size)
     entry["flops_per_batch"] = flops
     for variant_name in ("ours", "baseline"):
         entry[variant_name]["tflops"] = flops / entry[variant_name]["batch_seconds"] / 1e12
@@ -721,11 +731,18 @@ def markdown(results: dict) -> str:
             tensors_ratio = f"{entry['ratios']['tensor_peak']:.2f}"
         same = "same" if entry["ranking_identical"] else "top-16 same" if entry["top_k_identical"] else "DIFFERENT"
         lines.append(
-            f"| {entry['size']} | {entry['seconds']:g} s | {entry['tokens']} | {ours['load_seconds']:.2f} / "
+            f"| {entry['size']}{batch_label(entry)} | {entry['seconds']:g} s | {entry['tokens']} "
+            f"| {ours['load_seconds']:.2f} / "
             f"{base['load_seconds']:.2f} | {ours['batch_seconds'] * 1e3:,.1f} / {base['batch_seconds'] * 1e3:,.1f} "
             f"| {entry['ratios']['batch']:.2f} | {memory} | {memory_ratio} | {tensors} | {tensors_ratio} | {same} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def batch_label(entry: dict) -> str:
+    """How the size column names a case of several samples per batch (older results have none)."""
+    samples = entry.get("batch_size", 1)
+    return f" x{samples}" if samples > 1 else ""
 
 
 def machine() -> dict:
@@ -756,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cases", nargs="+", metavar="SIZE:SECONDS", help="explicit cases, e.g. tiny:10,60 2b:10 (overrides)")
     add("--repeats", type=int, default=5, help="timed batches per variant after the warm-up (median reported)")
     add("--warmup", type=int, default=1, help="untimed batches first")
+    add("--batch-size", type=int, default=1, help="samples per batch (both variants)")
     add("--load-repeats", type=int, default=3, help="checkpoint loads timed per variant (median)")
     add("--device", default="auto")
     add("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")

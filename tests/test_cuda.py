@@ -139,5 +139,6 @@ def test_listing_the_gpus_leaves_no_cuda_context_in_the_app():
         "assert not problem and free['cuda:0'][1] > 0, (problem, free);"
         "print(any(torch._C._cuda_hasPrimaryContext(i) for i in range(torch.cuda.device_count())))"
     )
-    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "False"
