@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from acetui.model.config import DecoderConfig
+from acetui.model.recompute import recomputed
 
 ATTENTION_KINDS = ("self_attn", "cross_attn")
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -427,7 +428,8 @@ class AceStepDecoder(nn.Module):
             sliding_mask = sliding_window_attention(x, window, self.banded_attention)
         for layer in self.layers:
             if self.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, x, modulation, condition, rope, sliding_mask, use_reentrant=False)
+                trained = [parameter for parameter in layer.parameters() if parameter.requires_grad]
+                x = recomputed(partial(layer, rope=rope, sliding_mask=sliding_mask), trained, x, modulation, condition)
             else:
                 x = layer(x, modulation, condition, rope, sliding_mask)
 
