@@ -92,6 +92,31 @@ async def test_history_footer_opens_and_resume_says_a_run_is_complete(checkpoint
         assert isinstance(app.screen, HistoryScreen) and notified(app, f"run {done.run_id} is complete")
 
 
+def heading(app) -> str:
+    return str(app.screen.query_one("#heading").render())
+
+
+async def test_a_stopped_runs_results_say_how_far_it_got_and_r_resumes_it(checkpoint_root, dataset_dir):
+    stopped = record_run(checkpoint_root, dataset_dir, batches=4, top_k=4, stop_after=1)
+    complete = record_run(checkpoint_root, dataset_dir, batches=1, top_k=4)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, ResultsScreen(complete, "grad-norm"))
+        assert "r" not in app.screen.active_bindings and "1 batches" in heading(app)
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen)  # a complete run has nothing to resume
+        await open_screen(pilot, ResultsScreen(stopped, "grad-norm"))
+        assert "1 of 4 batches (cancelled)" in heading(app)
+        assert key_label(app, "r") == "Resume"
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen) and app.screen.source.result.run_id == stopped.run_id
+        resumed = app.screen.source.result
+        assert resumed.status == "complete" and len(resumed.batches) == 4
+        assert "4 batches" in heading(app) and "of 4" not in heading(app) and "r" not in app.screen.active_bindings
+
+
 async def test_finished_auto_run_shows_it_stopped_and_no_eta(checkpoint_root, dataset_dir):
     request = EstimateRequest(
         checkpoint_root, "turbo", dataset_dir, top_k=16, auto_batches=True, max_batches=50, stability_target=0.01

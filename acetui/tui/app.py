@@ -12,7 +12,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from acetui.estimate import EstimateRequest
+from acetui.errors import AcetuiError
+from acetui.estimate import EstimateRequest, EstimateResult
+from acetui.estimate.ownership import check_not_running
 from acetui.profiles import ProfileError, load_last, load_profile, save_last, settings_of
 from acetui.tui.commands import ScreenCommands
 from acetui.tui.messages import RunRecordChanged
@@ -80,6 +82,30 @@ class AcetuiApp(App[list[str]]):
     def running_runs(self) -> set[str]:
         """The run ids an estimator of this app is working on: quitting stops them, and the CLI names them."""
         return {screen.run_id for screen in self.running_screens() if screen.run_id is not None}
+
+    def resume_run(self, run: EstimateResult) -> None:
+        """Continue a partial run on a new Run screen (History and Results offer it), or say why not: one run
+        at a time (a second would take the only Run screen's place, so the first could not be seen or stopped),
+        and none that another process (a headless acetui) is writing."""
+        if not run.partial:
+            self.notify(f"run {run.run_id} is complete: nothing to resume", severity="warning")
+            return
+        running = self.running_screens()
+        if running:
+            notice = f"{running[0].label} is running now: one run at a time ({self.way_back(running[0])})"
+            self.notify(notice, severity="warning")
+            return
+        try:
+            check_not_running(run)
+        except AcetuiError as error:
+            self.notify(str(error), severity="warning")
+            return
+        self.push_screen(RunScreen(run.request, resume=run))
+
+    def way_back(self, screen: Screen) -> str:
+        """The keys from the screen shown to ``screen``, lower in the stack: escape once per screen above it."""
+        above = len(self.screen_stack) - 1 - self.screen_stack.index(screen)
+        return "esc goes back to it" if above == 1 else f"esc {above} times goes back to it"
 
     async def action_quit(self) -> None:
         """Quit at once, unless a run is running: then ask first (ctrl+q again while asked quits), in place of

@@ -89,9 +89,10 @@ class RunRanking:
     def heading(self, score: str, stats: RankingStats) -> list[Text]:
         """The run in phrases (see ``widgets.phrases``): id, model and data, batches, score, stability."""
         result, request = self.result, self.result.request
-        batches = Text(f"{len(result.included_batches)} batches", style="yellow" if result.partial else "")
+        batches = Text(f"{len(result.included_batches)} batches")
         if result.partial:
-            batches.append(f" ({result.status})", style="yellow")
+            planned = f"at most {request.max_batches}" if request.auto_batches else str(request.batches)
+            batches = Text(f"{len(result.included_batches)} of {planned} batches ({result.status})", style="yellow")
         return [
             Text(result.run_id, style="bold"),
             Text(f"{request.variant} on {Path(request.dataset_dir).name}"),

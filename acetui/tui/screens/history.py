@@ -15,16 +15,13 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from acetui import paths
-from acetui.errors import AcetuiError
 from acetui.estimate import EstimateResult
 from acetui.estimate.imported import ImportedRanking
-from acetui.estimate.ownership import check_not_running
 from acetui.estimate.result import record_file
 from acetui.history import HistoryProblem, batches_done, list_runs, load_record, top_module
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
-from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.whole_columns import WholeColumnTable
 
 STATUS_STYLES = {
@@ -228,24 +225,5 @@ class HistoryScreen(Screen):
 
     def action_resume(self) -> None:
         run = self.current()
-        if run is None:
-            return
-        if not run.partial:
-            self.notify(f"run {run.run_id} is complete: nothing to resume", severity="warning")
-            return
-        running = self.app.running_screens()
-        if running:  # a second run would take the only Run screen's place: the first could not be seen or stopped
-            notice = f"{running[0].label} is running now: one run at a time ({self.way_back(running[0])})"
-            self.notify(notice, severity="warning")
-            return
-        try:
-            check_not_running(run)  # another process (a headless acetui) writes it: resuming would too
-        except AcetuiError as error:
-            self.notify(str(error), severity="warning")
-            return
-        self.app.push_screen(RunScreen(run.request, resume=run))
-
-    def way_back(self, screen: Screen) -> str:
-        """The keys from here to ``screen``, lower in the stack: escape once per screen above it."""
-        above = len(self.app.screen_stack) - 1 - self.app.screen_stack.index(screen)
-        return "esc goes back to it" if above == 1 else f"esc {above} times goes back to it"
+        if run is not None:
+            self.app.resume_run(run)

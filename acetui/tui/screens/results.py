@@ -47,6 +47,7 @@ class ResultsScreen(Screen):
             "slash", "filter", "Filter", key_display="/", tooltip="Filter modules by substring or regex", id="filter"
         ),
         Binding("e", "export", "Export", tooltip="Write JSON, CSV, targets, PEFT or fisher_map.json", id="export"),
+        Binding("r", "resume", "Resume", tooltip="Continue this stopped run from its last batch", id="resume"),
         # y and i are off the footer, so that it keeps ^g History at 80 columns (the palette and README name them)
         Binding(
             "y", "copy_targets", "Copy", show=False, tooltip="Copy the --target-modules string (OSC 52)", id="copy"
@@ -163,6 +164,8 @@ class ResultsScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next_score":
             return len(self.source.scores) > 1 or None
+        if action == "resume":  # only a stopped run's results offer it
+            return self.source.result is not None and self.source.result.partial
         if action == "clear_filter":
             return self.filtering
         if action == "back":
@@ -212,6 +215,10 @@ class ResultsScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_resume(self) -> None:
+        if self.source.result is not None:
+            self.app.resume_run(self.source.result)
 
     def action_export(self, fmt: str = "json", path: Path | None = None) -> None:
         dialog = ExportScreen(self.source.export_formats(), fmt, path, self.export_scope())
