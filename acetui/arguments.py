@@ -118,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--score",
         choices=SCORES,
-        default="grad-norm",
-        help="score used for run records (default grad-norm)",
+        help="score used for run records (default: the one an acetui JSON export names, else grad-norm)",
     )
     compare.add_argument("--granularity", choices=("module", "layer"), help="for run records (default: the run's)")
     compare.add_argument("--top", type=int, default=10, help="rows of modules that differ most (default 10)")

@@ -169,7 +169,7 @@ def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     for path, fmt in ((args.output, "json"), (args.csv, "csv"), (peft_plain, "peft")):
         if path is not None:
             stats = result_stats(result, score) if fmt in FORMATS_WITH_STATS else None
-            written.append(export(path, fmt, ranking, top_k, stats))
+            written.append(export(path, fmt, ranking, top_k, stats, scored_by=score))
     if args.peft_output is not None and budget is not None:
         text = peft_rank_json(
             result,

@@ -14,7 +14,7 @@ from acetui.estimate.compare import (
     canonical_name,
     compare_sensitivities,
     difference,
-    load_sensitivities,
+    load_operand,
     log_distance,
     result_sensitivities,
     spearman,
@@ -100,19 +100,56 @@ def test_run_against_itself_and_its_export(run, tmp_path):
     exported.write_text(estimate_json(rank_modules(run), 4))
     record = tmp_path / "run.json"
     record.write_text(json.dumps(run.to_dict()))
-    assert load_sensitivities(record) == result_sensitivities(run)
-    assert load_sensitivities(exported) == pytest.approx(result_sensitivities(run))
-    fisher = load_sensitivities(record, score="fisher")
-    assert compare_sensitivities(fisher, load_sensitivities(record)).spearman < 1.0
+    assert load_operand(record).sensitivities == result_sensitivities(run)
+    assert load_operand(exported).sensitivities == pytest.approx(result_sensitivities(run))
+    fisher = load_operand(record, score="fisher").sensitivities
+    assert compare_sensitivities(fisher, load_operand(record).sensitivities).spearman < 1.0
+
+
+def test_an_export_names_its_score_and_a_comparison_with_a_run_uses_it(run, tmp_path, capsys):
+    """An export ranked by fisher compared with its own run: by fisher, unless --score says otherwise, and
+    then the mix is warned about (ratios of fisher over grad-norm values mean nothing)."""
+    exported = tmp_path / "fisher.json"
+    exported.write_text(estimate_json(rank_modules(run, "fisher"), 4, scored_by="fisher"))
+    assert {entry["scored_by"] for entry in json.loads(exported.read_text())} == {"fisher"}
+    assert load_operand(exported).fixed_score == "fisher"
+    record = tmp_path / "run.json"
+    record.write_text(json.dumps(run.to_dict()))
+    assert main(["compare", str(record), str(exported), "-o", str(tmp_path / "same.json")]) == 0
+    assert "Spearman rank correlation +1.000" in capsys.readouterr().out
+    assert {module["ratio"] for module in json.loads((tmp_path / "same.json").read_text())["modules"]} == {1.0}
+    assert main(["compare", str(record), str(exported), "--score", "grad-norm"]) == 0
+    warning = f"acetui: warning: {exported} is ranked by fisher, compared with grad-norm"
+    assert warning in capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("scored_by", "expected"),
+    [
+        (["fisher", "loss"], "entry 1: scored_by 'loss' is not one of grad-norm, fisher, relative"),
+        (["fisher", None], "the entries disagree on scored_by (fisher, unset)"),
+    ],
+    ids=["unknown", "mixed"],
+)
+def test_an_exports_score_must_be_one_of_ours_and_the_same_throughout(scored_by, expected, tmp_path):
+    path = tmp_path / "ranking.json"
+    entries = [{"module": name, "sensitivity": 1.0} for name in list(MODULES)[:2]]
+    for entry, score in zip(entries, scored_by):
+        if score is not None:
+            entry["scored_by"] = score
+    path.write_text(json.dumps(entries))
+    with pytest.raises(AcetuiError) as caught:
+        load_operand(path)
+    assert str(caught.value) == f"{path}: {expected}"
 
 
 def test_bad_files_are_named(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{")
     with pytest.raises(AcetuiError, match="broken.json"):
-        load_sensitivities(broken)
+        load_operand(broken)
     with pytest.raises(AcetuiError, match="missing.json"):
-        load_sensitivities(tmp_path / "missing.json")
+        load_operand(tmp_path / "missing.json")
 
 
 def test_cli_compare(run, tmp_path, capsys):
@@ -183,14 +220,14 @@ def test_a_malformed_fisher_map_is_an_error_naming_it(case, tmp_path):
     path = tmp_path / "fisher_map.json"
     path.write_text(json.dumps(content))
     with pytest.raises(AcetuiError) as caught:
-        load_sensitivities(path)
+        load_operand(path)
     assert str(caught.value) == f"{path}: {expected}"
 
 
 def test_a_version_1_fisher_map_compares_its_rank_pattern(tmp_path):
     path = tmp_path / "fisher_map.json"
     path.write_text(json.dumps({"rank_pattern": {"layers.0.self_attn.q_proj": 16, "layers.1.self_attn.q_proj": 8}}))
-    assert load_sensitivities(path) == {
+    assert load_operand(path).sensitivities == {
         "decoder.layers.0.self_attn.q_proj": 16.0,
         "decoder.layers.1.self_attn.q_proj": 8.0,
     }

@@ -12,7 +12,7 @@ import pytest
 
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, Estimator, rank_modules, score_table
-from acetui.estimate.compare import load_sensitivities
+from acetui.estimate.compare import load_operand
 from acetui.estimate.effective_rank import effective_ranks
 from acetui.estimate.exports import export
 from acetui.estimate.imported import load_ranking
@@ -278,7 +278,7 @@ def test_every_reader_refuses_a_malformed_fisher_map_alike(case, tmp_path):
     path = tmp_path / "fisher_map.json"
     path.write_text(json.dumps(content))
     messages = []
-    for read in (load_ranking, load_sensitivities):
+    for read in (load_ranking, load_operand):
         with pytest.raises(AcetuiError) as caught:
             read(path)
         messages.append(str(caught.value))

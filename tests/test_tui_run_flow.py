@@ -17,6 +17,7 @@ from acetui.estimate.compare import log_distance
 from acetui.estimate.imported import load_ranking
 from acetui.estimate.stats import MIN_BATCHES
 from acetui.tui.app import make_app
+from acetui.tui.ranking_source import ranking_source
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.history import HistoryScreen
@@ -279,6 +280,21 @@ async def test_results_warn_when_effective_ranks_cannot_be_had(tmp_path, checkpo
     async with app.run_test(size=SIZE) as pilot:
         await open_screen(pilot, ResultsScreen(done))
         assert notified(app, "effective ranks unknown (") and notified(app, "effective_rank is -1")
+
+
+async def test_compare_with_an_export_starts_at_its_score_and_warns_when_scores_mix(checkpoint_root, dataset_dir):
+    run = record_run(checkpoint_root, dataset_dir, batches=2)
+    exported = ranking_source(run).write("json", paths.app_dirs().runs / "f.json", "fisher", None, force=False)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, CompareScreen(run, load_ranking(exported), "grad-norm"))
+        heading = str(app.screen.query_one("#heading", Static).render())
+        assert app.screen.score == "fisher" and "Spearman +1.000" in heading and "mix" not in heading
+        await pilot.press("s")
+        await settle(pilot)
+        heading = str(app.screen.query_one("#heading", Static).render())
+        assert app.screen.score == "relative"
+        assert "B is ranked by fisher, not relative: the ratios mix two scores" in heading
 
 
 async def test_compare_says_when_two_rankings_share_no_modules(checkpoint_root, dataset_dir, tmp_path):

@@ -30,6 +30,7 @@ from typing import Any
 
 from acetui.errors import AcetuiError
 from acetui.estimate.imported import load_ranking
+from acetui.estimate.request import SCORES
 from acetui.estimate.result import RECORD_FORMAT, EstimateResult
 from acetui.estimate.scores import rank_modules
 from acetui.history import find_run
@@ -216,11 +217,19 @@ def result_sensitivities(
     return {item.module: item.sensitivity for item in ranking}
 
 
-def load_sensitivities(
-    path: str | Path, *, score: str = "grad-norm", granularity: str | None = None
-) -> dict[str, float]:
-    """``{module: sensitivity}`` from an acetui run record (ranked by ``score``) given by its path or run id,
-    an acetui/Side-Step estimate JSON list or a Side-Step fisher map. AcetuiError naming the file otherwise."""
+@dataclass(frozen=True)
+class Operand:
+    """One side of a comparison: ``{module: sensitivity}`` and, for a ranking file that says so (an acetui
+    export's ``scored_by``, a fisher map), the score its values are; None for a run record, ranked by the
+    score asked for, and for a file that does not say."""
+
+    sensitivities: dict[str, float]
+    fixed_score: str | None
+
+
+def load_operand(path: str | Path, *, score: str = "grad-norm", granularity: str | None = None) -> Operand:
+    """An acetui run record (ranked by ``score``) given by its path or run id, an acetui/Side-Step estimate
+    JSON list or a Side-Step fisher map. AcetuiError naming the file otherwise."""
     path = ranking_path(path)
     data = read_json(path)
     if isinstance(data, dict) and data.get("format") == RECORD_FORMAT:
@@ -230,8 +239,9 @@ def load_sensitivities(
             raise AcetuiError(f"{path}: not a valid run record ({error})") from None
         if not result.included_batches:
             raise AcetuiError(f"{path}: run {result.run_id} has no included batches")
-        return result_sensitivities(result, score, granularity)
-    return dict(load_ranking(path).scores)
+        return Operand(result_sensitivities(result, score, granularity), None)
+    imported = load_ranking(path)
+    return Operand(dict(imported.scores), imported.score_name if imported.score_name in SCORES else None)
 
 
 def ranking_path(reference: str | Path) -> Path:

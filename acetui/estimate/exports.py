@@ -22,10 +22,13 @@ from acetui.model.decoder import ATTENTION_PROJECTIONS, MLP_PROJECTIONS
 TARGET_COVERAGE = 0.75
 
 
-def estimate_json(ranking: list[RankedModule], top_k: int, stats: RankingStats | None = None) -> str:
+def estimate_json(
+    ranking: list[RankedModule], top_k: int, stats: RankingStats | None = None, scored_by: str | None = None
+) -> str:
     """Side-Step's list ``[{"module", "sensitivity"}, ...]``, sorted descending, with extra keys; with
     ``stats`` (``acetui.estimate.stats``) also ``stderr``, ``ci_low``, ``ci_high`` and ``p_top_k``
-    (null when unknown, i.e. fewer than two batches)."""
+    (null when unknown, i.e. fewer than two batches); with ``scored_by`` the score the sensitivities are
+    (``grad-norm``, ``fisher`` or ``relative``), so that a comparison with a run uses the same score."""
     figures = _uncertainty(stats)
     entries = []
     for item in ranking:
@@ -36,6 +39,8 @@ def estimate_json(ranking: list[RankedModule], top_k: int, stats: RankingStats |
             "share": item.share,
             "top_k": item.rank <= top_k,
         }
+        if scored_by is not None:
+            entry["scored_by"] = scored_by
         entry.update(figures.get(item.module, {}))
         entries.append(entry)
     return json.dumps(entries, indent=2) + "\n"
@@ -141,10 +146,15 @@ def export(
     stats: RankingStats | None = None,
     *,
     replace: bool = True,
+    scored_by: str | None = None,
 ) -> Path:
-    """Write one export atomically and return its path (``stats`` adds uncertainty to ``json`` and ``csv``);
-    without ``replace`` an existing file raises OutputExistsError (the TUI asks first)."""
+    """Write one export atomically and return its path (``stats`` adds uncertainty to ``json`` and ``csv``,
+    ``scored_by`` names the score in ``json``); without ``replace`` an existing file raises OutputExistsError
+    (the TUI asks first)."""
     _, render = EXPORT_FORMATS[fmt]
-    text = render(ranking, top_k, stats) if fmt in FORMATS_WITH_STATS else render(ranking, top_k)
+    if fmt == "json":
+        text = estimate_json(ranking, top_k, stats, scored_by)
+    else:
+        text = render(ranking, top_k, stats) if fmt in FORMATS_WITH_STATS else render(ranking, top_k)
     write_text_atomic(Path(path).expanduser(), text, replace=replace)
     return Path(path).expanduser()

@@ -13,6 +13,7 @@ from typing import Any
 
 from acetui.errors import AcetuiError
 from acetui.estimate.exports import UNCERTAINTY_KEYS
+from acetui.estimate.request import SCORES
 from acetui.estimate.scores import RankedModule, module_parts
 from acetui.estimate.sidestep import FISHER_MAP_KEYS
 from acetui.estimate.stats import UnitStats
@@ -24,7 +25,9 @@ from acetui.model.checkpoint import DECODER_PREFIX
 class ImportedRanking:
     """A ranking read from another tool's file: ``scores`` maps ``decoder.`` module names to values,
     most sensitive first. ``kind``: ``estimate`` (a ``[{module, sensitivity}]`` list) or ``fisher_map``;
-    ``score_name``: what the values are (``sensitivity``, ``fisher`` or ``assigned_rank``). ``top_k``: how
+    ``score_name``: what the values are (``sensitivity`` when the file does not say, ``grad-norm``,
+    ``fisher`` or ``relative`` from an acetui export's ``scored_by``, a fisher map's ``fisher`` or
+    ``assigned_rank``). ``top_k``: how
     many entries the file marks ``"top_k": true``, the first ones in ranked order (None when it marks none);
     ``units``: the uncertainty figures of the modules that have any (NaN where the file says null), by module
     name."""
@@ -132,11 +135,12 @@ def load_ranking(path: str | Path) -> ImportedRanking:
 
 def _estimate_ranking(data: list[Any], path: Path) -> ImportedRanking:
     """The entries' scores, how many are marked top-k, and the uncertainty figures of those that have any."""
-    pairs, flagged, units = [], {}, {}
+    pairs, flagged, units, scored_by = [], {}, {}, set()
     for index, entry in enumerate(data):
         where = f"{path}: entry {index}"
         if not isinstance(entry, dict):
             raise AcetuiError(f"{where} is not an object")
+        scored_by.add(_scored_by(entry, where))
         name = entry.get("module", entry.get("name"))
         value = entry.get("sensitivity", entry.get("score"))
         if not isinstance(name, str) or value is None:
@@ -150,8 +154,20 @@ def _estimate_ranking(data: list[Any], path: Path) -> ImportedRanking:
             units[name] = unit
     if not pairs:
         raise AcetuiError(f"{path}: the ranking is empty")
+    if len(scored_by) > 1:
+        named = ", ".join(sorted(score or "unset" for score in scored_by))
+        raise AcetuiError(f"{path}: the entries disagree on scored_by ({named})")
+    score_name = scored_by.pop() or "sensitivity"
     scores = _sorted_scores(pairs, path)
-    return ImportedRanking(path, "estimate", "sensitivity", scores, top_k=_top_k(scores, flagged, path), units=units)
+    return ImportedRanking(path, "estimate", score_name, scores, top_k=_top_k(scores, flagged, path), units=units)
+
+
+def _scored_by(entry: dict[str, Any], where: str) -> str | None:
+    """The score an acetui export names for its entry (None: not said, as in Side-Step's files)."""
+    score = entry.get("scored_by")
+    if score is not None and score not in SCORES:
+        raise AcetuiError(f"{where}: scored_by {score!r} is not one of {', '.join(SCORES)}")
+    return score
 
 
 def _fisher_map_ranking(data: dict[str, Any], path: Path) -> ImportedRanking:

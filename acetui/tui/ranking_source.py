@@ -117,7 +117,7 @@ class RunRanking:
                                   min_rank=DEFAULT_RANK_MIN, max_rank=DEFAULT_RANK_MAX)  # fmt: skip
             write_text_atomic(path, text, replace=force)
             return path
-        return export(path, fmt, ranking, self.top_k, self.stats(score), replace=force)
+        return export(path, fmt, ranking, self.top_k, self.stats(score), replace=force, scored_by=score)
 
 
 class ImportedFile:
@@ -162,7 +162,8 @@ class ImportedFile:
         return ranking_formats(self.stem)
 
     def write(self, fmt: str, path: Path, score: str, effective: dict[str, int] | None, *, force: bool) -> Path:
-        return export(path, fmt, self.ranking(score), self.top_k, self.stats(score), replace=force)
+        scored_by = score if score in SCORES else None  # a Side-Step file's "sensitivity" is not one of ours
+        return export(path, fmt, self.ranking(score), self.top_k, self.stats(score), replace=force, scored_by=scored_by)
 
 
 RankingSource = RunRanking | ImportedFile

@@ -16,6 +16,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from acetui.estimate import SCORES
 from acetui.estimate.compare import (
     Comparison,
     ModuleChange,
@@ -25,7 +26,7 @@ from acetui.estimate.compare import (
     no_shared_modules,
 )
 from acetui.tui.commands import PaletteCommand
-from acetui.tui.ranking_source import Shown, ranking_source
+from acetui.tui.ranking_source import RankingSource, Shown, ranking_source
 from acetui.tui.widgets.ranking_table import short_module
 from acetui.tui.widgets.sorting import SortColumn, SortOrder
 from acetui.tui.widgets.whole_columns import WholeColumnTable
@@ -71,10 +72,13 @@ class CompareScreen(Screen):
     order: reactive[SortOrder[ModuleChange]] = reactive(SortOrder(SORTS), init=False)
 
     def __init__(self, first: Shown, second: Shown, score: str = "grad-norm") -> None:
-        """A run's side follows the score switch; an imported file has its one fixed score."""
+        """A run's side follows the score switch; an imported file has its one fixed score, which the
+        comparison starts at when the file names one of ours (an acetui export says which it is)."""
         super().__init__()
         self.first, self.second = ranking_source(first), ranking_source(second)
         self.scores = max(self.first.scores, self.second.scores, key=len)
+        named = [fixed for fixed in (self.fixed_score(self.first), self.fixed_score(self.second)) if fixed]
+        score = named[0] if named else score
         self.set_reactive(CompareScreen.score, score if score in self.scores else self.scores[0])
         self.comparison: Comparison | None = None
 
@@ -97,6 +101,19 @@ class CompareScreen(Screen):
     def watch_order(self) -> None:
         self.show()
 
+    @staticmethod
+    def fixed_score(side: RankingSource) -> str | None:
+        """The one score of an imported file's values, when it is one a run can be ranked by."""
+        return side.scores[0] if len(side.scores) == 1 and side.scores[0] in SCORES else None
+
+    def mixed_scores(self) -> str:
+        """A warning when a side's values are another score than the one the comparison shows."""
+        for letter, side in (("A", self.first), ("B", self.second)):
+            fixed = self.fixed_score(side)
+            if fixed is not None and fixed != self.score:
+                return f"\n{letter} is ranked by {fixed}, not {self.score}: the ratios mix two scores"
+        return ""
+
     def show(self) -> None:
         self.comparison = comparison = compare_sensitivities(
             self.first.sensitivities(self.score), self.second.sensitivities(self.score), top_k=self.first.top_k,
@@ -114,6 +131,7 @@ class CompareScreen(Screen):
             heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
         else:
             heading.append(no_shared_modules(comparison), style="bold red")
+        heading.append(self.mixed_scores(), style="yellow")
         heading.append(f"\nsorted by {self.order.describe()}", style="dim")
         self.query_one("#heading", Static).update(heading)
         table = self.query_one("#pairs", DataTable)
