@@ -11,6 +11,20 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` (first ``limit`` characters) safe in a one-line terminal message: a control character (a
+    newline or an escape sequence in a file name) or an undecodable byte of a name is shown as an escape
+    instead of acting on the terminal."""
+    return "".join(char if char.isprintable() else _escaped(char) for char in text[:limit])
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as os.fsdecode keeps it
+        return f"\\x{code - 0xDC00:02x}"
+    return ascii(char)[1:-1]
+
+
 def failure_text(error: Exception) -> str:
     """One line for a failure: a user's problem as it is, anything else marked as a bug to report."""
     if isinstance(error, AcetuiError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from acetui.data import DatasetScan, scan_dataset
-from acetui.errors import ModelLoadError
+from acetui.errors import ModelLoadError, printable
 from acetui.estimate.preparation import dataset_warnings
 from acetui.folders import check_folder
 from acetui.model import list_variants
@@ -26,12 +26,12 @@ def variants_report(root: Path) -> tuple[str, bool]:
     lines = [f"{'variant':<18} {'decoder params':>14}  {'dtype':<6} {'on disk':>10}  {'layers x hidden':<15} files"]
     for info in infos:
         if info.problem:
-            lines.append(f"{info.name:<18} unusable: {info.problem}")
+            lines.append(f"{printable(info.name):<18} unusable: {info.problem}")
             continue
         shape = f"{info.layers} x {info.hidden_size}"
         files = "sharded" if info.sharded else "single"
         lines.append(
-            f"{info.name:<18} {info.parameters / 1e6:>12.1f} M  {info.storage_dtype:<6} "
+            f"{printable(info.name):<18} {info.parameters / 1e6:>12.1f} M  {info.storage_dtype:<6} "
             f"{format_bytes(info.size_bytes):>10}  {shape:<15} {files}"
         )
     return "\n".join(lines) + "\n", any(not info.problem for info in infos)

@@ -51,15 +51,32 @@ def test_a_run_whose_every_batch_is_excluded_fails_and_keeps_its_batches(
     assert record["status"] == "failed" and record["message"] == reason and len(record["batches"]) == 2
 
 
-def test_a_checkpoint_with_non_finite_weights_is_refused_by_name(tmp_path, dataset_dir, capsys, isolated_app_dirs):
+@pytest.mark.parametrize(
+    "key", ["decoder.layers.0.self_attn.q_proj.weight", "decoder.layers.1.mlp.gate_proj.weight"], ids=["scored", "mlp"]
+)
+def test_a_checkpoint_with_non_finite_weights_is_refused_by_name(key, tmp_path, dataset_dir, capsys, isolated_app_dirs):
+    """Any decoder tensor, scored or not: a NaN in the MLP used to exclude every batch without naming a cause."""
     state = random_state(TINY, 1, torch.float32)
-    key = "decoder.layers.0.self_attn.q_proj.weight"
     state[key] = torch.full_like(state[key], float("nan"))
     folder = write_checkpoint(tmp_path / "acestep-v15-turbo", TINY, dtype=torch.float32, state=state)
     code, out, err = run_cli(capsys, *estimate_args(tmp_path, dataset_dir, "--estimate-batches", "1"))
     assert code == 1 and out == ""
-    assert one_error_line(err) == f"acetui: {folder}: weight of {key[:-7]} is not finite (NaN or infinity)"
+    assert one_error_line(err) == f"acetui: {folder}: decoder tensor {key} is not finite (NaN or infinity)"
     assert run_records(isolated_app_dirs) == {}
+
+
+def test_a_checkpoint_no_gradient_reaches_gives_no_ranking(tmp_path, dataset_dir, capsys, isolated_app_dirs):
+    """A zeroed output projection (an untrained DiT's) leaves every scored gradient exactly zero: that ranked
+    everything equal with NaN shares (invalid JSON) and exit 0."""
+    state = random_state(TINY, 1, torch.float32)
+    for key in ("decoder.proj_out.1.weight", "decoder.proj_out.1.bias"):
+        state[key] = torch.zeros_like(state[key])
+    write_checkpoint(tmp_path / "acestep-v15-turbo", TINY, dtype=torch.float32, state=state)
+    output = tmp_path / "zero.json"
+    code, out, err = run_cli(capsys, *estimate_args(tmp_path, dataset_dir, "--estimate-batches", "2", "-o", output))
+    reason = "all 2 batches excluded (every scored gradient is zero (does the loss reach the decoder's layers?))"
+    assert code == 1 and out == "" and one_error_line(err) == f"acetui: {reason}: no ranking"
+    assert not output.exists()
 
 
 # ------------------------------------------------------------------------------------ output paths

@@ -65,7 +65,8 @@ def test_show_prints_and_exports_a_partial_run(tmp_path, checkpoint_root, datase
         f"(continue it with: acetui resume {partial.run_id})",
         f"acetui: wrote {output}",  # every file it writes is named
     ]
-    assert json.loads(output.read_text()) == json.loads(estimate_json(ranking, 4, result_stats(partial, "fisher")))
+    expected = estimate_json(ranking, 4, result_stats(partial, "fisher"), scored_by="fisher")
+    assert json.loads(output.read_text()) == json.loads(expected)
 
 
 def test_show_of_a_run_without_batches_is_one_line(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):

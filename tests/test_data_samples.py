@@ -94,7 +94,36 @@ def test_refused_names_from_a_file_never_reach_the_terminal_raw(tmp_path):
     finally:
         del globals()[hostile_name]
     reason = error_for(path)
-    assert "not plain tensors" in reason and "Clear?[2JScreen" in reason and reason.isprintable()
+    assert "not plain tensors" in reason and "Clear\\x1b[2JScreen" in reason and reason.isprintable()
+
+
+def test_a_pickle_that_would_run_code_is_named_as_such(tmp_path):
+    """torch words a blocked function ("unsupported GLOBAL posix.system whose module posix is blocked") unlike
+    an unknown class; it was reported as a corrupt file."""
+    path = save(tmp_path / "evil.pt", {**sample_dict(), "extra": RunsCode()})
+    reason = error_for(path)
+    assert "holds code or objects that are not plain tensors" in reason and "system" in reason
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("bad\nname.pt", "bad\\nname.pt"),
+        ("bad\x1b[31mred.pt", "bad\\x1b[31mred.pt"),
+        (os.fsdecode(b"bad\xff.pt"), "bad\\xff.pt"),
+    ],
+    ids=["newline", "escape", "bytes"],
+)
+def test_a_file_name_reaches_the_message_escaped(tmp_path, name, shown):
+    path = tmp_path / name
+    path.write_bytes(b"not a torch file")
+    message = str(pytest.raises(DatasetError, load_sample, path, condition_width=TINY.condition_width).value)
+    assert message.isprintable() and message.startswith(f"{tmp_path}/{shown}: ")
 
 
 @pytest.mark.parametrize(

@@ -69,3 +69,12 @@ def test_export_to_a_directory_is_an_error_and_leaves_nothing(tmp_path):
     with pytest.raises(AcetuiError, match="is a directory"):
         export(tmp_path, "json", RANKING, 2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_share_is_written_as_null_so_the_json_stays_valid(tmp_path):
+    """A ranking whose values sum to zero (e.g. an imported file of zeros) has no shares: NaN is not JSON."""
+    zeros = [RankedModule(rank, item.module, 0.0, float("nan"), item.layer, item.kind, item.projection)
+             for rank, item in enumerate(RANKING, start=1)]  # fmt: skip
+    path = export(tmp_path / "zeros.json", "json", zeros, 2)
+    entries = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert [entry["share"] for entry in entries] == [None] * len(RANKING)

@@ -242,6 +242,18 @@ def test_unexpected_shape(tmp_path):
     assert "'decoder.layers.1.mlp.up_proj.weight' has shape [100, 64], config.json implies [128, 64]" in message
 
 
+def test_more_layers_in_config_than_in_the_weights_is_refused_before_building_them(tmp_path):
+    """10**7 layers asked for by a mistyped config.json used to be built (meta tensors, 24 GB of Python
+    objects) before the weights were compared with them."""
+    folder = write_checkpoint(tmp_path / "acestep-v15-turbo", TINY, state=random_state(TINY, 0, torch.bfloat16))
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"], config["layer_types"] = 10**6, None
+    (folder / "config.json").write_text(json.dumps(config))
+    message = _load_error(tmp_path, "turbo")
+    expected = "num_hidden_layers is 1,000,000 but model.safetensors has decoder tensors of layers 0-3 only"
+    assert message == f"{folder / 'config.json'}: {expected}"
+
+
 def test_unexpected_decoder_key(tmp_path):
     state = random_state(TINY, seed=0, dtype=torch.bfloat16)
     state["decoder.layers.9.extra.weight"] = torch.zeros(2, dtype=torch.bfloat16)

@@ -16,6 +16,7 @@ import torch
 from acetui import cli
 from acetui.data import write_dataset
 from acetui.estimate import BatchDone, EstimateRequest, Estimator, RunFailed, RunStopped, rank_modules
+from acetui.estimate.engine import out_of_memory
 from acetui.model.synthetic import TINY
 from tests.support import estimate_args, one_error_line, run_cli, run_records, sample_dict
 
@@ -252,3 +253,15 @@ def test_resume_refuses_a_dataset_that_changed(tmp_path, checkpoint_root, capsys
     )
     (record,) = run_records(isolated_app_dirs).values()
     assert record["status"] == "cancelled" and len(record["batches"]) == partial.completed_batches
+
+
+def test_the_cpu_allocators_failure_is_out_of_memory_like_cudas():
+    """torch raises a plain RuntimeError when the CPU cannot allocate (a sample far longer than the rest): it
+    gets the out-of-memory advice, not "unexpected RuntimeError (please report this)"."""
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(2**60, dtype=torch.uint8)
+    assert out_of_memory(caught.value)
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    with pytest.raises(RuntimeError) as caught:
+        torch.ones(2, 3) @ torch.ones(2, 3)
+    assert not out_of_memory(caught.value)

@@ -17,11 +17,13 @@ from pathlib import Path
 import torch
 
 from acetui.data.files import regular_file
-from acetui.errors import DatasetError
+from acetui.errors import DatasetError, printable
 
 LATENT_FRAMES_PER_SECOND = 25
 _REQUIRED = ("target_latents", "context_latents", "encoder_hidden_states")
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+# torch names the refused global as "Unsupported global: GLOBAL x.y" (an unknown class) or "unsupported
+# GLOBAL posix.system whose module posix is blocked" (a function that would run code)
+_UNSUPPORTED_GLOBAL = re.compile(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)")
 _NESTED_JAGGED = "nested jagged tensors"  # in torch's refusal of a file holding one
 _CORRUPT = "not a valid torch file (corrupt, truncated or not written by torch.save)"
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -34,7 +36,7 @@ class SampleFileError(DatasetError):
     """A sample file that cannot be used; keeps the bare reason so a scan can list it without the path."""
 
     def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{printable(str(path))}: {reason}")
         self.path = path
         self.reason = reason
 
@@ -126,7 +128,7 @@ def _read(path: Path) -> tuple[object, int]:
         if refused:
             raise SampleFileError(
                 path,
-                f"holds code or objects that are not plain tensors ({_printable(refused.group(1))}); "
+                f"holds code or objects that are not plain tensors ({printable(refused.group(1), 80)}); "
                 "not loaded, because unpickling it could run arbitrary code",
             ) from None
         if _NESTED_JAGGED in str(error):
@@ -134,11 +136,6 @@ def _read(path: Path) -> tuple[object, int]:
         raise SampleFileError(path, _CORRUPT) from None
     except Exception:  # whatever the parser trips on, the file is unusable
         raise SampleFileError(path, _CORRUPT) from None
-
-
-def _printable(text: str, limit: int = 80) -> str:
-    """A name taken from a damaged file, made safe for a one-line terminal message."""
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 class _Checker:

@@ -13,7 +13,7 @@ from typing import Any
 from acetui.data.files import folder_entries, read_optional_json
 from acetui.data.manifest import MANIFEST, read_manifest
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, SampleFileError, load_sample
-from acetui.errors import DatasetError
+from acetui.errors import DatasetError, printable
 from acetui.units import format_duration, plural
 
 
@@ -41,7 +41,7 @@ class SampleProblem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.path.name}: {self.reason}"
+        return f"{printable(self.path.name)}: {self.reason}"
 
 
 @dataclass(frozen=True)

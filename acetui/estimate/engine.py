@@ -48,7 +48,16 @@ OOM_ADVICE = (
     "or turn on --activation-checkpointing; {done} completed batches were kept"
 )
 OUT_OF_MEMORY = "out of memory"
+# Every scored gradient exactly zero: the loss does not reach the projections (e.g. a zeroed output
+# projection, as an untrained DiT has); ranking such a batch would rank nothing.
+ZERO_GRADIENTS = "every scored gradient is zero (does the loss reach the decoder's layers?)"
 AUTO_MIN_BATCHES = 3  # --estimate-batches auto never stops before this many included batches
+
+
+def out_of_memory(error: RuntimeError) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's plain RuntimeError ("can't allocate memory"), which
+    a sample far longer than the rest meets: both get the same advice instead of a bug report."""
+    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
 
 
 def all_excluded_text(result: EstimateResult) -> str:
@@ -225,7 +234,7 @@ class Estimator:
         request = self.request
         probe = GradientProbe(decoder, names)
         weight_norms = probe.weight_norms()  # one read of every scored weight per run
-        check_weights(names, weight_norms, info)
+        check_weights(decoder, info)
         if resume is not None:
             result = resume
         else:
@@ -313,7 +322,9 @@ class Estimator:
         batch_started = time.perf_counter()
         try:
             record = self._one_batch(session, index)
-        except torch.cuda.OutOfMemoryError:
+        except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is one
+            if not out_of_memory(error):
+                raise
             session.probe.reset()
             return BatchRecord(index, math.nan, [], [], 0.0, excluded=OUT_OF_MEMORY)
         record.seconds = time.perf_counter() - batch_started
@@ -392,6 +403,8 @@ class Estimator:
             record.excluded = "non-finite loss"
         elif not all(math.isfinite(n) for n in norms):
             record.excluded = "non-finite gradient"
+        elif not any(norms):
+            record.excluded = ZERO_GRADIENTS
         else:
             record.norms = norms
         return record

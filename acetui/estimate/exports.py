@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -36,14 +37,14 @@ def estimate_json(
             "module": item.module,
             "sensitivity": item.sensitivity,
             "rank": item.rank,
-            "share": item.share,
+            "share": item.share if math.isfinite(item.share) else None,  # JSON has no NaN
             "top_k": item.rank <= top_k,
         }
         if scored_by is not None:
             entry["scored_by"] = scored_by
         entry.update(figures.get(item.module, {}))
         entries.append(entry)
-    return json.dumps(entries, indent=2) + "\n"
+    return json.dumps(entries, indent=2, allow_nan=False) + "\n"
 
 
 UNCERTAINTY_KEYS = ("stderr", "ci_low", "ci_high", "p_top_k")

@@ -8,7 +8,6 @@ headless dataset report (``acetui.preflight``) gives the very warnings a run giv
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 import uuid
@@ -125,13 +124,16 @@ def load_model(
     return decoder, info
 
 
-def check_weights(names: list[str], weight_norms: list[float], info: ModelInfo) -> None:
-    """A scored weight holding NaN or infinity makes every gradient and the relative score non-finite:
-    a broken checkpoint, refused by name instead of run to a ranking of nothing."""
-    broken = [name for name, norm in zip(names, weight_norms) if not math.isfinite(norm)]
+def check_weights(decoder: AceStepDecoder, info: ModelInfo) -> None:
+    """A decoder tensor holding NaN or infinity makes the loss or every gradient non-finite: a broken
+    checkpoint, refused by name before the first batch rather than every batch excluded without a cause
+    (one check per tensor on its device, read back at once)."""
+    named = list(decoder.named_parameters())
+    finite = torch.stack([torch.isfinite(tensor).all() for _, tensor in named]).tolist()
+    broken = [name for (name, _), ok in zip(named, finite) if not ok]
     if broken:
         more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
-        raise AcetuiError(f"{info.folder}: weight of decoder.{broken[0]}{more} is not finite (NaN or infinity)")
+        raise AcetuiError(f"{info.folder}: decoder tensor decoder.{broken[0]}{more} is not finite (NaN or infinity)")
 
 
 def new_run_id() -> str:

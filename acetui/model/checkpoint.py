@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ _ITEM_SIZES = {
     "U64": 8, "I64": 8, "F64": 8,
 }  # fmt: skip
 _MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
+_LAYER_KEY = re.compile(re.escape(DECODER_PREFIX) + r"layers\.(\d+)\.")
 
 
 def storage_name(code: str) -> str:
@@ -251,6 +253,19 @@ def iter_decoder_tensors(
             handle.close()
 
 
+def _check_layer_count(config: DecoderConfig, entries: list[TensorEntry], source: Path, config_file: Path) -> None:
+    """No more layers than the weights have tensors for, checked before the model is built: a mistyped
+    ``num_hidden_layers`` (10**7) would otherwise fill the memory with empty layers first. Fewer layers, or
+    gaps, are named tensor by tensor once the model is built (``_check_keys``)."""
+    layers = {int(found.group(1)) for entry in entries if (found := _LAYER_KEY.match(entry.key))}
+    held = max(layers) + 1 if layers else 0
+    if config.num_hidden_layers > held:
+        has = f"decoder tensors of layers 0-{held - 1} only" if held else "no decoder layer tensors"
+        raise ModelLoadError(
+            f"{config_file}: num_hidden_layers is {config.num_hidden_layers:,} but {source.name} has {has}"
+        )
+
+
 def _check_keys(model: AceStepDecoder, entries: list[TensorEntry], source: Path) -> None:
     """Names and shapes in the file(s) must be exactly the decoder's; ``source`` names the weights."""
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
@@ -284,10 +299,12 @@ def load_decoder(
     folder = resolve_variant(Path(checkpoint_dir), variant)
     config = DecoderConfig.from_json_file(folder / "config.json")
     target = torch.device(device)
+    entries, sharded = decoder_entries(folder)
+    source = folder / (SHARD_INDEX if sharded else SINGLE_FILE)
+    _check_layer_count(config, entries, source, folder / "config.json")
     with torch.device("meta"):
         model = AceStepDecoder(config)
-    entries, sharded = decoder_entries(folder)
-    _check_keys(model, entries, folder / (SHARD_INDEX if sharded else SINGLE_FILE))
+    _check_keys(model, entries, source)
     state = dict(iter_decoder_tensors(entries, target, dtype))
     model.load_state_dict(state, assign=True)
     model.requires_grad_(False)

@@ -6,6 +6,7 @@ the official loader does. Every problem is reported with the file and the field 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,8 @@ class DecoderConfig:
             num_key_value_heads=reader.integer("num_key_value_heads", cls.num_key_value_heads),
             head_dim=reader.optional_integer("head_dim")
             or reader.integer("hidden_size") // reader.integer("num_attention_heads"),
-            rms_norm_eps=reader.number("rms_norm_eps", cls.rms_norm_eps),
-            rope_theta=reader.number("rope_theta", cls.rope_theta),
+            rms_norm_eps=reader.number("rms_norm_eps", cls.rms_norm_eps, positive=True),
+            rope_theta=reader.number("rope_theta", cls.rope_theta, positive=True),
             attention_bias=reader.boolean("attention_bias", cls.attention_bias),
             use_sliding_window=reader.boolean("use_sliding_window", cls.use_sliding_window),
             sliding_window=reader.optional_integer("sliding_window", cls.sliding_window),
@@ -94,7 +95,7 @@ class DecoderConfig:
             encoder_hidden_size=reader.optional_integer("encoder_hidden_size"),
             hidden_act=reader.text("hidden_act", cls.hidden_act),
             timestep_mu=reader.number("timestep_mu", cls.timestep_mu),
-            timestep_sigma=reader.number("timestep_sigma", cls.timestep_sigma),
+            timestep_sigma=reader.number("timestep_sigma", cls.timestep_sigma, positive=True),
         )
         config.validate(source)
         return config
@@ -163,10 +164,14 @@ class _FieldReader:
             return None
         return self.integer(name)
 
-    def number(self, name: str, default: Any = _MISSING) -> float:
+    def number(self, name: str, default: Any = _MISSING, *, positive: bool = False) -> float:
+        """A finite number (Python's JSON reader accepts NaN and Infinity), above zero with ``positive``: a norm's
+        epsilon, RoPE's base or the timestep spread that is not would make every loss NaN."""
         value = self._get(name, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self._wrong(name, "a number", value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self._wrong(name, "a finite number", value)
+        if positive and value <= 0:
+            raise self._wrong(name, "a number above zero", value)
         return float(value)
 
     def boolean(self, name: str, default: Any = _MISSING) -> bool:
