@@ -52,7 +52,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     add("--estimate-output", "--output", "-o", dest="output", type=Path, help="write the JSON ranking here")
     add("--csv", type=Path, help="also write the ranking as CSV")
     add("--peft-output", type=Path, help="write PEFT target_modules (exact names of the top-k) as JSON")
-    add("--score", choices=SCORES, help="score to rank and track stability by (default grad-norm; resume: the run's)")
+    add(
+        "--score",
+        choices=SCORES,
+        help="score to rank (and track stability) by: estimate's default grad-norm, resume and show use the run's own",
+    )
     add(
         "--fisher-map",
         nargs="?",

@@ -17,9 +17,10 @@ from acetui import paths
 from acetui.arguments import build_parser
 from acetui.errors import AcetuiError, first_line
 from acetui.estimate import EstimateRequest, EstimateResult, Estimator
-from acetui.estimate.distributed import world_from_env
+from acetui.estimate.distributed import check_process_count, world_from_env
 from acetui.estimate.ownership import check_incomplete, check_not_running, run_owner_alive
-from acetui.history import batches_done, find_run, list_runs, load_record, runs_table
+from acetui.estimate.request import resolve_device
+from acetui.history import batches_done, find_run, list_runs, load_record, runs_table, shown_status
 from acetui.profiles import load_profile, saved_profile
 from acetui.progress import ConsoleReporter, check_outputs, print_ranking, wants_outputs, write_outputs
 
@@ -237,11 +238,11 @@ def _stored_exports(record: EstimateResult, args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     record = load_record(find_run(args.run))
     if not record.included_batches:
-        raise AcetuiError(f"run {record.run_id} ({record.status}) has no included batches: no ranking to show")
+        raise AcetuiError(f"run {record.run_id} ({shown_status(record)}) has no included batches: no ranking to show")
     if record.status != "complete":
         later = "still running" if run_owner_alive(record) else f"continue it with: acetui resume {record.run_id}"
         print(
-            f"acetui: run {record.run_id} is {record.status}, {batches_done(record)} batches so far: a partial "
+            f"acetui: run {record.run_id} is {shown_status(record)}, {batches_done(record)} batches so far: a partial "
             f"ranking ({later})",
             file=sys.stderr,
         )
@@ -270,7 +271,10 @@ def _report(result: EstimateResult, args: argparse.Namespace) -> None:
 def _spawn(args: argparse.Namespace, argv: Sequence[str] | None, request: EstimateRequest) -> int | None:
     """``--nproc N`` outside torchrun: start N ranks of this same command line; None when not asked.
     Bad flags and a finished or running run were refused here already, once, not by every rank."""
-    if not getattr(args, "nproc", None) or args.nproc == 1 or world_from_env().distributed:
+    if getattr(args, "nproc", None) is None or world_from_env().distributed:
+        return None
+    check_process_count(args.nproc, resolve_device(request.device))
+    if args.nproc == 1:
         return None
     check_outputs(request, args)
     from acetui.estimate.distributed import spawn_local, strip_nproc

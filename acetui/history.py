@@ -7,25 +7,32 @@ from pathlib import Path
 
 from acetui import paths
 from acetui.errors import AcetuiError
-from acetui.estimate.result import RECORD_SUFFIX, EstimateResult
+from acetui.estimate.ownership import run_owner_alive
+from acetui.estimate.result import RECORD_SUFFIX, EstimateResult, OtherVersionRecord, record_file
 from acetui.estimate.result import read_record as load_record
 from acetui.estimate.scores import rank_modules
 from acetui.model.checkpoint import DECODER_PREFIX
 
-__all__ = ["HistoryProblem", "batches_done", "find_run", "list_runs", "load_record", "runs_table", "top_module"]
+__all__ = [
+    "HistoryProblem",
+    "batches_done",
+    "find_run",
+    "list_runs",
+    "load_record",
+    "runs_table",
+    "shown_status",
+    "top_module",
+]
 
 
 @dataclass(frozen=True)
 class HistoryProblem:
-    """A record that could not be read; it is moved aside so the history still opens."""
+    """A record that is not listed, and what became of its file: a broken one is moved aside so the history
+    still opens; another version's record, or a copy of a listed run, is left where it is."""
 
     path: Path
     reason: str
-
-    @property
-    def fate(self) -> str:
-        """What became of the file: renamed to ``*.bad``, or left where it was when renaming failed."""
-        return f"moved aside to {self.path.name}" if self.path.name.endswith(".bad") else "could not be moved aside"
+    fate: str
 
 
 def find_run(reference: str) -> Path:
@@ -39,6 +46,8 @@ def find_run(reference: str) -> Path:
     if candidate.is_dir():
         raise AcetuiError(f"{reference}: is a folder, not a run id or run record file")
     folder = paths.app_dirs().runs
+    if record_file(folder, reference).is_file():  # a whole id, even where a copy's name starts with it
+        return record_file(folder, reference)
     records = folder.glob(f"*{RECORD_SUFFIX}") if folder.is_dir() else ()
     matches = sorted(path for path in records if path.name.startswith(reference))
     if len(matches) == 1:
@@ -56,16 +65,40 @@ def list_runs() -> tuple[list[EstimateResult], list[HistoryProblem]]:
     runs, problems = [], []
     for path in sorted(folder.glob(f"*{RECORD_SUFFIX}"), reverse=True):
         try:
-            runs.append(load_record(path))
+            run = load_record(path)
+        except OtherVersionRecord as error:
+            problems.append(HistoryProblem(path, str(error), "left in place"))
+            continue
         except AcetuiError as error:
-            aside = path.with_suffix(f"{RECORD_SUFFIX}.bad")
-            try:
-                path.replace(aside)
-            except OSError:
-                aside = path
-            problems.append(HistoryProblem(aside, str(error)))
+            problems.append(_move_aside(path, str(error)))
+            continue
+        if path.name != record_file(folder, run.run_id).name:  # a backup copy would list the run twice
+            reason = f"{path}: holds run {run.run_id} under another name (a copy?)"
+            problems.append(HistoryProblem(path, reason, "left in place"))
+            continue
+        runs.append(run)
     runs.sort(key=started, reverse=True)
     return runs, problems
+
+
+def _move_aside(path: Path, reason: str) -> HistoryProblem:
+    """Rename a broken record to ``*.bad`` (numbered when one is there already, never replacing it)."""
+    for number in range(1000):
+        aside = path.with_name(path.name + (f".{number}" if number else "") + ".bad")
+        if aside.exists():
+            continue
+        try:
+            path.replace(aside)
+        except OSError:
+            break
+        return HistoryProblem(aside, reason, f"moved aside to {aside.name}")
+    return HistoryProblem(path, reason, "could not be moved aside")
+
+
+def shown_status(run: EstimateResult) -> str:
+    """The status to show: a record left "running" by a process that is gone (killed, or aborted by a second
+    Ctrl-C before it could say so) is an interrupted run, which resume continues."""
+    return "interrupted" if run.status == "running" and not run_owner_alive(run) else run.status
 
 
 def started(run: EstimateResult) -> tuple[str, str]:
@@ -98,7 +131,7 @@ def runs_table(runs: list[EstimateResult]) -> str:
     rows += [
         (
             run.run_id,
-            run.status,
+            shown_status(run),
             run.request.variant,
             Path(run.request.dataset_dir).name,
             batches_done(run),

@@ -29,7 +29,7 @@ from acetui.estimate.memory import MemoryStats
 from acetui.estimate.rank_budget import check_budget_floor, peft_rank_json
 from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
 from acetui.estimate.stats import RankingStats, result_stats
-from acetui.units import block_bar, format_bytes, format_duration
+from acetui.units import block_bar, format_bytes, format_duration, session_timing
 
 PROGRESS_WIDTH = 20
 
@@ -50,6 +50,7 @@ class ConsoleReporter:
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
         self.last_batch: BatchDone | None = None
+        self.resumed_at = 0
 
     def note(self, text: str) -> None:
         self.stream.write(("\n" if self.interactive else "") + f"acetui: {text}\n")
@@ -68,6 +69,7 @@ class ConsoleReporter:
         if isinstance(event, StageChanged):
             self._line(event.message + " ...", final=True)
         elif isinstance(event, RunStarted):
+            self.resumed_at = event.first_batch
             model = event.model
             self._line(
                 f"run {event.run_id}: {model.variant} ({model.parameters / 1e6:.1f} M params, {model.dtype} on "
@@ -86,7 +88,8 @@ class ConsoleReporter:
                 final=event.index + 1 == event.total or not self.interactive,
             )
         elif isinstance(event, RunFinished):
-            self._line(f"done: {event.result.completed_batches} batches{_timing(self.last_batch)}", final=True)
+            done = event.result.completed_batches
+            self._line(f"done: {done} batches{self._timing(done)}", final=True)
         elif isinstance(event, RunStopped):
             self.note(f"{event.result.message}; partial result saved")
         elif isinstance(event, RunFailed):
@@ -94,14 +97,15 @@ class ConsoleReporter:
         elif isinstance(event, RunWarning):
             self.note(f"warning: {event.message}")
 
-
-def _timing(last: BatchDone | None) -> str:
-    """How long this session's batches took and the peak memory, for the closing line."""
-    if last is None:
-        return ""
-    memory = last.memory
-    peak = f"peak {'VRAM' if memory.is_cuda else 'RSS'} {format_bytes(memory.peak)}"
-    return f" in {format_duration(last.elapsed)} ({last.seconds_per_batch:.2f} s/batch), {peak}"
+    def _timing(self, done: int) -> str:
+        """How long this session's batches took and the peak memory, for the closing line."""
+        last = self.last_batch
+        if last is None:
+            return ""
+        memory = last.memory
+        peak = f"peak {'VRAM' if memory.is_cuda else 'RSS'} {format_bytes(memory.peak)}"
+        took = session_timing(done - self.resumed_at, self.resumed_at, last.elapsed)
+        return f"{took} ({last.seconds_per_batch:.2f} s/batch), {peak}"
 
 
 def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:
@@ -159,7 +163,16 @@ def stability_line(result: EstimateResult, stats: RankingStats) -> str:
 
 
 def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
-    """The files the user asked for, each written atomically and named on stderr (unless ``--quiet``)."""
+    """The files the user asked for, each written atomically and named on stderr (unless ``--quiet``). One
+    that cannot be written once the run is over (a full disk) says how to write them again from the record."""
+    try:
+        _write_outputs(result, args)
+    except AcetuiError as error:
+        again = f"the run is kept: acetui show {result.run_id} with the same output options writes them again"
+        raise AcetuiError(f"{error} ({again})") from None
+
+
+def _write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     written: list[Path] = []
     score = args.score or result.request.score
     ranking = rank_modules(result, score, result.request.granularity)
@@ -223,19 +236,27 @@ def check_outputs(request: EstimateRequest, args: argparse.Namespace) -> None:
     written where it is asked for."""
     fisher_map = fisher_map_target(request, args)
     budget = getattr(args, "rank_budget", None)
-    if budget is not None and args.peft_output is not None:
+    if budget is not None and args.peft_output is None:
+        raise AcetuiError("--rank-budget sets the rank_pattern of the --peft-output file: give --peft-output too")
+    if budget is not None:
         if budget < 0:
             raise AcetuiError(f"--rank-budget must be at least 0 (0: what --base-rank costs), got {budget}")
         check_rank_budget(args.base_rank, args.rank_min, args.rank_max)
         check_budget_floor(request, budget, args.base_rank, args.rank_min)
+    named: dict[Path, str] = {}
     for option, path in (
         ("--estimate-output", args.output),
         ("--csv", args.csv),
         ("--peft-output", args.peft_output),
         ("--fisher-map", fisher_map),
     ):
-        if path is not None:
-            check_writable(option, Path(path).expanduser())
+        if path is None:
+            continue
+        path = Path(path).expanduser()
+        check_writable(option, path)
+        same = named.setdefault(path.resolve(), option)
+        if same != option:  # the second file would replace the first
+            raise AcetuiError(f"{same} and {option} both name {path}: give each output a file of its own")
 
 
 def wants_outputs(args: argparse.Namespace) -> bool:

@@ -37,3 +37,9 @@ def block_bar(fraction: float, width: int) -> str:
     eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
     full, part = divmod(eighths, 8)
     return ("█" * full + (EIGHTHS[part] if part else "")).ljust(width)
+
+
+def session_timing(ran: int, resumed_at: int, elapsed: float | None) -> str:
+    """`` in 3.2 s``, or for a resumed run `` (16 now, 384 before) in 0.8 s``: the time is this session's."""
+    before = f" ({ran} now, {resumed_at} before)" if resumed_at else ""
+    return before + (f" in {format_duration(elapsed)}" if elapsed is not None else "")

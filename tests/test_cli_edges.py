@@ -26,6 +26,7 @@ from tests.support import (
     subprocess_runs_dir,
 )
 from tests.test_engine_records import _wait_until_running
+from tests.tui_support import record_run
 
 POSIX_SIGNALS = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals needed")
 
@@ -93,6 +94,39 @@ def test_output_paths_that_cannot_be_written_fail_before_the_run(
         code, _, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, option, path))
         assert code == 1 and one_error_line(err) == f"acetui: {name} {path}: {problem}"
     assert run_records(isolated_app_dirs) == {}  # refused before the model was loaded
+
+
+@pytest.mark.parametrize(
+    ("more", "expected"),
+    [
+        (
+            ("-o", "{tmp}/same.json", "--csv", "{tmp}/./same.json"),
+            "--estimate-output and --csv both name {tmp}/same.json: give each output a file of its own",
+        ),
+        (
+            ("--rank-budget", "5"),
+            "--rank-budget sets the rank_pattern of the --peft-output file: give --peft-output too",
+        ),
+    ],
+    ids=["one-file-twice", "budget-without-peft"],
+)
+def test_outputs_that_cannot_be_what_was_asked_are_refused_before_the_run(
+    more, expected, tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs
+):
+    """The JSON was written and then replaced by the CSV under the same name, both said "wrote"; a rank budget
+    without a PEFT file to put it in was dropped without a word."""
+    options = [option.format(tmp=tmp_path) for option in more]
+    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, *options))
+    assert code == 1 and one_error_line(err) == f"acetui: {expected.format(tmp=tmp_path)}"
+    assert run_records(isolated_app_dirs) == {}
+
+
+def test_resuming_says_how_many_batches_this_session_ran(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    """A resume at 3 of 4 said "done: 4 batches in 0.1 s" as if it had run them all in that time."""
+    stopped = record_run(checkpoint_root, dataset_dir, batches=4, stop_after=3)
+    code, out, err = run_cli(capsys, "resume", stopped.run_id)
+    (done,) = [line for line in err.splitlines() if line.startswith("done: ")]
+    assert code == 0 and done.startswith("done: 4 batches (1 now, 3 before) in ")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a user that permissions apply to")

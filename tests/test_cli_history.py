@@ -4,11 +4,16 @@ the headless server where the app's History is not at hand."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+
+import pytest
 
 from acetui.estimate import EstimateRequest, Estimator, RunStarted, rank_modules
 from acetui.estimate.exports import estimate_json
 from acetui.estimate.stats import result_stats
-from tests.support import one_error_line, run_cli
+from tests.support import PYTHON, REPO, estimate_args, one_error_line, run_cli, subprocess_env, subprocess_runs_dir
+from tests.test_engine_records import _wait_until_running
 from tests.tui_support import record_run
 
 
@@ -47,6 +52,57 @@ def test_runs_reports_an_unreadable_record_and_lists_the_rest(checkpoint_root, d
     assert code == 0 and kept.run_id in out and "bad000" not in out
     assert one_error_line(err).startswith(f"acetui: warning: {broken}: ")  # the file it was, named once
     assert err.endswith(f"(moved aside to {broken.name}.bad)\n")
+
+
+def test_a_second_broken_record_of_the_same_name_does_not_replace_the_first_set_aside(capsys, isolated_app_dirs):
+    isolated_app_dirs.runs.mkdir(parents=True)
+    broken = isolated_app_dirs.runs / "20200101-000000-bad000.json"
+    for text, aside in (
+        ("{ first", "20200101-000000-bad000.json.bad"),
+        ("{ second", "20200101-000000-bad000.json.1.bad"),
+    ):
+        broken.write_text(text)
+        code, out, err = run_cli(capsys, "runs")
+        assert err.endswith(f"(moved aside to {aside})\n")
+    assert (broken.parent / "20200101-000000-bad000.json.bad").read_text() == "{ first"
+
+
+def test_another_versions_record_and_a_copy_are_named_and_left_alone(
+    checkpoint_root, dataset_dir, capsys, isolated_app_dirs
+):
+    """A newer acetui's record was moved aside as broken, hiding it from that acetui; a backup copy of a record
+    was listed twice and made its own run id ambiguous."""
+    run = record_run(checkpoint_root, dataset_dir, batches=1)
+    record = isolated_app_dirs.runs / f"{run.run_id}.json"
+    newer = isolated_app_dirs.runs / "20300101-000000-aaaaaa.json"
+    newer.write_text(json.dumps({**json.loads(record.read_text()), "format": "acetui-run/2"}))
+    copy = isolated_app_dirs.runs / f"{run.run_id} (copy).json"
+    copy.write_bytes(record.read_bytes())
+    code, out, err = run_cli(capsys, "runs")
+    assert code == 0 and out.count(run.run_id) == 1 and "20300101" not in out
+    assert err.splitlines() == [
+        f"acetui: warning: {newer}: a run record of another acetui version (acetui-run/2; this one reads "
+        "acetui-run/1) (left in place)",
+        f"acetui: warning: {copy}: holds run {run.run_id} under another name (a copy?) (left in place)",
+    ]
+    assert newer.exists() and copy.exists()
+    code, out, err = run_cli(capsys, "show", run.run_id)
+    assert code == 0 and out.startswith("rank")
+
+
+def test_a_run_whose_process_died_shows_as_interrupted(tmp_path, checkpoint_root, dataset_dir, capsys):
+    """A record left "running" by a killed (or twice Ctrl-C'd) process said "running" in runs and show."""
+    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "100000")]
+    env = subprocess_env(tmp_path)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        path = _wait_until_running(subprocess_runs_dir(tmp_path), process)
+    finally:
+        process.kill()
+        process.wait()
+    assert json.loads(path.read_text())["status"] == "running"
+    listing = subprocess.run([*PYTHON, "runs"], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert listing.stdout.splitlines()[1].split()[1] == "interrupted"
 
 
 def test_runs_refuses_a_limit_below_one(capsys, isolated_app_dirs):
@@ -96,3 +152,24 @@ def test_re_exporting_a_complete_run_says_so_and_names_its_files(
         f"acetui: wrote {table}",
         f"acetui: wrote {targets}",
     ]
+
+
+def test_show_of_an_export_says_what_the_file_is(tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    run = record_run(checkpoint_root, dataset_dir, batches=1)
+    exported = tmp_path / "ranking.json"
+    exported.write_text(estimate_json(rank_modules(run), 4))
+    code, out, err = run_cli(capsys, "show", str(exported))
+    expected = f"acetui: {exported}: a ranking export, not a run record (compare and the app's Open file take it)"
+    assert code == 1 and one_error_line(err) == expected
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self") or os.geteuid() != 0, reason="root writing under /proc")
+def test_a_file_that_fails_after_the_checks_says_how_to_write_it_again(
+    checkpoint_root, dataset_dir, capsys, isolated_app_dirs
+):
+    """/proc passes the writable check for root, and the write fails: the run is over by then."""
+    run = record_run(checkpoint_root, dataset_dir, batches=1)
+    code, out, err = run_cli(capsys, "show", run.run_id, "-o", "/proc/acetui-test.json")
+    again = f"(the run is kept: acetui show {run.run_id} with the same output options writes them again)"
+    assert code == 1 and one_error_line(err).startswith("acetui: /proc/acetui-test.json: cannot write")
+    assert one_error_line(err).endswith(again)

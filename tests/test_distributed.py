@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 
 import pytest
 import torch
@@ -12,7 +15,10 @@ from acetui.errors import AcetuiError
 from acetui.estimate import BatchDone, EstimateRequest, Estimator
 from acetui.estimate.distributed import World, gather_exchange, strip_nproc, world_from_env
 from acetui.estimate.result import BatchRecord
+from acetui.history import load_record
 from acetui.model.synthetic import TINY, write_checkpoint
+from tests.support import PYTHON, REPO, estimate_args, one_error_line, run_cli, subprocess_env, subprocess_runs_dir
+from tests.test_engine_records import _wait_until_running
 from tests.test_planted_signal import FACTOR, planted_state
 
 
@@ -127,3 +133,34 @@ def test_throughput_counts_a_rounds_batches_together(checkpoint_root, dataset_di
     assert [event.eta_seconds for event in batches] == pytest.approx(
         [(6 - event.index - 1) * event.seconds_per_batch for event in batches]
     )
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals needed")
+def test_a_stop_signal_sent_to_the_launcher_alone_stops_every_rank(tmp_path, checkpoint_root, dataset_dir):
+    """``kill -INT <launcher>`` (not the terminal's Ctrl-C, which reaches the whole group) was ignored: the run
+    went on to its end. The ranks now hear every signal through the launcher, once."""
+    more = ("--estimate-batches", "100000", "--device", "cpu", "--nproc", "2")
+    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, *more)]
+    process = subprocess.Popen(
+        command, cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        path = _wait_until_running(subprocess_runs_dir(tmp_path), process)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        process.kill()
+        process.wait()
+    record = load_record(path)
+    assert record.status == "interrupted" and 1 <= record.completed_batches < 100000
+
+
+def test_more_ranks_than_the_device_has_are_refused(capsys, checkpoint_root, dataset_dir):
+    """A thousand copies of torch filled the memory before anything was said; 0 ran as if not given."""
+    cores = max(2, os.cpu_count() or 1)
+    for count in (0, cores + 1):
+        code, out, err = run_cli(
+            capsys, *estimate_args(checkpoint_root, dataset_dir, "--device", "cpu", "--nproc", str(count))
+        )
+        expected = f"acetui: --nproc must be between 1 and {cores} here (one per CPU core), got {count}"
+        assert code == 1 and one_error_line(err) == expected

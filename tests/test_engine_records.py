@@ -247,7 +247,7 @@ def good_record(checkpoint_root, dataset_dir, tmp_path_factory) -> dict:
 def test_a_record_that_does_not_fit_its_modules_is_listed_as_a_problem(edit, reason, good_record, isolated_app_dirs):
     runs = isolated_app_dirs.runs
     runs.mkdir(parents=True)
-    (runs / "20250101-000000-aaaaaa.json").write_text(json.dumps(good_record))
+    (runs / f"{good_record['run_id']}.json").write_text(json.dumps(good_record))
     broken = json.loads(json.dumps(good_record))
     edit(broken)
     bad = runs / "20250101-000000-bbbbbb.json"

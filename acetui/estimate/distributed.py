@@ -173,12 +173,23 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def check_process_count(nproc: int, device: torch.device) -> None:
+    """One rank per GPU, or per CPU core for gloo on the CPU: more only compete for the same device (and a
+    mistyped ``--nproc 1000`` started a thousand copies of torch, filling the memory)."""
+    if device.type == "cuda":
+        limit, what = torch.cuda.device_count(), "one per CUDA device"
+    else:  # two ranks always, so that a one-core machine still runs (slowly) what runs elsewhere
+        limit, what = max(2, os.cpu_count() or 1), "one per CPU core"
+    if not 1 <= nproc <= limit:
+        raise AcetuiError(f"--nproc must be between 1 and {limit} here ({what}), got {nproc}")
+
+
 def spawn_local(nproc: int, argv: Sequence[str], *, poll_seconds: float = 0.2) -> int:
     """Run ``python -m acetui <argv>`` as ``nproc`` local ranks (torchrun's environment, one machine) and
-    return rank 0's exit status (or the first failing rank's). Rank 0 keeps the terminal; the others are
-    quiet. Ctrl-C reaches every rank from the terminal, so it is not forwarded; SIGTERM/SIGHUP are."""
-    if nproc < 1:
-        raise AcetuiError(f"--nproc must be at least 1, got {nproc}")
+    return rank 0's exit status (or the first failing rank's). Rank 0 keeps the terminal's output; the
+    others are quiet. The ranks run in a session of their own, so a signal reaches them once, through this
+    launcher, whether it came from the terminal (Ctrl-C) or was sent to the launcher alone: a second
+    Ctrl-C means abort to every rank, as to a single process."""
     base = {
         **os.environ,
         "MASTER_ADDR": "127.0.0.1",
@@ -191,7 +202,11 @@ def spawn_local(nproc: int, argv: Sequence[str], *, poll_seconds: float = 0.2) -
         env = {**base, "RANK": str(rank), "LOCAL_RANK": str(rank)}
         args = list(argv) if rank == 0 else [*argv, "--quiet"]
         output = None if rank == 0 else subprocess.DEVNULL
-        processes.append(subprocess.Popen([sys.executable, "-m", "acetui", *args], env=env, stdout=output))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "acetui", *args], env=env, stdout=output, start_new_session=os.name == "posix"
+            )
+        )
 
     def forward(signum, frame) -> None:
         for process in processes:
@@ -199,7 +214,7 @@ def spawn_local(nproc: int, argv: Sequence[str], *, poll_seconds: float = 0.2) -
                 process.send_signal(signum)
 
     previous = {}
-    for name, handler in (("SIGINT", signal.SIG_IGN), ("SIGTERM", forward), ("SIGHUP", forward)):
+    for name, handler in (("SIGINT", forward), ("SIGTERM", forward), ("SIGHUP", forward)):
         if hasattr(signal, name):
             previous[name] = signal.signal(getattr(signal, name), handler)
     failed_at = None

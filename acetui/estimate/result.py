@@ -15,7 +15,8 @@ from acetui.errors import AcetuiError
 from acetui.estimate.request import EstimateRequest
 from acetui.jsonfile import read_json
 
-RECORD_FORMAT = "acetui-run/1"
+RECORD_FAMILY = "acetui-run/"
+RECORD_FORMAT = RECORD_FAMILY + "1"
 STATUSES = ("running", "complete", "cancelled", "interrupted", "failed")
 RECORD_SUFFIX = ".json"
 
@@ -155,9 +156,20 @@ def record_file(folder: Path, run_id: str) -> Path:
     return folder / f"{run_id}{RECORD_SUFFIX}"
 
 
+class OtherVersionRecord(AcetuiError):
+    """A run record in a format this acetui does not read (a newer one's): left alone, not broken."""
+
+
 def read_record(path: Path) -> EstimateResult:
     """Read one run record; AcetuiError naming the file when it does not parse or does not fit together."""
     data = read_json(path)
+    if isinstance(data, list):
+        raise AcetuiError(f"{path}: a ranking export, not a run record (compare and the app's Open file take it)")
+    kind = data.get("format") if isinstance(data, dict) else None
+    if isinstance(kind, str) and kind.startswith(RECORD_FAMILY) and kind != RECORD_FORMAT:
+        raise OtherVersionRecord(
+            f"{path}: a run record of another acetui version ({kind}; this one reads {RECORD_FORMAT})"
+        )
     try:
         return EstimateResult.from_dict(data)
     except RecursionError:

@@ -18,7 +18,7 @@ from acetui import paths
 from acetui.estimate import EstimateResult
 from acetui.estimate.imported import ImportedRanking
 from acetui.estimate.result import record_file
-from acetui.history import HistoryProblem, batches_done, list_runs, load_record, top_module
+from acetui.history import HistoryProblem, batches_done, list_runs, load_record, shown_status, top_module
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
@@ -158,11 +158,11 @@ class HistoryScreen(Screen):
             table.update_cell(run.run_id, key, value)
 
     def cells(self, run: EstimateResult) -> tuple[Text, ...]:
-        request = run.request
+        request, status = run.request, shown_status(run)
         return (
             Text("✔" if run.run_id in self.marked else " ", style="bold green"),
             Text(run.run_id),
-            Text(run.status, style=STATUS_STYLES.get(run.status, "")),
+            Text(status, style=STATUS_STYLES.get(status, "")),
             Text(self.tops.get(run.run_id, "-"), style="dim"),
             Text(request.variant),
             Text(Path(request.dataset_dir).name),

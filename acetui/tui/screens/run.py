@@ -36,7 +36,7 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.bar import bar
 from acetui.tui.widgets.memory_gauge import MemoryGauge
-from acetui.units import format_duration
+from acetui.units import format_duration, session_timing
 
 STABILITY_BAR = 20
 
@@ -73,10 +73,11 @@ def stability_text(stability: float | None, request: EstimateRequest) -> Text:
     return text
 
 
-def outcome_text(result: EstimateResult, planned: int | None, elapsed: float | None) -> Text:
-    """What the run did, in place of the last batch's line: an ended run has no ETA left."""
+def outcome_text(result: EstimateResult, planned: int | None, elapsed: float | None, resumed_at: int = 0) -> Text:
+    """What the run did, in place of the last batch's line: an ended run has no ETA left. The time is this
+    session's, so a resumed run says how many of its batches it took for."""
     request, done = result.request, result.completed_batches
-    took = f" in {format_duration(elapsed)}" if elapsed is not None else ""
+    took = session_timing(done - resumed_at, resumed_at, elapsed)
     if result.status == "complete":
         reason = result.metadata.get("stop_reason")
         if reason == "stable":
@@ -126,6 +127,7 @@ class RunScreen(Screen):
         self.run_id: str | None = resume.run_id if resume is not None else None  # known once the run starts
         self.losses: list[float] = []
         self.planned: int | None = None
+        self.resumed_at = 0
         self.elapsed: float | None = None
 
     @property
@@ -189,7 +191,7 @@ class RunScreen(Screen):
 
     def started(self, event: RunStarted) -> None:
         model = event.model
-        self.run_id, self.planned = event.run_id, event.total_batches
+        self.run_id, self.planned, self.resumed_at = event.run_id, event.total_batches, event.first_batch
         stage = (
             f"run {event.run_id}: {model.variant} {model.parameters / 1e6:.1f} M params, {model.dtype} on "
             f"{model.device} ({model.device_name})"
@@ -224,7 +226,7 @@ class RunScreen(Screen):
         elif progress.total is None:
             progress.display = False  # ended before its first batch: an indeterminate bar would spin on
         if result is not None:
-            self.query_one("#stats", Static).update(outcome_text(result, self.planned, self.elapsed))
+            self.query_one("#stats", Static).update(outcome_text(result, self.planned, self.elapsed, self.resumed_at))
 
     def ended(self, result: EstimateResult, message: str) -> None:
         self.running = False
