@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from acetui import cli
 from acetui.data import write_dataset
 from acetui.estimate import BatchDone, EstimateRequest, Estimator, RunFailed, RunStopped, rank_modules
 from acetui.estimate.engine import out_of_memory
-from acetui.model.synthetic import TINY
+from acetui.model.synthetic import TINY, write_checkpoint
 from tests.support import estimate_args, one_error_line, run_cli, run_records, sample_dict
 
 
@@ -232,18 +234,22 @@ def test_cancel_saves_a_partial_result_that_resumes_exactly(checkpoint_root, dat
     assert [b.loss for b in resumed.batches] == [b.loss for b in straight.batches]
 
 
-def test_resume_refuses_a_dataset_that_changed(tmp_path, checkpoint_root, capsys, isolated_app_dirs):
-    """The batch plan indexes the scanned samples, so a folder that gained a sample cannot resume exactly."""
-    folder = tmp_path / "growing"
+def _stopped_run(checkpoint_root, folder, runs):
     write_dataset(folder, count=5, condition_width=TINY.condition_width, seed=3, frames=(9, 12))
-    request = _request(checkpoint_root, folder, batches=4)
     estimator = Estimator(
-        request,
-        record_dir=isolated_app_dirs.runs,
+        _request(checkpoint_root, folder, batches=4),
+        record_dir=runs,
         on_event=lambda event: isinstance(event, BatchDone) and estimator.cancel(),
     )
     partial = estimator.run()
     assert partial.status == "cancelled"
+    return partial
+
+
+def test_resume_refuses_a_dataset_that_changed(tmp_path, checkpoint_root, capsys, isolated_app_dirs):
+    """The batch plan indexes the scanned samples, so a folder that gained a sample cannot resume exactly."""
+    folder = tmp_path / "growing"
+    partial = _stopped_run(checkpoint_root, folder, isolated_app_dirs.runs)
     torch.save(sample_dict(), folder / "zz_new.pt")
     code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
     assert code == 1
@@ -253,6 +259,31 @@ def test_resume_refuses_a_dataset_that_changed(tmp_path, checkpoint_root, capsys
     )
     (record,) = run_records(isolated_app_dirs).values()
     assert record["status"] == "cancelled" and len(record["batches"]) == partial.completed_batches
+
+
+def test_resume_refuses_replaced_samples_and_changed_weights(tmp_path, checkpoint_root, capsys, isolated_app_dirs):
+    """Samples replaced under the same names, or a checkpoint replaced in place, resumed without a word into
+    a ranking mixing two datasets or two models."""
+    folder = tmp_path / "replaced"
+    partial = _stopped_run(checkpoint_root, folder, isolated_app_dirs.runs)
+    first = sorted(folder.glob("*.pt"))[0]
+    original = first.read_bytes()
+    torch.save(sample_dict(frames=30), first)
+    code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
+    changed = f"its samples' names, lengths or sizes changed since the run began; run {partial.run_id} cannot"
+    assert code == 1 and one_error_line(err).startswith(f"acetui: {folder}: {changed}")
+    first.write_bytes(original)
+
+    weights = tmp_path / "checkpoints"
+    shutil.copytree(checkpoint_root, weights)
+    moved = replace(partial.request, checkpoint_dir=weights)
+    record = isolated_app_dirs.runs / f"{partial.run_id}.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "request": moved.to_dict()}))
+    folder_of = weights / "acestep-v15-turbo"
+    write_checkpoint(folder_of, TINY, seed=7)
+    code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
+    assert code == 1 and one_error_line(err).startswith(f"acetui: {folder_of}: the weight of decoder.layers.0")
+    assert run_records(isolated_app_dirs)[partial.run_id]["status"] == "cancelled"
 
 
 def test_the_cpu_allocators_failure_is_out_of_memory_like_cudas():

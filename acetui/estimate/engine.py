@@ -36,7 +36,14 @@ from acetui.estimate.gradients import GradientProbe
 from acetui.estimate.memory import memory_stats
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
 from acetui.estimate.ownership import RunClaim, claim_run, process_owner
-from acetui.estimate.preparation import check_weights, load_model, new_result, prepare, resumed_request
+from acetui.estimate.preparation import (
+    check_unchanged,
+    check_weights,
+    load_model,
+    new_result,
+    prepare,
+    resumed_request,
+)
 from acetui.estimate.request import EstimateRequest
 from acetui.estimate.result import BatchRecord, EstimateResult, record_file
 from acetui.estimate.scores import group_name, score_table
@@ -241,13 +248,9 @@ class Estimator:
             result = new_result(request, modules, probe.numels, weight_norms, info, scan)
         if result.modules != modules:
             raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
-        recorded = result.metadata.get("dataset", {}).get("samples")
-        if resume is not None and recorded not in (None, len(scan.samples)):
-            raise AcetuiError(
-                f"{scan.folder}: now holds {len(scan.samples)} valid samples, run {result.run_id} had {recorded}; "
-                "it cannot be resumed exactly (start a new run)"
-            )
-        if resume is None:
+        if resume is not None:
+            check_unchanged(result, scan, weight_norms, info)
+        else:
             self._claim(result)
         self._result = result  # from here on a failure keeps (and saves) the batches done
         result.status = "running"

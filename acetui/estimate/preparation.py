@@ -8,6 +8,9 @@ headless dataset report (``acetui.preflight``) gives the very warnings a run giv
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import platform
 import time
 import uuid
@@ -173,6 +176,7 @@ def new_result(
             "dataset": {
                 "folder": str(scan.folder),
                 "samples": len(scan.samples),
+                "fingerprint": dataset_fingerprint(scan),
                 "summary": scan.summary(),
                 "skipped_samples": [{"path": str(p.path), "reason": p.reason} for p in scan.problems],
             },
@@ -180,6 +184,37 @@ def new_result(
             "versions": package_versions(),
         },
     )
+
+
+def dataset_fingerprint(scan: DatasetScan) -> str:
+    """The samples' names, lengths and file sizes, hashed: what a resume must find again for its batches to
+    draw the same samples (the batch plan indexes them in name order)."""
+    facts = [(info.path.name, info.frames, info.condition_length, info.size_bytes) for info in scan.samples]
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
+
+
+WEIGHT_TOLERANCE = 1e-3  # a norm computed on another device or in another dtype moves far less than this
+
+
+def check_unchanged(result: EstimateResult, scan: DatasetScan, weight_norms: list[float], info: ModelInfo) -> None:
+    """A resume continues the batches of the same samples on the same weights, or it is refused: a ranking
+    mixing two datasets or two checkpoints would read as one (records from before the fingerprint have the
+    sample count only)."""
+    recorded = result.metadata.get("dataset", {})
+    redo = f"run {result.run_id} cannot be resumed exactly (start a new run)"
+    if recorded.get("samples") not in (None, len(scan.samples)):
+        raise AcetuiError(
+            f"{scan.folder}: now holds {len(scan.samples)} valid samples, run {result.run_id} had "
+            f"{recorded['samples']}; it cannot be resumed exactly (start a new run)"
+        )
+    if recorded.get("fingerprint") not in (None, dataset_fingerprint(scan)):
+        raise AcetuiError(f"{scan.folder}: its samples' names, lengths or sizes changed since the run began; {redo}")
+    for module, then, now in zip(result.modules, result.weight_norms, weight_norms):
+        if not math.isclose(then, now, rel_tol=WEIGHT_TOLERANCE):
+            raise AcetuiError(
+                f"{info.folder}: the weight of {module} changed since the run began (norm {then:.6g}, now "
+                f"{now:.6g}); {redo}"
+            )
 
 
 def resumed_request(asked: EstimateRequest, read: EstimateRequest, current: EstimateRequest) -> EstimateRequest:
