@@ -44,7 +44,8 @@ class ProfileError(AcetuiError):
 
 def _check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise ProfileError(f"profile name {name!r}: use letters, digits, '.', '-' or '_' (at most 64)")
+        rule = "start with a letter or digit, then use letters, digits, '.', '-' or '_' (at most 64 in all)"
+        raise ProfileError(f"profile name {name!r}: {rule}")
     return name
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from textual import on
@@ -23,6 +24,7 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.parameters import ParametersScreen
+from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 
 QUIT_QUESTION = "quit-question"
@@ -128,10 +130,19 @@ class AcetuiApp(App[list[str]]):
 
     @on(RunRecordChanged)
     def run_record_changed(self, message: RunRecordChanged) -> None:
-        """Route a run's progress to the History screens, so their row for it follows the run."""
+        """Route a run's progress to the History screens, so their row for it follows the run, and to the
+        Results screens, which re-read it when they show that run."""
         for screen in self.screen_stack:
-            if isinstance(screen, HistoryScreen):
+            if isinstance(screen, (HistoryScreen, ResultsScreen)):
                 screen.reload_run(message.run_id)
+
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """Textual's Screenshot command saves to ~/Downloads, which servers seldom have (it then says only
+        "Failed to save screenshot"): by default it goes to the current folder, as exports do, and Textual's
+        notice names its full path."""
+        return super().deliver_screenshot(filename, path or str(Path.cwd()), time_format)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Textual's, with our Quit: Textual's help says it quits at once, ours asks first during a run."""

@@ -17,7 +17,7 @@ class EngineMessage(Message):
 
 class RunRecordChanged(Message):
     """A run of this app saved its record (a batch done, or the run ended); it bubbles from the Run screen
-    to the app, which tells the History screens so a running row does not stay at a stale batch count."""
+    to the app, which tells the History and Results screens, so that neither stays at a stale batch count."""
 
     def __init__(self, run_id: str) -> None:
         super().__init__()

@@ -44,6 +44,8 @@ from acetui.tui.widgets.path_wrap import PathWrap
 from acetui.tui.widgets.settings_form import FIELD_KEYS, SettingsForm
 from acetui.units import format_bytes
 
+PROFILE_NOT_SAVED = "Profile not saved"
+
 
 def memory_hint(free: tuple[bool, int] | None, need: MemoryNeed | None) -> str:
     """The free memory of ``(is_cuda, free bytes)``, then whether the longest batch fits it and what to do
@@ -306,15 +308,16 @@ class ParametersScreen(Screen):
         batch_size = int(size) if size.isdigit() and int(size) > 0 else 1
         return memory_need(config, parameters, frames, batch_size, dtype)
 
-    def request(self) -> EstimateRequest | None:
-        """The form as a request, or None after telling the user what is wrong."""
+    def request(self, refusal: str = "Cannot run") -> EstimateRequest | None:
+        """The form as a request, or None after telling the user what is wrong under the title ``refusal``
+        (what the invalid form stops: the run, or saving the profile)."""
         try:
             values = self.query_one(SettingsForm).values()
             self.app.score = values["score"]
             self.app.draft.update(values)
             return EstimateRequest.from_dict(self.app.draft)
         except (AcetuiError, KeyError) as error:
-            self.notify(str(error), title="Cannot run", severity="error")
+            self.notify(str(error), title=refusal, severity="error")
             return None
 
     def action_run(self) -> None:
@@ -337,7 +340,7 @@ class ParametersScreen(Screen):
         self.find_devices()
 
     def action_save_profile(self) -> None:
-        if self.request() is not None:
+        if self.request(refusal=PROFILE_NOT_SAVED) is not None:
             self.app.push_screen(ProfileScreen("Save profile as", list_profiles()), self.save_profile)
 
     def save_profile(self, name: str | None) -> None:
@@ -354,7 +357,7 @@ class ParametersScreen(Screen):
         try:
             path = save_profile(name, settings_of(EstimateRequest.from_dict(self.app.draft)))
         except AcetuiError as error:
-            self.notify(str(error), title="Profile not saved", severity="error")
+            self.notify(str(error), title=PROFILE_NOT_SAVED, severity="error")
             return
         self.notify(f"saved {path}", title=f"Profile {name}")
 

@@ -1,6 +1,8 @@
 """Step 5: the ranking of one run or imported file (table, heat map, summary) with score switching,
 statistics, effective ranks, export, copy, and opening a Side-Step or acetui export. The run's warnings
-stay in view: a ranking from one sample must not look as sound as one from fifty."""
+stay in view: a ranking from one sample must not look as sound as one from fifty. A run of this app is
+shown as its record last saved (the app routes its record changes here), so a running or resumed run's
+results, and their export, do not stay at an old batch count."""
 
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState
 
+from acetui import paths
 from acetui.errors import AcetuiError, OutputExistsError
 from acetui.estimate import EstimateResult, RankedModule
 from acetui.estimate.exports import target_modules_string
 from acetui.estimate.imported import ImportedRanking
+from acetui.estimate.result import record_file
 from acetui.estimate.sidestep import cached_effective_ranks
+from acetui.history import load_record
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.screens.confirm import ConfirmScreen
@@ -65,6 +70,8 @@ class ResultsScreen(Screen):
         self.set_reactive(ResultsScreen.score, score if score in self.source.scores else self.source.scores[0])
         self.ranking: list[RankedModule] = []
         self.effective: dict[str, int] | None = None
+        self.changed = False  # the run's record was saved since this screen read it
+        self.reading = False  # one record read at a time: a tiny run saves ~20 batches a second
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -125,6 +132,52 @@ class ResultsScreen(Screen):
     def watch_score(self) -> None:
         self.show()
 
+    def reload_run(self, run_id: str) -> None:
+        """A run of this app saved its record: re-read it if it is the run shown, at once while this screen
+        is in front, or else when it is back (``on_screen_resume``)."""
+        if self.source.result is not None and self.source.result.run_id == run_id:
+            self.changed = True
+            self.read_changed()
+
+    def on_screen_resume(self) -> None:
+        """Catch up with the batches saved while another screen was in front (e.g. the resumed run's)."""
+        self.read_changed()
+
+    def read_changed(self) -> None:
+        """Only ``reload_run`` sets ``changed``, for a recorded run: ``source.result`` is one."""
+        if self.reading or not self.changed or not self.is_active:
+            return
+        self.reading, self.changed = True, False
+        self.read_record(self.source.result.run_id)
+
+    @work(thread=True, group="run-record", exit_on_error=False, description="reading the run's record")
+    def read_record(self, run_id: str) -> EstimateResult:
+        return load_record(record_file(paths.app_dirs().runs, run_id))
+
+    @on(Worker.StateChanged)
+    def record_read(self, event: Worker.StateChanged) -> None:
+        """Show the record read (an unreadable one leaves the last shown), then any change since."""
+        if event.worker.group != "run-record" or not event.worker.is_finished:
+            return
+        self.reading = False
+        if event.state == WorkerState.SUCCESS:
+            self.show_record(event.worker.result)
+        self.read_changed()
+
+    def show_record(self, result: EstimateResult) -> None:
+        """The run as re-read, where the user was: score, view, filter and sort stay, and so do the table's
+        highlighted module and scroll (the table's rows, shown anew, would put both back at the top)."""
+        table = self.query_one(RankingTable)
+        module = table.coordinate_to_cell_key(table.cursor_coordinate).row_key if table.row_count else None
+        x, y = table.scroll_x, table.scroll_y
+        self.source = ranking_source(result)
+        self.show_warnings()
+        self.show()
+        table.scroll_to(x, y, animate=False, immediate=True)
+        if module is not None and module in table.rows:
+            table.move_cursor(row=table.get_row_index(module))
+        self.refresh_bindings()
+
     @work(thread=True, exclusive=True, group="effective-rank", exit_on_error=False, description="effective ranks")
     def find_effective_ranks(self, result: EstimateResult) -> dict[str, int]:
         """Without them (checkpoint gone or unreadable) the column and a fisher map say -1: warn why."""
@@ -164,8 +217,9 @@ class ResultsScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next_score":
             return len(self.source.scores) > 1 or None
-        if action == "resume":  # only a stopped run's results offer it
-            return self.source.result is not None and self.source.result.partial
+        if action == "resume":  # only a stopped run's results offer it, not while this app is running it
+            result = self.source.result
+            return result is not None and result.partial and result.run_id not in self.app.running_runs()
         if action == "clear_filter":
             return self.filtering
         if action == "back":

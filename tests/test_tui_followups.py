@@ -1,0 +1,131 @@
+"""What a tmux review found after the UX fixes (80x24): Results of a running or resumed run that stayed at an old
+batch count (and offered to resume a run being run), a profile save refused as "Cannot run", a profile name
+refused by a rule its message did not state, and a palette Screenshot that failed without ~/Downloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input, TabbedContent
+
+from acetui.estimate import EstimateRequest
+from acetui.tui.app import make_app
+from acetui.tui.ranking_source import ranking_source
+from acetui.tui.screens.history import HistoryScreen
+from acetui.tui.screens.parameters import ParametersScreen
+from acetui.tui.screens.profile import ProfileScreen
+from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.screens.run import RunScreen
+from acetui.tui.widgets.ranking_table import RankingTable
+from tests.test_tui_run_flow import heading, key_label, notified, palette
+from tests.tui_support import SIZE, fill, open_screen, record_run, settle, start_long_run, wait_for
+
+
+def last_notice(app):
+    return list(app._notifications)[-1]
+
+
+def highlighted(table: RankingTable) -> str:
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+
+async def test_results_of_a_running_run_follow_it_keep_the_view_and_offer_resume_once_it_stopped(
+    checkpoint_root, dataset_dir
+):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        run = await start_long_run(pilot, checkpoint_root, dataset_dir)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and bool(app.screen.runs))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        results, run_id = app.screen, run.run_id
+        assert results.source.result.run_id == run_id and "(running)" in heading(app)
+        assert "r" not in results.active_bindings  # the app is running it: resuming it is no choice
+        table = results.query_one(RankingTable)
+        results.query_one("#filter", Input).value = "cross_attn"
+        await pilot.press("o", "down", "down", "right")
+        # a batch shown resets both without the screen keeping them, often before the keys are handled
+        await wait_for(pilot, lambda: table.cursor_row == 2 and table.scroll_x > 0)
+        order, module, scrolled, shown = table.order, highlighted(table), table.scroll_x, heading(app)
+        await wait_for(pilot, lambda: heading(app) != shown)  # a later batch, with no key pressed
+        assert "(running)" in heading(app) and table.row_count == 16
+        assert table.order == order and highlighted(table) == module
+        results.show_view("summary")
+        run.estimator.cancel()
+        await wait_for(pilot, lambda: "(cancelled)" in heading(app))
+        await settle(pilot)
+        stopped = results.source.result
+        assert f"{len(stopped.included_batches)} of 5000 batches (cancelled)" in heading(app)
+        assert results.query_one(TabbedContent).active == "summary" and table.row_count == 16
+        assert highlighted(table) == module and table.scroll_x == scrolled
+        assert key_label(app, "r") == "Resume"
+
+
+async def test_results_left_for_a_resumed_run_show_it_as_it_stopped(checkpoint_root, dataset_dir):
+    """Going back to the Results that resumed the run: the batches the resumed run added, not the old ranking
+    that `e` would otherwise export."""
+    stopped = record_run(checkpoint_root, dataset_dir, batches=5000, top_k=4, stop_after=1)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        old = ResultsScreen(stopped, "grad-norm")
+        await open_screen(pilot, old)
+        assert "1 of 5000 batches (cancelled)" in heading(app)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.result is None)
+        run = app.screen
+        await wait_for(pilot, lambda: len(run.losses) >= 3)
+        await pilot.press("escape")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen) and app.screen is not old)
+        resumed = app.screen.source.result
+        assert resumed.run_id == stopped.run_id and len(resumed.included_batches) > 1
+        await pilot.press("escape", "escape")
+        await settle(pilot)
+        assert app.screen is old
+        assert f"{len(resumed.included_batches)} of 5000 batches (cancelled)" in heading(app)
+        assert [item.module for item in old.ranking] == [
+            item.module for item in ranking_source(resumed).ranking("grad-norm")
+        ]
+        assert key_label(app, "r") == "Resume"
+
+
+async def test_saving_a_profile_with_an_invalid_field_says_it_was_not_saved(checkpoint_root, dataset_dir):
+    app = make_app(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=1, device="cpu"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        fill(pilot, top_k="0")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ParametersScreen)
+        assert (last_notice(app).title, last_notice(app).message) == (
+            "Profile not saved",
+            "top-k must be at least 1, got 0",
+        )
+
+
+async def test_a_refused_profile_name_is_told_the_rule_it_broke(checkpoint_root, dataset_dir):
+    app = make_app(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=1, device="cpu"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+s", ".", ".", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ProfileScreen)
+        assert "start with a letter or digit" in last_notice(app).message
+
+
+async def test_palette_screenshot_is_saved_in_the_current_folder_without_a_downloads_folder(
+    tmp_path, monkeypatch, checkpoint_root, dataset_dir
+):
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # no ~/Downloads, as on a server
+    monkeypatch.chdir(here)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await palette(pilot, "screenshot")
+        await wait_for(pilot, lambda: notified(app, "screenshot"), timeout=10)
+        [written] = here.glob("*.svg")
+        assert notified(app, f"Saved screenshot to [$text-success]{str(written)!r}")
+        assert Path(written).read_text().startswith("<svg")
