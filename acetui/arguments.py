@@ -10,6 +10,7 @@ from pathlib import Path
 
 from acetui import __version__
 from acetui.estimate import SCORES
+from acetui.estimate.sidestep import DEFAULT_BASE_RANK, DEFAULT_RANK_MAX, DEFAULT_RANK_MIN
 
 
 def _batches(text: str) -> str:
@@ -66,9 +67,25 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         help="write Side-Step's fisher_map.json (default PATH: <dataset-dir>/fisher_map.json)",
     )
     add("--force", action="store_true", help="replace an existing fisher_map.json")
-    add("--base-rank", "--rank", type=int, default=64, help="fisher map: median LoRA rank (default 64)")
-    add("--rank-min", type=int, default=16, help="fisher map: smallest assigned rank (default 16)")
-    add("--rank-max", type=int, default=128, help="fisher map: largest assigned rank (default 128)")
+    add(
+        "--base-rank",
+        "--rank",
+        type=int,
+        default=DEFAULT_BASE_RANK,
+        help=f"fisher map: median LoRA rank (default {DEFAULT_BASE_RANK})",
+    )
+    add(
+        "--rank-min",
+        type=int,
+        default=DEFAULT_RANK_MIN,
+        help=f"fisher map: smallest assigned rank (default {DEFAULT_RANK_MIN})",
+    )
+    add(
+        "--rank-max",
+        type=int,
+        default=DEFAULT_RANK_MAX,
+        help=f"fisher map: largest assigned rank (default {DEFAULT_RANK_MAX})",
+    )
     add(
         "--rank-budget",
         type=int,

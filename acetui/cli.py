@@ -22,7 +22,14 @@ from acetui.estimate.ownership import check_incomplete, check_not_running, run_o
 from acetui.estimate.request import resolve_device
 from acetui.history import batches_done, find_run, list_runs, load_record, runs_table, shown_status
 from acetui.profiles import load_profile, saved_profile
-from acetui.progress import ConsoleReporter, check_outputs, print_ranking, wants_outputs, write_outputs
+from acetui.progress import (
+    ConsoleReporter,
+    check_outputs,
+    ignored_options,
+    print_ranking,
+    wants_outputs,
+    write_outputs,
+)
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -77,6 +84,8 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
     """Run with a progress line on stderr; signals stop the run after the current batch and keep it."""
     check_outputs(request, args)  # an existing map or a bad rank budget fails before the run, not after it
     world = world_from_env()
+    for note in ignored_options(request, args) if world.main else ():
+        print(f"acetui: warning: {note}", file=sys.stderr)
     reporter = ConsoleReporter(quiet=args.quiet or not world.main)
     if world.distributed:
         from acetui.estimate.distributed import distributed_estimator

@@ -27,7 +27,14 @@ from acetui.estimate import (
 from acetui.estimate.exports import FORMATS_WITH_STATS, export, target_modules_string
 from acetui.estimate.memory import MemoryStats
 from acetui.estimate.rank_budget import check_budget_floor, peft_rank_json
-from acetui.estimate.sidestep import FISHER_MAP_NAME, check_rank_budget, export_fisher_map
+from acetui.estimate.sidestep import (
+    DEFAULT_BASE_RANK,
+    DEFAULT_RANK_MAX,
+    DEFAULT_RANK_MIN,
+    FISHER_MAP_NAME,
+    check_rank_budget,
+    export_fisher_map,
+)
 from acetui.estimate.stats import RankingStats, result_stats
 from acetui.units import block_bar, format_bytes, format_duration, session_timing
 
@@ -257,6 +264,29 @@ def check_outputs(request: EstimateRequest, args: argparse.Namespace) -> None:
         same = named.setdefault(path.resolve(), option)
         if same != option:  # the second file would replace the first
             raise AcetuiError(f"{same} and {option} both name {path}: give each output a file of its own")
+
+
+RANK_DEFAULTS = {"base_rank": DEFAULT_BASE_RANK, "rank_min": DEFAULT_RANK_MIN, "rank_max": DEFAULT_RANK_MAX}
+
+
+def ignored_options(request: EstimateRequest, args: argparse.Namespace) -> list[str]:
+    """Options given that change nothing with the others given: said rather than dropped without a word."""
+    notes = []
+    ranked = getattr(args, "fisher_map", None) is not None or getattr(args, "rank_budget", None) is not None
+    changed = [name for name, default in RANK_DEFAULTS.items() if getattr(args, name, default) != default]
+    if changed and not ranked:
+        given = ", ".join("--" + name.replace("_", "-") for name in changed)
+        notes.append(f"{given}: used by --fisher-map or --rank-budget only, neither is given; ignored")
+    if getattr(args, "force", False) and getattr(args, "fisher_map", None) is None:
+        notes.append("--force: lets --fisher-map replace a map, and --fisher-map is not given; ignored")
+    auto_only = [
+        f"--{name.replace('_', '-')}"
+        for name in ("max_batches", "stability_target")
+        if getattr(args, name, None) is not None
+    ]
+    if auto_only and not request.auto_batches:
+        notes.append(f"{', '.join(auto_only)}: used by --estimate-batches auto only; ignored")
+    return notes
 
 
 def wants_outputs(args: argparse.Namespace) -> bool:

@@ -280,3 +280,14 @@ def test_the_console_script_runs_the_guarded_entry_point():
     tomllib = pytest.importorskip("tomllib")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["acetui"] == "acetui.__main__:run"
+
+
+def test_options_that_change_nothing_are_said_to_be_ignored(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    more = ("--estimate-batches", "1", "--force", "--base-rank", "8", "--max-batches", "3", "--stability-target", "0.5")
+    code, out, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, *more))
+    warnings = [line for line in err.splitlines() if line.startswith("acetui: warning: ")]
+    assert code == 0 and warnings == [
+        "acetui: warning: --base-rank: used by --fisher-map or --rank-budget only, neither is given; ignored",
+        "acetui: warning: --force: lets --fisher-map replace a map, and --fisher-map is not given; ignored",
+        "acetui: warning: --max-batches, --stability-target: used by --estimate-batches auto only; ignored",
+    ]

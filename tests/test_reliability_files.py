@@ -202,7 +202,7 @@ BAD_RECORDS = {
     "empty": (b"", "not valid JSON"),
     "truncated": (None, "not valid JSON"),
     "not-utf8": (b"\xff\xfe{}", "cannot read"),
-    "a-list": (b"[1, 2]", "not a valid run record"),
+    "a-list": (b"[1, 2]", "a ranking export, not a run record"),
     "other-format": (b'{"format": "something-else"}', "not a valid run record"),
     "bad-request": (None, "not a valid run record"),
     "bad-batches": (None, "not a valid run record"),
@@ -253,7 +253,7 @@ def test_history_record_that_does_not_parse(case, good_record, capsys, isolated_
     runs_found, problems = list_runs()
     assert [run.run_id for run in runs_found] == [good_record["run_id"]]
     aside = runs / "20990101-000000-badbad.json.bad"
-    assert problems == [HistoryProblem(aside, problems[0].reason)]
+    assert problems == [HistoryProblem(aside, problems[0].reason, f"moved aside to {aside.name}")]
     assert problems[0].reason.startswith(f"{bad}: {problem}")
     assert aside.read_bytes() == _bad_record(case, good_record) and not bad.exists()
 
