@@ -22,6 +22,22 @@ def test_variants_lists_each_with_its_facts_and_problems(checkpoint_root, tmp_pa
     assert "unusable:" in lines[3] and "config.json" in lines[3]
 
 
+def test_a_variant_folder_that_is_not_one_is_listed_with_why(checkpoint_root, tmp_path, capsys):
+    """A dangling link named like a variant, or a config.json that is a folder, was left out without a word."""
+    root = tmp_path / "root"
+    shutil.copytree(checkpoint_root, root)
+    (root / "acestep-v15-sft").symlink_to(tmp_path / "gone")
+    (root / "acestep-v15-turbo-shift1" / "config.json").mkdir(parents=True)
+    (root / "acestep-v15-notes.txt").write_text("not a variant")
+    assert main(["variants", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    problems = {line.split()[0]: line.split(None, 2)[2] for line in lines[1:] if " unusable: " in line}
+    assert problems == {
+        "sft": f"{root / 'acestep-v15-sft'}: a link to {tmp_path / 'gone'}, which does not exist",
+        "turbo-shift1": f"{root / 'acestep-v15-turbo-shift1' / 'config.json'}: cannot read (Is a directory)",
+    }
+
+
 def test_variants_of_an_empty_root_exit_1(tmp_path, capsys):
     assert main(["variants", str(tmp_path)]) == 1
     assert "no variant folders" in capsys.readouterr().out

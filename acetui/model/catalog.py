@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class VariantInfo:
 def describe_variant(folder: Path) -> VariantInfo:
     """Read config.json and the safetensors headers (no tensor data) of one variant folder."""
     name = short_name(folder.name)
+    if folder.is_symlink() and not folder.exists():
+        return VariantInfo(name, folder, problem=f"{folder}: a link to {os.readlink(folder)}, which does not exist")
     try:
         config = DecoderConfig.from_json_file(folder / CONFIG_FILE)
         entries, sharded = decoder_entries(folder)

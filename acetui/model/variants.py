@@ -34,9 +34,17 @@ def short_name(folder_name: str) -> str:
 
 
 def variant_folders(root: Path) -> list[Path]:
-    """Every sub-folder of ``root`` holding a config.json, official variants first (in their order), then by name."""
+    """Every sub-folder of ``root`` holding a config.json, and everything named like an official variant
+    folder (``acestep-v15-...``) even when it is not one (a dangling link, a config.json that is a folder),
+    so that it is listed with its problem instead of missing without a word; official variants first (in
+    their order), then by name."""
     try:
-        folders = [child for child in root.iterdir() if child.is_dir() and (child / CONFIG_FILE).is_file()]
+        folders = [
+            child
+            for child in root.iterdir()
+            if (child.name.startswith(FOLDER_PREFIX) and not child.is_file())
+            or (child.is_dir() and (child / CONFIG_FILE).is_file())
+        ]
     except OSError:
         return []
     order = {name: index for index, name in enumerate(OFFICIAL_VARIANTS)}
