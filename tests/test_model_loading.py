@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from acetui.errors import ModelLoadError
 from acetui.model import AceStepDecoder, VariantInfo, list_variants, load_decoder, resolve_variant
-from acetui.model.checkpoint import decoder_entries, iter_decoder_tensors
+from acetui.model.checkpoint import decoder_entries, iter_decoder_tensors, read_header
 from acetui.model.config import DecoderConfig
 from acetui.model.synthetic import TINY, random_state, write_checkpoint
 
@@ -418,3 +418,16 @@ def test_bf16_into_fp32_holds_one_tensor_at_a_time(big_root):
     peak, model_bytes, file_size = _peak(big_root, "float32")
     assert model_bytes > 1.8 * file_size
     assert peak < model_bytes + 0.5 * file_size, (peak, model_bytes, file_size)
+
+
+def test_tensors_that_share_bytes_are_refused(tmp_path):
+    """A header pointing two tensors at overlapping bytes loaded both, one with the other's values."""
+    body = (
+        b'{"decoder.a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+        b'"decoder.b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}'
+    )
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(len(body).to_bytes(8, "little") + body + bytes(12))
+    with pytest.raises(ModelLoadError) as caught:
+        read_header(file)
+    assert str(caught.value) == f"{file}: corrupt safetensors file (tensors 'decoder.a' and 'decoder.b' share bytes)"

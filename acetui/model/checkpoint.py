@@ -131,7 +131,17 @@ def read_header(file: Path) -> dict[str, TensorEntry]:
         if key == "__metadata__":
             continue
         entries[key] = _entry(file, key, info, data_start, size, corrupt)
+    _check_no_overlap(entries, corrupt)
     return entries
+
+
+def _check_no_overlap(entries: dict[str, TensorEntry], corrupt) -> None:
+    """Two tensors sharing bytes would both load, one with the other's values: the safetensors library
+    refuses such a header, and so do we."""
+    ordered = sorted(entries.values(), key=lambda entry: entry.offset)
+    for before, after in zip(ordered, ordered[1:]):
+        if before.offset + before.nbytes > after.offset:
+            raise corrupt(f"tensors {before.key!r} and {after.key!r} share bytes")
 
 
 def _entry(file: Path, key: str, info: Any, data_start: int, size: int, corrupt) -> TensorEntry:
