@@ -3,6 +3,7 @@ replace and delete), and the form's checks on top-k, seed and timestep focus."""
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input, OptionList, Select, Static
 from textual.widgets._select import SelectCurrent
 
@@ -183,15 +184,33 @@ async def test_seed_range_matches_the_engine(checkpoint_root, dataset_dir):
         assert messages(app)[-1] == "seed is far out of range (5000 digits)"
 
 
-async def test_timestep_focus_error_says_what_is_wrong(checkpoint_root, dataset_dir):
+@pytest.mark.parametrize(
+    ("field", "text", "key", "title", "message"),
+    [
+        (
+            "timestep_focus",
+            "0.9,0.1",
+            "ctrl+r",
+            "Cannot run",
+            "timestep focus range 0.9,0.1 must satisfy 0 <= LOW < HIGH <= 1",
+        ),
+        ("top_k", "0", "ctrl+s", "Profile not saved", "top-k must be at least 1, got 0"),
+    ],
+    ids=["run", "save-profile"],
+)
+async def test_an_invalid_field_says_what_is_wrong_and_what_it_stopped(
+    checkpoint_root, dataset_dir, field, text, key, title, message
+):
+    """Saving a profile with a bad field said "Cannot run" too."""
     app = parameters_app(checkpoint_root, dataset_dir)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        fill(pilot, timestep_focus="0.9,0.1")
-        await pilot.press("ctrl+r")
+        fill(pilot, **{field: text})
+        await pilot.press(key)
         await pilot.pause()
         assert isinstance(app.screen, ParametersScreen)
-        assert messages(app)[-1] == "timestep focus range 0.9,0.1 must satisfy 0 <= LOW < HIGH <= 1"
+        notice = list(app._notifications)[-1]
+        assert (notice.title, notice.message) == (title, message)
 
 
 async def test_the_closed_device_list_names_what_auto_runs_on(checkpoint_root, dataset_dir):
