@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from acetui import paths
 from acetui.arguments import build_parser
@@ -99,7 +100,7 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
 
     def stop(signum, frame) -> None:
         if estimator.stopping:
-            raise KeyboardInterrupt
+            _abort()
         estimator.cancel("interrupted")
         when = "the current batch" if reporter.last_batch is not None else "setup"
         reporter.note(f"{signal.Signals(signum).name}: stopping after {when} (again to abort)")
@@ -122,6 +123,14 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
     record = None if result is None else estimator.record_path(result.run_id)
     hopeless = result is not None and result.status == "failed" and bool(result.batches) and not result.included_batches
     return _finish(result, announce=record is not None and record.is_file() and not hopeless)
+
+
+def _abort() -> NoReturn:
+    """A second stop signal: leave at once. Raising KeyboardInterrupt from the handler unwound through
+    whatever was running (torch, a finaliser) and could end in a traceback; every finished batch is in the
+    record already (written atomically), and the OS releases the run's lock."""
+    print("acetui: aborted", file=sys.stderr, flush=True)
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _finish(result: EstimateResult | None, announce: bool) -> int:
