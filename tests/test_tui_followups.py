@@ -4,11 +4,16 @@ refused by a rule its message did not state, and a palette Screenshot that faile
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from textual.widgets import Input, TabbedContent
 
+from acetui import paths
 from acetui.estimate import EstimateRequest
+from acetui.estimate.ownership import process_owner
+from acetui.estimate.result import record_file
+from acetui.history import load_record
 from acetui.tui.app import make_app
 from acetui.tui.ranking_source import ranking_source
 from acetui.tui.screens.history import HistoryScreen
@@ -86,6 +91,20 @@ async def test_results_left_for_a_resumed_run_show_it_as_it_stopped(checkpoint_r
         assert [item.module for item in old.ranking] == [
             item.module for item in ranking_source(resumed).ranking("grad-norm")
         ]
+        assert key_label(app, "r") == "Resume"
+
+
+async def test_results_of_a_record_left_running_by_a_gone_process_say_interrupted(checkpoint_root, dataset_dir):
+    """History already said "interrupted" for such a record; its Results heading said "(running)"."""
+    stopped = record_run(checkpoint_root, dataset_dir, batches=5000, top_k=4, stop_after=1)
+    path = record_file(paths.app_dirs().runs, stopped.run_id)
+    data = json.loads(path.read_text())
+    data["status"], data["metadata"]["owner"] = "running", process_owner()  # this process, which does not run it
+    path.write_text(json.dumps(data))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, ResultsScreen(load_record(path), "grad-norm"))
+        assert "1 of 5000 batches (interrupted)" in heading(app)
         assert key_label(app, "r") == "Resume"
 
 

@@ -24,6 +24,7 @@ from acetui.estimate.sidestep import (
     export_fisher_map,
 )
 from acetui.estimate.stats import RankingStats, result_stats
+from acetui.history import shown_status
 
 SUFFIXES = {"json": ".json", "csv": ".csv", "targets": ".txt", "peft": "-peft.json", "peft-suffix": "-peft-suffix.json"}
 RUN_FORMATS = {"fisher-map": "fisher_map.json (Side-Step v2)", "peft-ranks": "PEFT with rank_pattern"}
@@ -92,7 +93,8 @@ class RunRanking:
         batches = Text(f"{len(result.included_batches)} batches")
         if result.partial:
             planned = f"at most {request.max_batches}" if request.auto_batches else str(request.batches)
-            batches = Text(f"{len(result.included_batches)} of {planned} batches ({result.status})", style="yellow")
+            done = f"{len(result.included_batches)} of {planned} batches"
+            batches = Text(f"{done} ({shown_status(result)})", style="yellow")
         return [
             Text(result.run_id, style="bold"),
             Text(f"{request.variant} on {Path(request.dataset_dir).name}"),

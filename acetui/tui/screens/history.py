@@ -10,16 +10,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
-from acetui import paths
 from acetui.estimate import EstimateResult
 from acetui.estimate.imported import ImportedRanking
-from acetui.estimate.result import record_file
-from acetui.history import HistoryProblem, batches_done, list_runs, load_record, shown_status, top_module
+from acetui.history import HistoryProblem, batches_done, list_runs, shown_status, top_module
 from acetui.tui.screens.compare import CompareScreen
+from acetui.tui.screens.following import RecordFollowingScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.whole_columns import WholeColumnTable
@@ -45,7 +43,7 @@ COLUMNS = (
 FIXED = 2
 
 
-class HistoryScreen(Screen):
+class HistoryScreen(RecordFollowingScreen):
     CSS_PATH = "history.tcss"
     TITLE = "History"
     BINDINGS = [
@@ -70,8 +68,6 @@ class HistoryScreen(Screen):
         self.runs: list[EstimateResult] = []
         self.tops: dict[str, str] = {}
         self.marked: list[str] = []
-        self.changed: set[str] = set()  # runs of this app whose record changed since this screen read it
-        self.reading = False  # one record read at a time: batches can come faster than reads
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -97,31 +93,16 @@ class HistoryScreen(Screen):
         runs, problems = list_runs()
         return runs, problems, {run.run_id: top_module(run) for run in runs}
 
-    def reload_run(self, run_id: str) -> None:
-        """A run of this app saved its record: re-read it while the history is in front (on return the
-        whole history is read anyway)."""
-        self.changed.add(run_id)
-        self.read_changed()
+    def follows(self, run_id: str) -> bool:
+        """Every run: one not listed yet (its first batch) makes the whole history be read again."""
+        return True
 
-    def read_changed(self) -> None:
-        if self.reading or not self.changed or not self.is_active:
-            return
-        self.reading = True
-        self.read_runs(sorted(self.changed))
-        self.changed.clear()
-
-    @work(thread=True, group="history-run", exit_on_error=False, description="reading changed run records")
-    def read_runs(self, run_ids: list[str]) -> list[tuple[EstimateResult, str]]:
-        runs = [load_record(record_file(paths.app_dirs().runs, run_id)) for run_id in run_ids]
-        return [(run, top_module(run)) for run in runs]
+    def show_records(self, runs: list[EstimateResult]) -> None:
+        for run in runs:
+            self.show_run(run, top_module(run))
 
     @on(Worker.StateChanged)
     def history_read(self, event: Worker.StateChanged) -> None:
-        if event.worker.group == "history-run" and event.worker.is_finished:
-            self.reading = False
-            for run, top in event.worker.result if event.state == WorkerState.SUCCESS else ():
-                self.show_run(run, top)
-            self.read_changed()
         if event.worker.group != "history":
             return
         if event.state == WorkerState.SUCCESS:

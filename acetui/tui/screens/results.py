@@ -16,22 +16,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState
 
-from acetui import paths
 from acetui.errors import AcetuiError, OutputExistsError
 from acetui.estimate import EstimateResult, RankedModule
 from acetui.estimate.exports import target_modules_string
 from acetui.estimate.imported import ImportedRanking
-from acetui.estimate.result import record_file
 from acetui.estimate.sidestep import cached_effective_ranks
-from acetui.history import load_record
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.export import ExportScreen
+from acetui.tui.screens.following import RecordFollowingScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.widgets.heat_map import HeatMap
 from acetui.tui.widgets.phrases import Phrases
@@ -42,7 +39,7 @@ VIEWS = ("ranking", "heat-map", "summary")
 IMPORT_TITLE = "Open a Side-Step or acetui JSON export, or a fisher_map.json"  # fits the 64-cell dialog
 
 
-class ResultsScreen(Screen):
+class ResultsScreen(RecordFollowingScreen):
     CSS_PATH = "results.tcss"
     TITLE = "5 · Results"
     BINDINGS = [
@@ -70,8 +67,6 @@ class ResultsScreen(Screen):
         self.set_reactive(ResultsScreen.score, score if score in self.source.scores else self.source.scores[0])
         self.ranking: list[RankedModule] = []
         self.effective: dict[str, int] | None = None
-        self.changed = False  # the run's record was saved since this screen read it
-        self.reading = False  # one record read at a time: a tiny run saves ~20 batches a second
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -132,37 +127,11 @@ class ResultsScreen(Screen):
     def watch_score(self) -> None:
         self.show()
 
-    def reload_run(self, run_id: str) -> None:
-        """A run of this app saved its record: re-read it if it is the run shown, at once while this screen
-        is in front, or else when it is back (``on_screen_resume``)."""
-        if self.source.result is not None and self.source.result.run_id == run_id:
-            self.changed = True
-            self.read_changed()
+    def follows(self, run_id: str) -> bool:
+        return self.source.result is not None and self.source.result.run_id == run_id
 
-    def on_screen_resume(self) -> None:
-        """Catch up with the batches saved while another screen was in front (e.g. the resumed run's)."""
-        self.read_changed()
-
-    def read_changed(self) -> None:
-        """Only ``reload_run`` sets ``changed``, for a recorded run: ``source.result`` is one."""
-        if self.reading or not self.changed or not self.is_active:
-            return
-        self.reading, self.changed = True, False
-        self.read_record(self.source.result.run_id)
-
-    @work(thread=True, group="run-record", exit_on_error=False, description="reading the run's record")
-    def read_record(self, run_id: str) -> EstimateResult:
-        return load_record(record_file(paths.app_dirs().runs, run_id))
-
-    @on(Worker.StateChanged)
-    def record_read(self, event: Worker.StateChanged) -> None:
-        """Show the record read (an unreadable one leaves the last shown), then any change since."""
-        if event.worker.group != "run-record" or not event.worker.is_finished:
-            return
-        self.reading = False
-        if event.state == WorkerState.SUCCESS:
-            self.show_record(event.worker.result)
-        self.read_changed()
+    def show_records(self, runs: list[EstimateResult]) -> None:
+        self.show_record(runs[-1])
 
     def show_record(self, result: EstimateResult) -> None:
         """The run as re-read, where the user was: score, view, filter and sort stay, and so do the table's

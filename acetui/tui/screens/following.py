@@ -1,0 +1,70 @@
+"""Screens that show recorded runs and follow their records while this app's runs save them (the app routes
+every save here through ``reload_run``), so a row or a ranking does not stay at an old batch count."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from acetui import paths
+from acetui.estimate import EstimateResult
+from acetui.estimate.result import record_file
+from acetui.history import load_record
+
+READ_GROUP = "run-records"
+
+
+def read_records(run_ids: list[str]) -> list[EstimateResult]:
+    return [load_record(record_file(paths.app_dirs().runs, run_id)) for run_id in run_ids]
+
+
+class RecordFollowingScreen(Screen):
+    """Re-reads changed records off the UI thread, one read at a time (a tiny run saves ~20 batches a second,
+    faster than reads), at once while the screen is in front and otherwise when it is back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed: set[str] = set()  # followed runs whose record was saved since this screen read it
+        self.reading = False
+
+    def follows(self, run_id: str) -> bool:
+        """Whether this screen shows ``run_id``."""
+        raise NotImplementedError
+
+    def show_records(self, runs: list[EstimateResult]) -> None:
+        """Show the records as re-read."""
+        raise NotImplementedError
+
+    def reload_run(self, run_id: str) -> None:
+        if self.follows(run_id):
+            self.changed.add(run_id)
+            self.read_changed()
+
+    def on_screen_resume(self) -> None:
+        """Catch up with the saves made while another screen was in front."""
+        self.read_changed()
+
+    def read_changed(self) -> None:
+        if self.reading or not self.changed or not self.is_active:
+            return
+        run_ids = sorted(self.changed)
+        self.reading = True
+        self.changed.clear()
+        self.run_worker(
+            lambda: read_records(run_ids),
+            thread=True,
+            group=READ_GROUP,
+            exit_on_error=False,
+            description="reading changed run records",
+        )
+
+    @on(Worker.StateChanged)
+    def records_read(self, event: Worker.StateChanged) -> None:
+        """Show what was read (an unreadable record leaves the last shown), then any change since."""
+        if event.worker.group != READ_GROUP or not event.worker.is_finished:
+            return
+        self.reading = False
+        if event.state == WorkerState.SUCCESS:
+            self.show_records(event.worker.result)
+        self.read_changed()
