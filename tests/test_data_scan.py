@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from acetui.data import DatasetScan, SampleInfo, SampleProblem, scan_dataset, write_dataset
+from acetui.data.samples import LATENT_FRAMES_PER_SECOND
 from acetui.errors import DatasetError
+from tests.support import sample_dict
 
 
 def test_mixed_folder_lists_every_problem_and_other_file(tmp_path):
@@ -46,12 +49,65 @@ def test_sample_info_and_totals(tmp_path):
     (tmp_path / "long" / "sample_000.pt").rename(tmp_path / "z_long.pt")
     scan = scan_dataset(tmp_path)
     first = scan.samples[0]
-    assert first == SampleInfo(paths[0], 50, 3, 16, paths[0].stat().st_size)
+    assert first == SampleInfo(paths[0], 50, 3, 16, paths[0].stat().st_size, first.content)
+    assert len(first.content) == 16 and first.content != scan.samples[1].content
     assert first.seconds == 2.0
     assert (scan.total_seconds, scan.min_seconds, scan.max_seconds) == (164.0, 2.0, 160.0)
     assert scan.condition_lengths == (3, 9)
     assert scan.sample_paths == (*paths, tmp_path / "z_long.pt")
     assert scan.summary() == "3 samples, 2m 44s total (2.0-160.0 s), condition length 3-9"
+    assert scan.notes == (
+        "z_long.pt: 2m 40s, 80x the median sample (2.0 s); its batches need about that much more memory",
+    )
+
+
+def test_content_digest_tells_values_apart_and_not_copies(tmp_path):
+    """A sample rewritten with other values of the same shapes keeps its name, lengths and file size; only
+    the digest of its tensors tells (resume refuses it). A copy, with new modification times, digests alike."""
+    paths = write_dataset(tmp_path / "a", count=2, condition_width=16, frames=(30, 30), condition_length=(4, 4))
+    before = scan_dataset(tmp_path / "a").samples
+    shutil.copytree(tmp_path / "a", tmp_path / "copy", copy_function=shutil.copyfile)
+    assert [info.content for info in scan_dataset(tmp_path / "copy").samples] == [info.content for info in before]
+
+    data = torch.load(paths[1], weights_only=True)
+    torch.save({**data, "encoder_hidden_states": torch.randn_like(data["encoder_hidden_states"])}, paths[1])
+    after = scan_dataset(tmp_path / "a").samples
+    sizes = [(info.frames, info.condition_length, info.size_bytes) for info in after]
+    assert sizes == [(info.frames, info.condition_length, info.size_bytes) for info in before]
+    assert after[0].content == before[0].content and after[1].content != before[1].content
+
+
+def _write_lengths(folder: Path, seconds: dict[str, float]) -> Path:
+    """Real samples of the given durations, by file name."""
+    folder.mkdir()
+    for name, length in seconds.items():
+        torch.save(sample_dict(frames=round(length * LATENT_FRAMES_PER_SECOND), tokens=2), folder / name)
+    return folder
+
+
+def test_a_sample_far_longer_than_the_others_is_noted(tmp_path):
+    """A mistaken file or a "decompression bomb" .pt passes every check, then its batches run out of memory."""
+    folder = _write_lengths(tmp_path / "one", {"a.pt": 10, "b.pt": 10, "c.pt": 12, "long\nname.pt": 150})
+    assert scan_dataset(folder).notes == (
+        "long\\nname.pt: 2m 30s, 14x the median sample (11.0 s); its batches need about that much more memory",
+    )
+    short = {f"s{index}.pt": 2 for index in range(5)}
+    folder = _write_lengths(tmp_path / "four", {**short, "b.pt": 80, "d.pt": 100, "a.pt": 70, "c.pt": 90})
+    assert scan_dataset(folder).notes == (
+        "4 samples far longer than the median sample (2.0 s): d.pt 1m 40s (50x), c.pt 1m 30s (45x), "
+        "b.pt 1m 20s (40x) and 1 more; their batches need about that much more memory",
+    )
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        pytest.param({"a.pt": 1, "b.pt": 1, "c.pt": 1, "d.pt": 55}, id="55x the median but under a minute"),
+        pytest.param({"a.pt": 16, "b.pt": 16, "c.pt": 120}, id="over a minute but 7.5x the median"),
+    ],
+)
+def test_ordinary_spreads_of_lengths_are_not_noted(tmp_path, seconds):
+    assert scan_dataset(_write_lengths(tmp_path / "data", seconds)).notes == ()
 
 
 def test_summary_wording():

@@ -234,6 +234,9 @@ def test_cancel_saves_a_partial_result_that_resumes_exactly(checkpoint_root, dat
     assert [b.loss for b in resumed.batches] == [b.loss for b in straight.batches]
 
 
+CHANGED = "its samples' names, lengths, sizes or contents changed since the run began"
+
+
 def _stopped_run(checkpoint_root, folder, runs):
     write_dataset(folder, count=5, condition_width=TINY.condition_width, seed=3, frames=(9, 12))
     estimator = Estimator(
@@ -270,7 +273,7 @@ def test_resume_refuses_replaced_samples_and_changed_weights(tmp_path, checkpoin
     original = first.read_bytes()
     torch.save(sample_dict(frames=30), first)
     code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
-    changed = f"its samples' names, lengths or sizes changed since the run began; run {partial.run_id} cannot"
+    changed = f"{CHANGED}; run {partial.run_id} cannot"
     assert code == 1 and one_error_line(err).startswith(f"acetui: {folder}: {changed}")
     first.write_bytes(original)
 
@@ -284,6 +287,51 @@ def test_resume_refuses_replaced_samples_and_changed_weights(tmp_path, checkpoin
     code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
     assert code == 1 and one_error_line(err).startswith(f"acetui: {folder_of}: the weight of decoder.layers.0")
     assert run_records(isolated_app_dirs)[partial.run_id]["status"] == "cancelled"
+
+
+def _replace_values(path: Path) -> None:
+    """Other target latents of the same shape and dtype saved over ``path``: its name, lengths and size stay."""
+    size = path.stat().st_size
+    data = torch.load(path, weights_only=True)
+    torch.save({**data, "target_latents": torch.randn_like(data["target_latents"])}, path)
+    assert path.stat().st_size == size
+
+
+def test_resume_refuses_samples_whose_values_were_replaced(tmp_path, checkpoint_root, capsys, isolated_app_dirs):
+    """A sample rewritten with other values under the same name, lengths and file size resumed without a word
+    into a ranking mixing two datasets; put back (with a new modification time), the run resumes."""
+    folder = tmp_path / "rewritten"
+    partial = _stopped_run(checkpoint_root, folder, isolated_app_dirs.runs)
+    first = sorted(folder.glob("*.pt"))[0]
+    original = first.read_bytes()
+    _replace_values(first)
+    code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
+    assert code == 1
+    assert one_error_line(err) == (
+        f"acetui: {folder}: {CHANGED}; run {partial.run_id} cannot be resumed exactly (start a new run)"
+    )
+    assert run_records(isolated_app_dirs)[partial.run_id]["status"] == "cancelled"
+
+    first.write_bytes(original)
+    code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
+    assert code == 0, err
+    assert run_records(isolated_app_dirs)[partial.run_id]["status"] == "complete"
+
+
+def test_a_record_from_before_content_fingerprints_is_checked_by_names_and_sizes(
+    tmp_path, checkpoint_root, capsys, isolated_app_dirs
+):
+    """Such a record cannot tell replaced values; refusing all of them would strand every interrupted run."""
+    folder = tmp_path / "older"
+    partial = _stopped_run(checkpoint_root, folder, isolated_app_dirs.runs)
+    path = isolated_app_dirs.runs / f"{partial.run_id}.json"
+    record = json.loads(path.read_text())
+    del record["metadata"]["dataset"]["content_fingerprint"]
+    path.write_text(json.dumps(record))
+    _replace_values(sorted(folder.glob("*.pt"))[0])
+    code, out, err = run_cli(capsys, "resume", partial.run_id, "-q")
+    assert code == 0, err
+    assert run_records(isolated_app_dirs)[partial.run_id]["status"] == "complete"
 
 
 def test_the_cpu_allocators_failure_is_out_of_memory_like_cudas():

@@ -6,26 +6,29 @@ file becomes a listed problem rather than an error, so a user sees all of them i
 
 from __future__ import annotations
 
+import hashlib
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from acetui.data.files import folder_entries, read_optional_json
 from acetui.data.manifest import MANIFEST, read_manifest
-from acetui.data.samples import LATENT_FRAMES_PER_SECOND, SampleFileError, load_sample
+from acetui.data.samples import LATENT_FRAMES_PER_SECOND, Sample, SampleFileError, load_sample
 from acetui.errors import DatasetError, printable
 from acetui.units import format_duration, plural
 
 
 @dataclass(frozen=True)
 class SampleInfo:
-    """The sizes of one valid sample; the tensors themselves are not kept."""
+    """The sizes of one valid sample and a digest of its values; the tensors themselves are not kept."""
 
     path: Path
     frames: int
     condition_length: int
     condition_width: int
     size_bytes: int
+    content: str = ""  # ``_content_digest`` of the loaded tensors; empty for an info not made by a scan
 
     @property
     def seconds(self) -> float:
@@ -128,10 +131,66 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
             problems.append(SampleProblem(path, error.reason))
             continue
         width = sample.encoder_hidden_states.shape[1]
-        samples.append(SampleInfo(path, sample.frames, sample.condition_length, width, sample.size_bytes))
+        sizes = (sample.frames, sample.condition_length, width, sample.size_bytes)
+        samples.append(SampleInfo(path, *sizes, _content_digest(sample)))
     variant, meta_note = _preprocessed_variant(folder)
     notes += [meta_note] if meta_note else []
+    long_note = _long_samples_note(samples)
+    notes += [long_note] if long_note else []
     return DatasetScan(folder, tuple(samples), tuple(problems), others, variant, tuple(notes))
+
+
+def _content_digest(sample: Sample) -> str:
+    """SHA-256 (16 hex digits) of every tensor the model reads from ``sample``, as loaded: a file replaced by
+    one of the same name and sizes is told apart without reading it a second time. Exact and the same on
+    every run (finite float32 values, contiguous on the CPU), unlike a sum of floats; ~5 ms for 10 MB."""
+    digest = hashlib.sha256()
+    for tensor in (
+        sample.target_latents,
+        sample.context_latents,
+        sample.encoder_hidden_states,
+        sample.attention_mask,
+        sample.encoder_attention_mask,
+    ):
+        digest.update(tensor.numpy())
+    return digest.hexdigest()[:16]
+
+
+# A batch is padded to its longest sample, so a sample far longer than the rest needs that much more
+# memory: a mistaken file (a whole album, a "decompression bomb" .pt) then fails with out-of-memory
+# batches into the run. Song datasets that mix 30 s clips with 4 min songs stay within 8x the median;
+# under a minute a sample's activations stay small (~1.7 GiB on the 2B decoder) whatever the median,
+# so a test set of few-second clips does not warn about a 20 s one.
+LONG_SAMPLE_RATIO = 8
+LONG_SAMPLE_SECONDS = 60
+LONG_SAMPLES_NAMED = 3
+
+
+def _long_samples_note(samples: list[SampleInfo]) -> str | None:
+    """One line naming the samples far longer than the median (the longest few), or None."""
+    if not samples:
+        return None
+    median = statistics.median(info.seconds for info in samples)
+    threshold = max(LONG_SAMPLE_RATIO * median, LONG_SAMPLE_SECONDS)
+    long = sorted((info for info in samples if info.seconds > threshold), key=lambda info: -info.frames)
+    if not long:
+        return None
+    of_median = f"the median sample ({format_duration(median)})"
+    if len(long) == 1:
+        (info,) = long
+        return (
+            f"{printable(info.path.name)}: {format_duration(info.seconds)}, {info.seconds / median:.0f}x "
+            f"{of_median}; its batches need about that much more memory"
+        )
+    named = ", ".join(
+        f"{printable(info.path.name)} {format_duration(info.seconds)} ({info.seconds / median:.0f}x)"
+        for info in long[:LONG_SAMPLES_NAMED]
+    )
+    more = f" and {len(long) - LONG_SAMPLES_NAMED} more" if len(long) > LONG_SAMPLES_NAMED else ""
+    return (
+        f"{len(long)} samples far longer than {of_median}: {named}{more}; "
+        "their batches need about that much more memory"
+    )
 
 
 PREPROCESS_META = "preprocess_meta.json"

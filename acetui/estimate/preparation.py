@@ -177,6 +177,7 @@ def new_result(
                 "folder": str(scan.folder),
                 "samples": len(scan.samples),
                 "fingerprint": dataset_fingerprint(scan),
+                "content_fingerprint": dataset_fingerprint(scan, contents=True),
                 "summary": scan.summary(),
                 "skipped_samples": [{"path": str(p.path), "reason": p.reason} for p in scan.problems],
             },
@@ -186,10 +187,14 @@ def new_result(
     )
 
 
-def dataset_fingerprint(scan: DatasetScan) -> str:
-    """The samples' names, lengths and file sizes, hashed: what a resume must find again for its batches to
-    draw the same samples (the batch plan indexes them in name order)."""
-    facts = [(info.path.name, info.frames, info.condition_length, info.size_bytes) for info in scan.samples]
+def dataset_fingerprint(scan: DatasetScan, *, contents: bool = False) -> str:
+    """The samples' names, lengths and file sizes, with ``contents`` their values' digests too, hashed: what
+    a resume must find again for its batches to draw the same samples (the batch plan indexes them in name
+    order). Modification times stay out, so a copied dataset still resumes."""
+    facts = [
+        (info.path.name, info.frames, info.condition_length, info.size_bytes, *([info.content] if contents else []))
+        for info in scan.samples
+    ]
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
 
 
@@ -207,8 +212,12 @@ def check_unchanged(result: EstimateResult, scan: DatasetScan, weight_norms: lis
             f"{scan.folder}: now holds {len(scan.samples)} valid samples, run {result.run_id} had "
             f"{recorded['samples']}; it cannot be resumed exactly (start a new run)"
         )
-    if recorded.get("fingerprint") not in (None, dataset_fingerprint(scan)):
-        raise AcetuiError(f"{scan.folder}: its samples' names, lengths or sizes changed since the run began; {redo}")
+    # records from before the content fingerprint have the names-and-sizes one only, checked as they were
+    found = {"fingerprint": dataset_fingerprint(scan), "content_fingerprint": dataset_fingerprint(scan, contents=True)}
+    if any(recorded.get(key) not in (None, value) for key, value in found.items()):
+        raise AcetuiError(
+            f"{scan.folder}: its samples' names, lengths, sizes or contents changed since the run began; {redo}"
+        )
     for module, then, now in zip(result.modules, result.weight_norms, weight_norms):
         if not math.isclose(then, now, rel_tol=WEIGHT_TOLERANCE):
             raise AcetuiError(
