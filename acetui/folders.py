@@ -18,6 +18,15 @@ def cannot_read(error: OSError) -> str:
     return f"cannot read ({error.strerror or error})"
 
 
+def not_found(path: Path, what: str) -> str:
+    """Why ``path`` (a ``what``) is missing: a link to nowhere is named with its target, which is what the
+    user must mend (a dataset or checkpoint moved from under the link); otherwise plainly "not found"."""
+    try:
+        return f"a link to {os.readlink(path)}, which does not exist"
+    except OSError:  # not a link (or gone): the path itself is missing
+        return f"{what} not found"
+
+
 def check_folder(folder: Path, error: type[AcetuiError], what: str = "folder") -> None:
     """Raise ``error`` naming ``folder`` (described as ``what`` when missing) when it is missing, not a
     folder, or cannot be listed and entered (without search permission its files cannot be read)."""
@@ -26,6 +35,6 @@ def check_folder(folder: Path, error: type[AcetuiError], what: str = "folder") -
     except OSError as problem:  # is_dir says False for a missing path, raises for others (a name too long)
         raise error(f"{folder}: {cannot_read(problem)}") from None
     if not found:
-        raise error(f"{folder}: {'not a folder' if folder.exists() else f'{what} not found'}")
+        raise error(f"{folder}: {'not a folder' if folder.exists() else not_found(folder, what)}")
     if not os.access(folder, os.R_OK | os.X_OK):
         raise error(f"{folder}: {PERMISSION_DENIED}")

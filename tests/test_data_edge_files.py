@@ -138,7 +138,7 @@ def test_names_that_are_not_regular_files_are_listed_without_opening_them(folder
     scan = finishes(lambda: scan_dataset(folder))
     assert len(scan.samples) == VALID
     assert reasons(scan) == {
-        "dangling.pt": "broken link (its target does not exist)",
+        "dangling.pt": f"a link to {tmp_path / 'gone.pt'}, which does not exist",
         "folder.pt": "is a folder, not a file",
         "loop.pt": "cannot read (Too many levels of symbolic links)",
         "pipe.pt": "not a regular file (a named pipe)",
@@ -180,7 +180,7 @@ def _text(content: str) -> Callable[[Path], None]:
 UNUSABLE = {
     "folder": (_folder, "is a folder, not a file"),
     "pipe": (_pipe, "not a regular file (a named pipe)"),
-    "dangling": (_dangling, "broken link (its target does not exist)"),
+    "dangling": (_dangling, "a link to {folder}/elsewhere.json, which does not exist"),
     "not-json": (_text("{oops"), "not valid JSON"),
 }
 
@@ -191,7 +191,8 @@ def test_an_unusable_manifest_is_noted_and_the_folder_scanned(folder, case):
     make(folder / "manifest.json")
     scan = finishes(lambda: scan_dataset(folder))
     assert len(scan.samples) == VALID
-    assert scan.notes == (f"{folder / 'manifest.json'}: {problem}" + _suffix(case, "the folder was scanned instead"),)
+    note = f"{folder / 'manifest.json'}: {problem.format(folder=folder)}"
+    assert scan.notes == (note + _suffix(case, "the folder was scanned instead"),)
 
 
 def _suffix(case: str, tail: str) -> str:
@@ -216,7 +217,7 @@ def test_an_unusable_preprocess_meta_is_noted(folder, case):
     scan = finishes(lambda: scan_dataset(folder))
     assert len(scan.samples) == VALID and scan.preprocessed_variant is None
     tail = "the variant the samples were preprocessed with is unknown"
-    assert scan.notes == (f"{folder / 'preprocess_meta.json'}: {problem}" + _suffix(case, tail),)
+    assert scan.notes == (f"{folder / 'preprocess_meta.json'}: {problem.format(folder=folder)}" + _suffix(case, tail),)
 
 
 @pytest.mark.parametrize(("content", "variant"), [('{"model_variant": "base"}', "base"), ('{"other": 1}', None)])

@@ -136,6 +136,14 @@ def test_missing_folder(tmp_path):
         scan_dataset(tmp_path / "nope")
 
 
+def test_a_dataset_folder_linked_to_nowhere_names_the_link_target(tmp_path):
+    """The words a dangling .pt link and a dangling variant link get, not a plain "folder not found"."""
+    (tmp_path / "data").symlink_to(tmp_path / "moved")
+    with pytest.raises(DatasetError) as caught:
+        scan_dataset(tmp_path / "data")
+    assert str(caught.value) == f"{tmp_path / 'data'}: a link to {tmp_path / 'moved'}, which does not exist"
+
+
 def test_file_instead_of_folder(tmp_path):
     (tmp_path / "file.pt").write_text("x")
     with pytest.raises(DatasetError, match="not a folder"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from acetui.errors import DatasetError
-from acetui.folders import cannot_read, check_folder
+from acetui.folders import cannot_read, check_folder, not_found
 from acetui.jsonfile import read_json
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ def regular_file(path: Path) -> os.stat_result | str:
     try:
         info = path.stat()
     except FileNotFoundError:
-        return "broken link (its target does not exist)" if path.is_symlink() else "file not found"
+        return not_found(path, "file")
     except OSError as error:
         return cannot_read(error)
     if stat.S_ISREG(info.st_mode):

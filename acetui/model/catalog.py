@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from acetui.errors import ModelLoadError
-from acetui.folders import cannot_read
+from acetui.folders import cannot_read, not_found
 from acetui.model.checkpoint import SINGLE_FILE, decoder_entries, storage_name, weight_files
 from acetui.model.config import DecoderConfig
 from acetui.model.variants import CONFIG_FILE, short_name, variant_folders
@@ -32,7 +31,7 @@ def describe_variant(folder: Path) -> VariantInfo:
     """Read config.json and the safetensors headers (no tensor data) of one variant folder."""
     name = short_name(folder.name)
     if folder.is_symlink() and not folder.exists():
-        return VariantInfo(name, folder, problem=f"{folder}: a link to {os.readlink(folder)}, which does not exist")
+        return VariantInfo(name, folder, problem=f"{folder}: {not_found(folder, 'folder')}")
     try:
         config = DecoderConfig.from_json_file(folder / CONFIG_FILE)
         entries, sharded = decoder_entries(folder)
