@@ -209,15 +209,13 @@ def _compare(args: argparse.Namespace) -> int:
     from acetui.estimate.compare import compare_sensitivities, comparison_text, load_operand
 
     paths = (args.first, args.second)
-    operands = [load_operand(path, score=args.score or "grad-norm", granularity=args.granularity) for path in paths]
+    operands = [load_operand(path, granularity=args.granularity) for path in paths]
     named = [operand.fixed_score for operand in operands if operand.fixed_score]
     score = args.score or (named[0] if named else "grad-norm")
-    if score != (args.score or "grad-norm"):  # a run record is ranked by the score the file names
-        operands = [load_operand(path, score=score, granularity=args.granularity) for path in paths]
     for path, operand in zip(paths, operands):
         if operand.fixed_score not in (None, score):
             print(f"acetui: warning: {path} is ranked by {operand.fixed_score}, compared with {score}", file=sys.stderr)
-    first, second = (operand.sensitivities for operand in operands)
+    first, second = (operand.sensitivities(score) for operand in operands)
     comparison = compare_sensitivities(
         first, second, top_k=args.top_k, label_a=str(args.first), label_b=str(args.second)
     )

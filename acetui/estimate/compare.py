@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from acetui.errors import AcetuiError
-from acetui.estimate.imported import load_ranking
+from acetui.estimate.imported import ranking_from_data
 from acetui.estimate.request import SCORES
 from acetui.estimate.result import RECORD_FORMAT, EstimateResult
 from acetui.estimate.scores import rank_modules
@@ -219,17 +219,23 @@ def result_sensitivities(
 
 @dataclass(frozen=True)
 class Operand:
-    """One side of a comparison: ``{module: sensitivity}`` and, for a ranking file that says so (an acetui
-    export's ``scored_by``, a fisher map), the score its values are; None for a run record, ranked by the
-    score asked for, and for a file that does not say."""
+    """One side of a comparison: a run record, ranked by whichever score the comparison uses, or a ranking
+    file's fixed values, with ``fixed_score`` naming their score when the file says (an acetui export's
+    ``scored_by``, a fisher map)."""
 
-    sensitivities: dict[str, float]
-    fixed_score: str | None
+    run: EstimateResult | None = None
+    granularity: str | None = None
+    fixed: dict[str, float] = field(default_factory=dict)
+    fixed_score: str | None = None
+
+    def sensitivities(self, score: str) -> dict[str, float]:
+        """``{module: sensitivity}``, most sensitive first; a file's values whatever ``score`` is."""
+        return self.fixed if self.run is None else result_sensitivities(self.run, score, self.granularity)
 
 
-def load_operand(path: str | Path, *, score: str = "grad-norm", granularity: str | None = None) -> Operand:
-    """An acetui run record (ranked by ``score``) given by its path or run id, an acetui/Side-Step estimate
-    JSON list or a Side-Step fisher map. AcetuiError naming the file otherwise."""
+def load_operand(path: str | Path, *, granularity: str | None = None) -> Operand:
+    """An acetui run record given by its path or run id, an acetui/Side-Step estimate JSON list or a
+    Side-Step fisher map, read once. AcetuiError naming the file otherwise."""
     path = ranking_path(path)
     data = read_json(path)
     if isinstance(data, dict) and data.get("format") == RECORD_FORMAT:
@@ -239,9 +245,10 @@ def load_operand(path: str | Path, *, score: str = "grad-norm", granularity: str
             raise AcetuiError(f"{path}: not a valid run record ({error})") from None
         if not result.included_batches:
             raise AcetuiError(f"{path}: run {result.run_id} has no included batches")
-        return Operand(result_sensitivities(result, score, granularity), None)
-    imported = load_ranking(path)
-    return Operand(dict(imported.scores), imported.score_name if imported.score_name in SCORES else None)
+        return Operand(run=result, granularity=granularity)
+    imported = ranking_from_data(data, path)
+    score = imported.score_name if imported.score_name in SCORES else None
+    return Operand(fixed=dict(imported.scores), fixed_score=score)
 
 
 def ranking_path(reference: str | Path) -> Path:

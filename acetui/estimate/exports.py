@@ -129,14 +129,15 @@ def peft_config_json(ranking: list[RankedModule], top_k: int, exact: bool = True
     return json.dumps({"target_modules": modules}, indent=2) + "\n"
 
 
+# Each renderer takes (ranking, top_k, stats, scored_by) and uses what its format holds.
 EXPORT_FORMATS = {
     "json": ("Side-Step estimate JSON", estimate_json),
-    "csv": ("CSV table", ranking_csv),
-    "targets": ("--target-modules string", lambda ranking, k: target_modules_string(ranking, k) + "\n"),
-    "peft": ("PEFT target_modules (exact names)", peft_config_json),
-    "peft-suffix": ("PEFT target_modules (suffixes)", lambda ranking, k: peft_config_json(ranking, k, exact=False)),
+    "csv": ("CSV table", lambda ranking, k, stats, _: ranking_csv(ranking, k, stats)),
+    "targets": ("--target-modules string", lambda ranking, k, *_: target_modules_string(ranking, k) + "\n"),
+    "peft": ("PEFT target_modules (exact names)", lambda ranking, k, *_: peft_config_json(ranking, k)),
+    "peft-suffix": ("PEFT target_modules (suffixes)", lambda ranking, k, *_: peft_config_json(ranking, k, exact=False)),
 }
-FORMATS_WITH_STATS = ("json", "csv")  # their renderers also take the uncertainty figures
+FORMATS_WITH_STATS = ("json", "csv")  # the formats that hold uncertainty figures: worth computing them for
 
 
 def export(
@@ -153,9 +154,6 @@ def export(
     ``scored_by`` names the score in ``json``); without ``replace`` an existing file raises OutputExistsError
     (the TUI asks first)."""
     _, render = EXPORT_FORMATS[fmt]
-    if fmt == "json":
-        text = estimate_json(ranking, top_k, stats, scored_by)
-    else:
-        text = render(ranking, top_k, stats) if fmt in FORMATS_WITH_STATS else render(ranking, top_k)
+    text = render(ranking, top_k, stats, scored_by)
     write_text_atomic(Path(path).expanduser(), text, replace=replace)
     return Path(path).expanduser()

@@ -125,7 +125,12 @@ def load_ranking(path: str | Path) -> ImportedRanking:
     ``decoder.`` prefix. Raises AcetuiError naming the file for anything else.
     """
     path = Path(path).expanduser()
-    data = read_json(path)
+    return ranking_from_data(read_json(path), path)
+
+
+def ranking_from_data(data: Any, path: Path) -> ImportedRanking:
+    """``load_ranking`` of JSON already read from ``path`` (a compare operand is read once to tell a run
+    record from a ranking file)."""
     if isinstance(data, list):
         return _estimate_ranking(data, path)
     if isinstance(data, dict) and ("rank_pattern" in data or "modules" in data):
