@@ -56,7 +56,8 @@ def test_layer_units_expand_to_their_projections():
     assert peft_exact_modules(blocks, 1) == [
         f"layers.5.cross_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")
     ]
-    assert target_modules_string(blocks, 2) == "q_proj k_proj v_proj"
+    # every block stands for all four projections: none of them can be told apart from the others
+    assert target_modules_string(blocks, 2) == "q_proj k_proj v_proj o_proj"
 
 
 def test_estimate_json_is_side_steps_list():

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-from collections import Counter
 from pathlib import Path
 
 from acetui.atomic import write_text_atomic
@@ -74,28 +73,31 @@ def ranking_csv(ranking: list[RankedModule], top_k: int, stats: RankingStats | N
     return buffer.getvalue()
 
 
-def _top_projections(ranking: list[RankedModule], top_k: int) -> list[str]:
-    """Member projection names of the top-k units (a layer-granularity unit stands for all its members)."""
-    names = []
-    for item in ranking[:top_k]:
-        if item.projection:
-            names.append(item.projection)
-        else:
-            names.extend(MLP_PROJECTIONS if item.kind == "mlp" else ATTENTION_PROJECTIONS)
-    return names
+def _member_projections(item: RankedModule) -> tuple[str, ...]:
+    """The projection names a unit stands for (a layer-granularity unit: all its members)."""
+    if item.projection:
+        return (item.projection,)
+    return MLP_PROJECTIONS if item.kind == "mlp" else ATTENTION_PROJECTIONS
 
 
 def target_modules_string(ranking: list[RankedModule], top_k: int) -> str:
-    """Projection types that dominate the top-k: the most frequent types, in order, that together cover
-    at least 75 % of the top-k entries (e.g. ``"q_proj v_proj"``)."""
-    counts = Counter(_top_projections(ranking, top_k)).most_common()
-    total = sum(count for _, count in counts)
-    chosen, covered = [], 0
-    for projection, count in counts:
-        chosen.append(projection)
-        covered += count
-        if covered >= TARGET_COVERAGE * total:
+    """Projection types that dominate the top-k: the most frequent types (ties: the one ranked higher
+    first) that together cover at least 75 % of the top-k entries, e.g. ``"q_proj v_proj"``. Types found
+    in exactly the same units cannot be told apart, so they are kept or left out together: a layer-level
+    ranking gives all four attention projections, not whichever three came first."""
+    ranks: dict[str, list[int]] = {}
+    for item in ranking[:top_k]:
+        for projection in _member_projections(item):
+            ranks.setdefault(projection, []).append(item.rank)
+    ordered = sorted(ranks.items(), key=lambda pair: (-len(pair[1]), pair[1]))
+    total = sum(len(found) for found in ranks.values())
+    chosen: list[str] = []
+    covered, last = 0, None
+    for projection, found in ordered:
+        if covered >= TARGET_COVERAGE * total and found != last:
             break
+        chosen.append(projection)
+        covered, last = covered + len(found), found
     return " ".join(chosen)
 
 
@@ -108,8 +110,7 @@ def _exact_names(item: RankedModule) -> list[str]:
     base = peft_name(item.module)
     if item.projection:
         return [base]
-    members = MLP_PROJECTIONS if item.kind == "mlp" else ATTENTION_PROJECTIONS
-    return [f"{base}.{projection}" for projection in members]
+    return [f"{base}.{projection}" for projection in _member_projections(item)]
 
 
 def peft_exact_modules(ranking: list[RankedModule], top_k: int) -> list[str]:
