@@ -1,4 +1,4 @@
-"""Run history: one JSON record per run in the user data folder, rewritten atomically after each batch."""
+"""Run history: one JSON record per run in the user data folder, rewritten atomically as batches complete."""
 
 from __future__ import annotations
 
@@ -112,7 +112,8 @@ def top_module(run: EstimateResult) -> str:
     included batch."""
     if not run.included_batches:
         return "-"
-    return rank_modules(run)[0].module.removeprefix(DECODER_PREFIX)
+    request = run.request
+    return rank_modules(run, request.score, request.granularity)[0].module.removeprefix(DECODER_PREFIX)
 
 
 def batches_done(run: EstimateResult) -> str:

@@ -22,7 +22,7 @@ from acetui.estimate import BatchDone, EstimateRequest, Estimator, RunFailed, Ru
 from acetui.estimate.ownership import process_owner, run_owner_alive
 from acetui.estimate.result import EstimateResult
 from acetui.estimate.sidestep import export_fisher_map
-from acetui.history import list_runs, load_record
+from acetui.history import list_runs, load_record, top_module
 from acetui.progress import write_outputs
 from tests.support import (
     PYTHON,
@@ -242,6 +242,12 @@ def good_record(checkpoint_root, dataset_dir, tmp_path_factory) -> dict:
         (lambda data: data["numels"].pop(), "31 numels for 32 modules"),
         (lambda data: data["weight_norms"].append(1.0), "33 weight_norms for 32 modules"),
         (lambda data: data["modules"].pop(0), "31 modules"),
+        # hand edits that read as numbers but would print nan, fail a JSON export or rank a module twice
+        (lambda data: data["batches"][1]["norms"].__setitem__(3, math.nan), "batch 1 norms holds nan, not a finite"),
+        (lambda data: data["batches"][0]["norms"].__setitem__(0, math.inf), "batch 0 norms holds inf, not a finite"),
+        (lambda data: data["batches"][0]["norms"].__setitem__(0, -1.0), "batch 0 norms holds -1.0, below 0"),
+        (lambda data: data["weight_norms"].__setitem__(0, "1.0"), "weight_norms holds '1.0', not a finite number"),
+        (lambda data: data["modules"].__setitem__(1, data["modules"][0]), "is listed twice"),
     ],
 )
 def test_a_record_that_does_not_fit_its_modules_is_listed_as_a_problem(edit, reason, good_record, isolated_app_dirs):
@@ -368,3 +374,14 @@ def test_effective_ranks_that_cannot_be_had_are_a_warning(tmp_path, checkpoint_r
     capsys.readouterr()
     write_outputs(result, args)
     assert capsys.readouterr().err == f"acetui: warning: {warning}\n"
+
+
+def test_the_top_module_listed_is_the_runs_own_unit_by_its_own_score(good_record):
+    """History and ``acetui runs`` named a layer run's top projection (by grad-norm) as its top unit."""
+    for granularity, score in (("layer", "grad-norm"), ("module", "fisher"), ("layer", "relative")):
+        data = json.loads(json.dumps(good_record))
+        data["request"].update(granularity=granularity, score=score)
+        run = EstimateResult.from_dict(data)
+        expected = rank_modules(run, score, granularity)[0].module.removeprefix("decoder.")
+        assert top_module(run) == expected
+        assert expected.count(".") == (2 if granularity == "layer" else 3)

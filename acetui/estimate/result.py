@@ -44,13 +44,14 @@ class BatchRecord:
         if unknown:
             raise ValueError(f"batch record has unknown key {unknown[0]!r}")
         loss = data["loss"]
+        index = int(data["index"])
         return cls(
-            index=int(data["index"]),
-            loss=math.nan if loss is None else float(loss),
-            timesteps=[float(t) for t in data["timesteps"]],
+            index=index,
+            loss=math.nan if loss is None else _number(loss, f"batch {index} loss", finite=False),
+            timesteps=[_number(t, f"batch {index} timesteps") for t in data["timesteps"]],
             samples=[str(s) for s in data["samples"]],
-            seconds=float(data["seconds"]),
-            norms=[float(n) for n in data.get("norms", [])],
+            seconds=_number(data["seconds"], f"batch {index} seconds"),
+            norms=_measures(data.get("norms", []), f"batch {index} norms"),
             excluded=str(data.get("excluded", "")),
         )
 
@@ -118,8 +119,8 @@ class EstimateResult:
             run_id=str(data["run_id"]),
             request=EstimateRequest.from_dict(data["request"]),
             modules=[str(name) for name in data["modules"]],
-            numels=[int(n) for n in data["numels"]],
-            weight_norms=[float(n) for n in data["weight_norms"]],
+            numels=[int(n) for n in _measures(data["numels"], "numels")],
+            weight_norms=_measures(data["weight_norms"], "weight_norms"),
             batches=[BatchRecord.from_dict(batch) for batch in data["batches"]],
             status=str(data["status"]),
             message=str(data.get("message", "")),
@@ -129,15 +130,37 @@ class EstimateResult:
         return result
 
     def check_shapes(self) -> None:
-        """ValueError when a per-module list (numels, weight norms, an included batch's norms) does not
-        have one entry per module."""
+        """ValueError when a module is listed twice or a per-module list (numels, weight norms, an included
+        batch's norms) does not have one entry per module."""
         count = len(self.modules)
+        if len(set(self.modules)) != count:
+            twice = next(name for name in self.modules if self.modules.count(name) > 1)
+            raise ValueError(f"module {twice} is listed twice")
         for name, values in (("numels", self.numels), ("weight_norms", self.weight_norms)):
             if len(values) != count:
                 raise ValueError(f"{len(values)} {name} for {count} modules")
         for batch in self.included_batches:
             if len(batch.norms) != count:
                 raise ValueError(f"batch {batch.index} has {len(batch.norms)} norms for {count} modules")
+
+
+def _number(value: Any, what: str, *, finite: bool = True) -> float:
+    """A JSON number of a record (a NaN loss is allowed, not ``finite``); ValueError naming ``what`` for
+    anything else: a quoted number, or the NaN or 1e999 a hand edit can leave, would fail far later."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (finite and not math.isfinite(value)):
+        raise ValueError(f"{what} holds {value!r}, not a finite number")
+    return float(value)
+
+
+def _measures(values: Any, what: str) -> list[float]:
+    """Norms and sizes as read from a record: finite numbers of at least 0, in a list."""
+    if not isinstance(values, list):
+        raise ValueError(f"{what} is not a list")
+    numbers = [_number(value, what) for value in values]
+    negative = next((value for value in numbers if value < 0), None)
+    if negative is not None:
+        raise ValueError(f"{what} holds {negative!r}, below 0")
+    return numbers
 
 
 def _finite_or_null(value: Any) -> Any:
