@@ -202,6 +202,18 @@ def test_rankings_with_no_module_in_common_are_an_error(tmp_path, capsys):
     )
 
 
+def test_a_layer_ranking_against_a_module_ranking_says_how_to_line_them_up(run, tmp_path, capsys):
+    layers = _ranking_file(tmp_path / "layers.json", {"decoder.layers.0.self_attn": 2.0, "decoder.layers.1.mlp": 1.0})
+    code, out, err = run_cli(capsys, "compare", layers, _ranking_file(tmp_path / "modules.json", MODULES))
+    assert code == 1 and one_error_line(err).endswith(
+        "; A ranks layers and B modules: acetui compare --granularity ranks a run either way"
+    )
+    record = tmp_path / "run.json"
+    record.write_text(json.dumps(run.to_dict()))
+    code, out, err = run_cli(capsys, "compare", record, layers, "--granularity", "layer")
+    assert code == 0 and "common modules" in out
+
+
 BAD_FISHER_MAPS = {
     "modules-object": ({"version": 2, "modules": {"a": 1}, "rank_pattern": {"layers.0.self_attn.q_proj": 8}},
                        "fisher map 'modules' should be a non-empty list of modules, found {\"a\": 1}"),

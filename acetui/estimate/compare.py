@@ -32,7 +32,7 @@ from acetui.errors import AcetuiError
 from acetui.estimate.imported import ranking_from_data
 from acetui.estimate.request import SCORES
 from acetui.estimate.result import RECORD_FORMAT, EstimateResult
-from acetui.estimate.scores import rank_modules
+from acetui.estimate.scores import module_parts, rank_modules
 from acetui.history import find_run
 from acetui.jsonfile import read_json
 from acetui.model.checkpoint import DECODER_PREFIX
@@ -289,11 +289,25 @@ def comparison_text(comparison: Comparison, rows: int = 10) -> str:
 
 
 def no_shared_modules(comparison: Comparison) -> str:
-    """Why two rankings cannot be compared at all (two granularities, or files naming other modules)."""
-    return (
+    """Why two rankings cannot be compared at all (two granularities, or files naming other modules); for
+    two granularities, how to line them up (a run ranks by either, a file only by its own)."""
+    text = (
         f"the two rankings share no modules (A has {_count_and_first(comparison.only_a)}; "
         f"B has {_count_and_first(comparison.only_b)})"
     )
+    first, second = _granularity_of(comparison.only_a), _granularity_of(comparison.only_b)
+    if first and second and first != second:
+        text += f"; A ranks {first}s and B {second}s: acetui compare --granularity ranks a run either way"
+    return text
+
+
+def _granularity_of(names: list[str]) -> str | None:
+    """``layer`` or ``module`` when every name is a decoder unit of that kind, else None."""
+    try:
+        kinds = {"module" if module_parts(name).projection else "layer" for name in names}
+    except ValueError:  # not a decoder layer's unit (a file naming other modules)
+        return None
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def _count_and_first(names: list[str]) -> str:
