@@ -50,7 +50,7 @@ def test_sample_info_and_totals(tmp_path):
     scan = scan_dataset(tmp_path)
     first = scan.samples[0]
     assert first == SampleInfo(paths[0], 50, 3, 16, paths[0].stat().st_size, first.content)
-    assert len(first.content) == 16 and first.content != scan.samples[1].content
+    assert len(first.content) == 8 and first.content != scan.samples[1].content
     assert first.seconds == 2.0
     assert (scan.total_seconds, scan.min_seconds, scan.max_seconds) == (164.0, 2.0, 160.0)
     assert scan.condition_lengths == (3, 9)

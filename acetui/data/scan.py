@@ -6,8 +6,8 @@ file becomes a listed problem rather than an error, so a user sees all of them i
 
 from __future__ import annotations
 
-import hashlib
 import statistics
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,10 +141,11 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
 
 
 def _content_digest(sample: Sample) -> str:
-    """SHA-256 (16 hex digits) of every tensor the model reads from ``sample``, as loaded: a file replaced by
-    one of the same name and sizes is told apart without reading it a second time. Exact and the same on
-    every run (finite float32 values, contiguous on the CPU), unlike a sum of floats; ~5 ms for 10 MB."""
-    digest = hashlib.sha256()
+    """CRC-32 of every tensor the model reads from ``sample``, as loaded (float32, contiguous, on the CPU):
+    a file replaced by one of the same name and sizes is told apart without reading it a second time.
+    What it guards against is an accident, not an adversary, so the checksum is CRC-32: 0.8 ms for a
+    5.6 MB sample where SHA-256 took 2.7 ms and loading it 1.4 ms."""
+    checksum = 0
     for tensor in (
         sample.target_latents,
         sample.context_latents,
@@ -152,8 +153,8 @@ def _content_digest(sample: Sample) -> str:
         sample.attention_mask,
         sample.encoder_attention_mask,
     ):
-        digest.update(tensor.numpy())
-    return digest.hexdigest()[:16]
+        checksum = zlib.crc32(tensor.numpy(), checksum)
+    return f"{checksum:08x}"
 
 
 # A batch is padded to its longest sample, so a sample far longer than the rest needs that much more
