@@ -111,3 +111,15 @@ def test_several_samples_per_batch_reach_both_variants(tmp_path):
     assert case["ours"]["memory"]["batch_peak_bytes"] > 0 and case["baseline"]["memory"]["batch_peak_bytes"] > 0
     assert "| tiny x2 | 2 s | 25 |" in table.read_text()
     assert "3 batches of 2 each" in done.stdout
+
+
+def test_record_saving_script_compares_the_budget_with_saving_every_batch(tmp_path):
+    script = SCRIPT.with_name("record_saving.py")
+    out = tmp_path / "saving.json"
+    command = [sys.executable, str(script), "--batches", "12", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert results["every_batch"]["saves_after_batches"] == 12  # the baseline saves after each batch
+    assert 1 <= results["budget"]["saves_after_batches"] <= 12
+    assert "wall time per batch, every batch / budget" in done.stdout

@@ -1,7 +1,8 @@
 """Signals and kills on a real ``python -m acetui`` process, then ``acetui resume``.
 
 Ctrl+C (SIGINT), SIGTERM and SIGHUP stop the run after the current batch: exit 130, the partial result
-saved and marked. SIGKILL loses at most the batch in flight. Either way ``acetui resume RUN`` finishes
+saved and marked. SIGKILL loses at most the batches the record did not hold yet (with batches this
+short and records this small, the batch in flight). Either way ``acetui resume RUN`` finishes
 the run, and the result equals an uninterrupted run with the same seed exactly (CPU, fp32, one thread).
 """
 

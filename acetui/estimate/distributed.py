@@ -11,8 +11,8 @@ Every process loads the model and runs the batches whose index satisfies ``index
 (the engine's ``batch_indices`` hook). Batches run in rounds of ``world`` (one per process); after each
 round the new ``BatchRecord``s and each process's stop flag are exchanged with ``all_gather_object``, so
 every process holds the same, complete result: the auto-batch stability decision is taken identically
-everywhere, and rank 0 alone reports progress and writes the run record (after every batch record it
-adds; the record names rank 0 as the run's owner). A batch's noise, timesteps and samples come from
+everywhere, and rank 0 alone reports progress and writes the run record (as the batch records it
+adds come in; the record names rank 0 as the run's owner). A batch's noise, timesteps and samples come from
 (seed, batch index) only, so the result equals a single-process run with the same seed (per-batch
 norms are computed by the same code on the same inputs; only the order of the floating-point sums
 inside the model may differ between devices). The backend is nccl when the processes use CUDA and gloo

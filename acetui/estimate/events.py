@@ -62,6 +62,7 @@ class BatchDone:
     eta_seconds: float
     memory: MemoryStats
     stability: float | None = None
+    saved: bool = True  # the run record now holds this batch (a long run's is saved every few batches)
 
 
 @dataclass(frozen=True)

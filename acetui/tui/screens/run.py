@@ -216,7 +216,8 @@ class RunScreen(Screen):
             self.query_one("#loss-label", Static).update(loss_label(self.losses))
         if event.excluded:
             self.log_line(f"batch {event.index + 1} excluded: {event.excluded}")
-        self.record_changed()
+        if event.saved:
+            self.record_changed()
 
     def show_outcome(self, result: EstimateResult | None) -> None:
         """An ended run: a complete one fills the bar (auto runs stop early), none is left animating."""
