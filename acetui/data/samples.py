@@ -63,6 +63,17 @@ class Sample:
         """Length L of the packed condition sequence."""
         return self.encoder_hidden_states.shape[0]
 
+    @property
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """Every tensor the model reads, in field order."""
+        return (
+            self.target_latents,
+            self.context_latents,
+            self.encoder_hidden_states,
+            self.attention_mask,
+            self.encoder_attention_mask,
+        )
+
 
 def load_sample(
     path: Path,

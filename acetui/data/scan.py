@@ -146,13 +146,7 @@ def _content_digest(sample: Sample) -> str:
     What it guards against is an accident, not an adversary, so the checksum is CRC-32: 0.8 ms for a
     5.6 MB sample where SHA-256 took 2.7 ms and loading it 1.4 ms."""
     checksum = 0
-    for tensor in (
-        sample.target_latents,
-        sample.context_latents,
-        sample.encoder_hidden_states,
-        sample.attention_mask,
-        sample.encoder_attention_mask,
-    ):
+    for tensor in sample.tensors:
         checksum = zlib.crc32(tensor.numpy(), checksum)
     return f"{checksum:08x}"
 
