@@ -19,6 +19,11 @@ def _batches(text: str) -> str:
     return text
 
 
+# The subcommands whose options include --profile: a --profile before one of them is its own; before any
+# other it would be dropped, so the CLI refuses it instead.
+PROFILE_COMMANDS = ("estimate",)
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options of ``estimate``; unset ones fall back to the profile."""
     add = parser.add_argument
@@ -45,7 +50,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--crop-frames", type=int, help="crop samples to this many latent frames (25 per second)")
     add("--activation-checkpointing", choices=("auto", "on", "off"), help="recompute activations to save memory")
     add("--strict", action="store_true", default=None, help="any bad sample file is an error")
-    add("--profile", help="start from a saved profile; flags given here win")
+    # Unset, it must leave a --profile given before the subcommand in place: argparse copies every value of
+    # the subcommand's namespace over the top-level one's, so a default of None would erase it.
+    add("--profile", default=argparse.SUPPRESS, help="start from a saved profile; flags given here win")
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="acetui", description="Rank ACE-Step 1.5 decoder attention projections by gradient sensitivity."
     )
     parser.add_argument("--version", action="version", version=f"acetui {__version__}")
-    parser.add_argument("--profile", help="open the app prefilled from a saved profile, at the parameters step")
+    parser.add_argument(
+        "--profile",
+        help="open the app prefilled from a saved profile, at the parameters step (before estimate: its --profile)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     estimate = commands.add_parser("estimate", help="run the estimator headless and print/write the ranking")

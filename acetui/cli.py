@@ -12,17 +12,19 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 from acetui import paths
-from acetui.arguments import build_parser
+from acetui.arguments import PROFILE_COMMANDS, build_parser
 from acetui.errors import AcetuiError, first_line
 from acetui.estimate import EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import check_process_count, world_from_env
 from acetui.estimate.ownership import check_incomplete, check_not_running, run_owner_alive
 from acetui.estimate.request import resolve_device
+from acetui.estimate.result import record_file
 from acetui.history import batches_done, find_run, list_runs, load_record, runs_table, shown_status
-from acetui.profiles import load_profile, saved_profile
+from acetui.profiles import check_profile_ranges, load_profile, saved_profile
 from acetui.progress import (
     ConsoleReporter,
     check_outputs,
@@ -36,37 +38,42 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 DEBUG_VARIABLE = "ACETUI_DEBUG"
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+# Request settings an ``estimate`` flag of the same name sets (the batch count aside: one flag, two settings).
+FLAG_SETTINGS = (
+    "checkpoint_dir",
+    "variant",
+    "dataset_dir",
+    "top_k",
+    "granularity",
+    "score",
+    "seed",
+    "batch_size",
+    "device",
+    "dtype",
+    "timestep_focus",
+    "modules",
+    "crop_frames",
+    "activation_checkpointing",
+    "strict",
+    "max_batches",
+    "stability_target",
+)
 
 
 def request_from_args(args: argparse.Namespace) -> EstimateRequest:
-    """Profile values first, then every flag the user actually gave."""
-    values = load_profile(args.profile) if args.profile else {}
-    for key in (
-        "checkpoint_dir",
-        "variant",
-        "dataset_dir",
-        "top_k",
-        "granularity",
-        "score",
-        "seed",
-        "batch_size",
-        "device",
-        "dtype",
-        "timestep_focus",
-        "modules",
-        "crop_frames",
-        "activation_checkpointing",
-        "strict",
-        "max_batches",
-        "stability_target",
-    ):
-        value = getattr(args, key, None)
-        if value is not None:
-            values[key] = value
+    """Profile values first, then every flag the user actually gave; a profile's value that no flag
+    replaces is checked on its own first, so that an out-of-range one names the profile's file."""
+    given = {key: getattr(args, key, None) for key in FLAG_SETTINGS}
+    given = {key: value for key, value in given.items() if value is not None}
     if args.batches == "auto":
-        values["auto_batches"] = True
+        given["auto_batches"] = True
     elif args.batches is not None:
-        values["batches"], values["auto_batches"] = int(args.batches), False
+        given["batches"], given["auto_batches"] = int(args.batches), False
+    values: dict[str, Any] = {}
+    if args.profile is not None:
+        values = load_profile(args.profile)
+        check_profile_ranges(args.profile, {key: value for key, value in values.items() if key not in given})
+    values.update(given)
     missing = [
         flag
         for flag, key in (
@@ -228,18 +235,43 @@ def _compare(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """``resume``: the run's record, read once; a complete run asked for output options writes them
     (``_stored_exports``), any other is continued, over ``--nproc`` processes or here. Refused when it
-    is complete or a live process still runs it; the other ranks of a multi-process resume skip the
-    owner check, as their rank 0 may have taken the run up already."""
-    record = load_record(find_run(args.run))
+    is complete, a live process still runs it or the history holds another record of it; the other
+    ranks of a multi-process resume skip those two checks, as their rank 0 may have taken the run up
+    (into the history) already."""
+    path = find_run(args.run)
+    record = load_record(path)
     if record.status == "complete" and wants_outputs(args):
         if not args.quiet:
             print(f"acetui: run {record.run_id} is complete: its files come from its record", file=sys.stderr)
         return _stored_exports(record, args)
     check_incomplete(record)
     if world_from_env().main:
+        _check_not_shadowed(path, record)
         check_not_running(record)
     spawned = _spawn(args, argv, record.request)
     return spawned if spawned is not None else run_headless(record.request, args, resume=record)
+
+
+def _check_not_shadowed(path: Path, record: EstimateResult) -> None:
+    """A resume continues the run's record in the history, which the engine claims and rewrites: a record
+    file named by path that is not that one (a copy, perhaps edited) while the history has it would be
+    passed over for it without a word, so it is refused, naming both. A file whose run the history lacks
+    is continued into the history, and the history's own record by path is resumed as by its id."""
+    history = record_file(paths.app_dirs().runs, record.run_id)
+    if not history.is_file() or _same_file(path, history):
+        return
+    raise AcetuiError(
+        f"{path} holds run {record.run_id}, whose record in the history is {history}: resume that one with "
+        f"acetui resume {record.run_id}, or move it out of {history.parent} to resume {path} instead"
+    )
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file (through a link, or another spelling of the path)."""
+    try:
+        return first.samefile(second)
+    except OSError:
+        return False
 
 
 def _stored_exports(record: EstimateResult, args: argparse.Namespace) -> int:
@@ -304,9 +336,19 @@ def _estimate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return spawned if spawned is not None else run_headless(request, args)
 
 
+def _check_profile_command(args: argparse.Namespace) -> None:
+    """A ``--profile`` before a subcommand that takes none (``acetui --profile x locate``) would be dropped
+    without a word: refused, naming the subcommand, as the user evidently meant it to apply."""
+    if args.profile is not None and args.command is not None and args.command not in PROFILE_COMMANDS:
+        raise AcetuiError(
+            f"--profile does not apply to {args.command} (only to the app and to {', '.join(PROFILE_COMMANDS)})"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_profile_command(args)
         if args.command == "compare":
             return _compare(args)
         if args.command == "estimate":

@@ -36,6 +36,7 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
 }
 _TYPES = {field.name: _TOML_TYPES[str(field.type)] for field in fields(EstimateRequest)}
 _FOLDERS = (("checkpoint_dir", "checkpoint folder"), ("dataset_dir", "dataset folder"))
+_UNCHECKED = {"checkpoint_dir": "", "variant": "", "dataset_dir": ""}  # stand-ins: a profile need not set them
 
 
 class ProfileError(AcetuiError):
@@ -111,6 +112,16 @@ def load_profile(name: str) -> dict[str, Any]:
     null, so a profile saved without a crop has no crop key), so loading over other settings keeps none
     of theirs. The folders and variant have no default and are only set when the file names them."""
     return {**REQUEST_DEFAULTS, **read_settings(saved_profile(name))}
+
+
+def check_profile_ranges(name: str, values: dict[str, Any]) -> None:
+    """ProfileError naming profile ``name``'s file when one of ``values``, settings taken from it, is out of
+    range (a top-k of 0), as a wrong type is named: the request's own check says what is wrong but not
+    where the value came from. The folders and variant are checked when the run starts."""
+    try:
+        EstimateRequest.from_dict({**_UNCHECKED, **values})
+    except AcetuiError as error:
+        raise ProfileError(f"{profile_path(name)}: {error}") from None
 
 
 def delete_profile(name: str) -> Path:
