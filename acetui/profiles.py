@@ -18,7 +18,7 @@ import tomli_w
 from acetui import paths
 from acetui.atomic import write_text_atomic
 from acetui.errors import AcetuiError
-from acetui.estimate.request import REQUEST_DEFAULTS, EstimateRequest
+from acetui.estimate.request import REQUEST_DEFAULTS, EstimateRequest, check_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,7 +36,6 @@ _TOML_TYPES: dict[str, tuple[type, ...]] = {
 }
 _TYPES = {field.name: _TOML_TYPES[str(field.type)] for field in fields(EstimateRequest)}
 _FOLDERS = (("checkpoint_dir", "checkpoint folder"), ("dataset_dir", "dataset folder"))
-_UNCHECKED = {"checkpoint_dir": "", "variant": "", "dataset_dir": ""}  # stand-ins: a profile need not set them
 
 
 class ProfileError(AcetuiError):
@@ -119,7 +118,7 @@ def check_profile_ranges(name: str, values: dict[str, Any]) -> None:
     range (a top-k of 0), as a wrong type is named: the request's own check says what is wrong but not
     where the value came from. The folders and variant are checked when the run starts."""
     try:
-        EstimateRequest.from_dict({**_UNCHECKED, **values})
+        check_settings(values)
     except AcetuiError as error:
         raise ProfileError(f"{profile_path(name)}: {error}") from None
 

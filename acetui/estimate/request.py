@@ -110,6 +110,14 @@ class EstimateRequest:
 
 # Each setting's default (the folders and the variant have none): what a profile or form leaves unset.
 REQUEST_DEFAULTS = {field.name: field.default for field in fields(EstimateRequest) if field.default is not MISSING}
+_ANY_SOURCE = {"checkpoint_dir": "/", "variant": "-", "dataset_dir": "/"}
+
+
+def check_settings(values: dict[str, Any]) -> None:
+    """AcetuiError in the request's own words when one of ``values`` (settings other than the folders and
+    the variant, which are checked when a run starts) cannot run: one rule for the form, profiles and the
+    CLI."""
+    EstimateRequest.from_dict({**values, **_ANY_SOURCE})
 
 
 def absolute_path(path: str | Path) -> Path:

@@ -15,13 +15,12 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select
 
 from acetui.errors import AcetuiError
-from acetui.estimate import SCORES, EstimateRequest
+from acetui.estimate import SCORES
 from acetui.estimate.objective import TimestepFocus
-from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS
+from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS, check_settings
 
 FOCUS_PRESETS = ("balanced", "texture", "structure")
 MAX_DIGITS = 30  # the largest range (seeds, below 2**63) needs 19
-ANY_FOLDER = {"checkpoint_dir": "/", "variant": "-", "dataset_dir": "/"}  # folders are not checked here
 
 
 def shorten(text: str) -> str:
@@ -32,7 +31,7 @@ def shorten(text: str) -> str:
 def engine_rule(key: str, value: Any) -> Any:
     """``value`` once the engine's own check of request field ``key`` (``EstimateRequest.validate``)
     accepts it; AcetuiError in the engine's words: one rule for the form, the CLI and profiles."""
-    EstimateRequest(**ANY_FOLDER, **{key: value})
+    check_settings({key: value})
     return value
 
 
