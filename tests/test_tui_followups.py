@@ -108,6 +108,28 @@ async def test_results_of_a_record_left_running_by_a_gone_process_say_interrupte
         assert key_label(app, "r") == "Resume"
 
 
+async def test_history_keeps_the_cursor_on_the_run_the_user_opened(checkpoint_root, dataset_dir):
+    """Back from a run's Results the history is read again: the table was refilled with the cursor on the
+    first row, so the next enter opened another run than the one the user had moved to."""
+    runs = [record_run(checkpoint_root, dataset_dir, batches=1, seed=seed) for seed in range(3)]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, HistoryScreen())
+        history = app.screen
+        await pilot.press("down", "down")
+        chosen = history.current().run_id
+        assert chosen != history.runs[0].run_id
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is history and history.current().run_id == chosen
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        assert app.screen.source.result.run_id == chosen
+    assert {run.run_id for run in runs} >= {chosen}
+
+
 async def test_a_refused_profile_name_is_told_the_rule_it_broke(checkpoint_root, dataset_dir):
     app = make_app(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=1, device="cpu"))
     async with app.run_test(size=SIZE) as pilot:

@@ -20,6 +20,7 @@ from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.following import RecordFollowingScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.widgets.table_place import kept_place
 from acetui.tui.widgets.whole_columns import WholeColumnTable
 
 STATUS_STYLES = {
@@ -120,9 +121,10 @@ class HistoryScreen(RecordFollowingScreen):
         ids = {run.run_id for run in self.runs}
         self.marked = [run_id for run_id in self.marked if run_id in ids]
         table = self.query_one("#runs", DataTable)
-        table.clear()
-        for run in self.runs:
-            table.add_row(*self.cells(run), key=run.run_id)
+        with kept_place(table):  # back from a run's results, the cursor stays on that run
+            table.clear()
+            for run in self.runs:
+                table.add_row(*self.cells(run), key=run.run_id)
         if not self.runs:
             notice.update(Text("No runs recorded yet.", style="dim"))
             notice.display = True

@@ -34,6 +34,7 @@ from acetui.tui.widgets.heat_map import HeatMap
 from acetui.tui.widgets.phrases import Phrases
 from acetui.tui.widgets.ranking_table import COLUMNS, RankingTable, module_filter
 from acetui.tui.widgets.run_summary import RunSummary
+from acetui.tui.widgets.table_place import kept_place
 
 VIEWS = ("ranking", "heat-map", "summary")
 IMPORT_TITLE = "Open a Side-Step or acetui JSON export, or a fisher_map.json"  # fits the 64-cell dialog
@@ -136,15 +137,10 @@ class ResultsScreen(RecordFollowingScreen):
     def show_record(self, result: EstimateResult) -> None:
         """The run as re-read, where the user was: score, view, filter and sort stay, and so do the table's
         highlighted module and scroll (the table's rows, shown anew, would put both back at the top)."""
-        table = self.query_one(RankingTable)
-        module = table.coordinate_to_cell_key(table.cursor_coordinate).row_key if table.row_count else None
-        x, y = table.scroll_x, table.scroll_y
-        self.source = ranking_source(result)
-        self.show_warnings()
-        self.show()
-        table.scroll_to(x, y, animate=False, immediate=True)
-        if module is not None and module in table.rows:
-            table.move_cursor(row=table.get_row_index(module))
+        with kept_place(self.query_one(RankingTable)):
+            self.source = ranking_source(result)
+            self.show_warnings()
+            self.show()
         self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="effective-rank", exit_on_error=False, description="effective ranks")
