@@ -279,7 +279,9 @@ def test_a_save_that_keeps_failing_is_reported_not_raised(tmp_path, checkpoint_r
             runs.rename(tmp_path / "moved")
             runs.write_text("not a folder\n")
 
-    result = Estimator(_request(checkpoint_root, dataset_dir, batches=3), on_event=on_event, record_dir=runs).run()
+    request = _request(checkpoint_root, dataset_dir, batches=3)
+    # saved after every batch, so the second batch's save is the one that fails
+    result = Estimator(request, on_event=on_event, record_dir=runs, save_share=1.0).run()
     failed = events[-1]
     assert isinstance(failed, RunFailed) and failed.result is result
     assert result.status == "failed" and result.completed_batches == 2 and result.message == failed.message

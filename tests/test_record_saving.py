@@ -88,3 +88,26 @@ def test_the_stability_is_computed_at_every_count_and_then_at_counts_growing_by_
     later = due[19:]
     assert all(1 < b / a <= 1.05 + 1 / a for a, b in zip(later, later[1:]))
     assert len(due) < 110  # not 2000 bootstraps over ever more batches
+
+
+def test_the_mean_loss_reported_is_the_records_through_a_resume(tmp_path, checkpoint_root, dataset_dir):
+    """Counted as batches come rather than by walking every batch after each one: still the mean over the
+    included batches, a resumed run's earlier ones among them."""
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, device="cpu", dtype="fp32", batches=6)
+    reported: list[tuple[float, float]] = []
+    losses: list[float] = []  # of the included batches, from the first run's events on
+    estimator: Estimator
+
+    def on_event(event) -> None:
+        if isinstance(event, BatchDone):
+            losses.extend([] if event.excluded else [event.loss])
+            reported.append((event.mean_loss, sum(losses) / len(losses)))
+            if event.index == 2 and estimator.resume is None:
+                estimator.cancel()
+
+    estimator = Estimator(request, on_event=on_event, record_dir=tmp_path)
+    stopped = estimator.run()
+    assert stopped.status == "cancelled" and stopped.completed_batches == 3
+    estimator = Estimator(request, on_event=on_event, record_dir=tmp_path, resume=stopped)
+    assert estimator.run().completed_batches == 6
+    assert len(reported) == 6 and all(mean == expected for mean, expected in reported)

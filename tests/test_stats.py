@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from acetui.estimate.stats import (
+    BOOTSTRAP_CHUNK,
     batch_summary,
     bootstrap_means,
     ranking_stats,
@@ -55,6 +56,19 @@ def test_bootstrap_is_seeded_and_keeps_the_scale():
     assert not torch.equal(first, bootstrap_means(values, 200, seed=4))
     assert first.shape == (200, 10)
     assert torch.allclose(first.mean(dim=0), values.mean(dim=0), atol=0.01)
+
+
+def test_bootstrap_of_many_batches_is_taken_in_chunks_with_the_same_draws():
+    """20,000 batches drew all resamples at once (480 MB of picks and counts); chunked, each resample still
+    gets the generator's draws in order: the means are the one-shot computation's."""
+    batches = BOOTSTRAP_CHUNK // 100 + 7  # 99 resamples per chunk: 3 chunks for 250
+    values = torch.rand(batches, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(5)
+    picks = torch.randint(0, batches, (250, batches), generator=generator)
+    counts = torch.zeros(250, batches, dtype=torch.float64).scatter_add_(
+        1, picks, torch.ones_like(picks, dtype=torch.float64)
+    )
+    assert torch.allclose(bootstrap_means(values, 250, seed=5), counts @ values / batches, rtol=1e-12, atol=0)
 
 
 def test_separated_columns_are_certain():

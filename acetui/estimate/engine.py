@@ -107,6 +107,18 @@ class _Session:
     measured_batches: int = 0
     first_round: int = 0  # batches of the first round (it also pays kernel loading and planning)
     first_done: float = 0.0  # when the first round finished
+    included: int = 0  # the result's included batches, counted as they come: a long run must not walk
+    loss_total: float = 0.0  # every batch after each one (at 8,000 batches that was a quarter of the time)
+
+    def count(self, record: BatchRecord) -> None:
+        if record.included:
+            self.included += 1
+            self.loss_total += record.loss
+
+    @property
+    def mean_loss(self) -> float:
+        """The result's ``mean_loss``, summed in the same order."""
+        return self.loss_total / self.included if self.included else math.nan
 
     def add_round(self, batches: int, now: float) -> None:
         """Count a round's batches, all finished at ``now`` (several processes finish theirs together)."""
@@ -175,20 +187,21 @@ class Estimator:
         return None if self.record_dir is None else record_file(self.record_dir, run_id)
 
     def _save(self, result: EstimateResult) -> None:
-        started = time.perf_counter()
         path = self.record_path(result.run_id)
         if result.status != "running":  # the full figures once, when the run ends; stability every batch
             result.metadata["statistics"] = statistics_record(result)
             result.metadata.pop("owner", None)  # only a running record has an owner
         if path is not None:
             write_text_atomic(path, json.dumps(result.to_dict(), indent=1, allow_nan=False))
-        self._save_budget.spent(started)
 
     def _save_batch(self, result: EstimateResult) -> bool:
-        """Save after a batch when the budget allows; whether the record now holds it."""
+        """Save after a batch when the budget allows (the first batch's always); whether the record now
+        holds it."""
         if not self._save_budget.due():
             return False
+        started = self._save_budget.clock()
         self._save(result)
+        self._save_budget.spent(started)
         return True
 
     def run(self) -> EstimateResult | None:
@@ -301,6 +314,8 @@ class Estimator:
             focus=TimestepFocus.parse(request.timestep_focus),
             cache=SampleCache(decoder.config.condition_width, decoder.config.context_channels),
         )
+        for record in result.batches:  # a resumed run's
+            session.count(record)
         try:
             self._loop(session, result)
         finally:
@@ -373,14 +388,15 @@ class Estimator:
         elapsed = now - session.started
         for record in sorted(records, key=lambda item: item.index):
             result.batches.append(record)
-            stability = self._stability(result)
+            session.count(record)
+            stability = self._stability(result, session.included)
             saved = self._save_batch(result)
             self.on_event(
                 BatchDone(
                     index=record.index,
                     total=total,
                     loss=record.loss,
-                    mean_loss=result.mean_loss,
+                    mean_loss=session.mean_loss,
                     excluded=record.excluded,
                     elapsed=elapsed,
                     seconds_per_batch=per_batch,
@@ -394,17 +410,16 @@ class Estimator:
             if (
                 request.auto_batches
                 and stability is not None
-                and len(result.included_batches) >= AUTO_MIN_BATCHES
+                and session.included >= AUTO_MIN_BATCHES
                 and stability >= request.stability_target
             ):
                 result.metadata["stop_reason"] = "stable"
                 return True
         return False
 
-    def _stability(self, result: EstimateResult) -> float | None:
-        """Top-k stability of the ranking so far (None below two included batches), kept in the record;
-        between the counts ``stability_due`` names, the last one computed."""
-        included = len(result.included_batches)
+    def _stability(self, result: EstimateResult, included: int) -> float | None:
+        """Top-k stability of the ranking so far, with ``included`` batches (None below two), kept in the
+        record; between the counts ``stability_due`` names, the last one computed."""
         if included < MIN_BATCHES:
             return None
         history = result.metadata.setdefault("stability", [])
