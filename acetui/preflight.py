@@ -46,7 +46,7 @@ def dataset_report(folder: Path, root: Path | None = None, variant: str | None =
         width, channels = config.condition_width, config.context_channels
     scan = scan_dataset(folder, condition_width=width, context_channels=channels)
     lines = [f"{folder}: {scan.summary()}"]
-    lines += [f"  {problem}" for problem in scan.problems]
+    lines += [f"  {group}" for group in scan.problem_groups()]
     if variant is None:
         lines += [f"  note: {note}" for note in scan.notes]
     else:

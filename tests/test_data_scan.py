@@ -43,6 +43,46 @@ def test_mixed_folder_lists_every_problem_and_other_file(tmp_path):
     scan.require_samples()
 
 
+CORRUPT = "not a valid torch file (corrupt, truncated or not written by torch.save)"
+
+
+def test_problems_are_grouped_by_reason_in_order_of_first_file(tmp_path):
+    """500 truncated files printed 500 lines; a reason met by many files is one line with its count."""
+    paths = write_dataset(tmp_path, count=2, condition_width=16, frames=(30, 30), condition_length=(4, 4))
+    head = paths[0].read_bytes()[:100]
+    for index in range(6):
+        (tmp_path / f"bad_{index}.pt").write_bytes(head)
+    good = torch.load(paths[0], weights_only=True)
+    for name in ("a_missing.pt", "c_missing.pt"):
+        torch.save({k: v for k, v in good.items() if k != "context_latents"}, tmp_path / name)
+    torch.save({**good, "encoder_hidden_states": torch.randn(4, 8)}, tmp_path / "narrow\x1b[2J.pt")
+
+    groups = scan_dataset(tmp_path, condition_width=16).problem_groups()
+
+    missing = "missing key 'context_latents'"
+    assert [(group.reason, [path.name for path in group.paths]) for group in groups] == [
+        (missing, ["a_missing.pt", "c_missing.pt"]),
+        (CORRUPT, [f"bad_{index}.pt" for index in range(6)]),
+        (groups[2].reason, ["narrow\x1b[2J.pt"]),
+    ]
+    assert [str(group) for group in groups] == [
+        f"2 files: {missing}: a_missing.pt, c_missing.pt",
+        f"6 files: {CORRUPT}: bad_0.pt, bad_1.pt, bad_2.pt and 3 more",
+        f"narrow\\x1b[2J.pt: {groups[2].reason}",
+    ]
+    assert groups[2].reason.startswith("'encoder_hidden_states' has 8 channels, expected 16")
+
+
+def test_a_group_names_every_file_up_to_three_and_escapes_each():
+    names = ["a.pt", "b\nc.pt", "d.pt", "e.pt"]
+    problems = tuple(SampleProblem(Path("d") / name, "bad") for name in names)
+    three = DatasetScan(Path("d"), (), problems[:3], ()).problem_groups()
+    assert [str(group) for group in three] == ["3 files: bad: a.pt, b\\nc.pt, d.pt"]
+    four = DatasetScan(Path("d"), (), problems, ()).problem_groups()
+    assert [str(group) for group in four] == ["4 files: bad: a.pt, b\\nc.pt, d.pt and 1 more"]
+    assert DatasetScan(Path("d"), (), (), ()).problem_groups() == ()
+
+
 def test_sample_info_and_totals(tmp_path):
     paths = write_dataset(tmp_path, count=2, condition_width=16, frames=(50, 50), condition_length=(3, 3))
     write_dataset(tmp_path / "long", count=1, condition_width=16, frames=(4000, 4000), condition_length=(9, 9))

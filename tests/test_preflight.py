@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import torch
+
 from acetui.cli import main
 from acetui.model.synthetic import TINY, write_checkpoint
 
@@ -56,6 +58,25 @@ def test_scan_reports_problems_and_checks_widths_against_a_variant(checkpoint_ro
     out = capsys.readouterr().out
     assert "0 samples" in out and "7 problem files" in out and "--checkpoint-dir" not in out
     assert "encoder_hidden_states" in out
+
+
+def test_scan_prints_a_line_per_reason_not_per_file(checkpoint_root, dataset_dir, tmp_path, capsys):
+    """500 truncated files printed 500 lines, all alike; now one line per reason says how many and names a few."""
+    folder = tmp_path / "data"
+    shutil.copytree(dataset_dir, folder)
+    head = (folder / "sample_000.pt").read_bytes()[:100]
+    for index in range(40):
+        (folder / f"bad_sample_{index:03d}.pt").write_bytes(head)
+    (folder / "bad_sample_\x1b[31m.pt").write_bytes(b"")  # sorts first: its name is escaped
+    torch.save({"target_latents": torch.zeros(3)}, folder / "partial.pt")
+    assert main(["scan", str(folder), "-c", str(checkpoint_root), "-M", "turbo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    corrupt = "not a valid torch file (corrupt, truncated or not written by torch.save)"
+    assert lines[0].endswith(", 42 problem files")
+    assert lines[1:] == [
+        f"  41 files: {corrupt}: bad_sample_\\x1b[31m.pt, bad_sample_000.pt, bad_sample_001.pt and 38 more",
+        "  partial.pt: missing keys 'context_latents', 'encoder_hidden_states'",
+    ]
 
 
 def test_scan_gives_the_variant_warning_that_estimate_gives(checkpoint_root, dataset_dir, tmp_path, capsys):

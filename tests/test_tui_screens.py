@@ -47,23 +47,30 @@ async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):
     assert runs[0].completed_batches == partial.completed_batches
 
 
-async def test_bad_dataset_lists_each_file_with_its_reason(checkpoint_root, dataset_dir, tmp_path):
+async def test_bad_dataset_lists_each_reason_with_its_files(checkpoint_root, dataset_dir, tmp_path):
+    """Many truncated files took two wrapped lines each, 8 files a screen; now a reason is one short entry."""
     folder = tmp_path / "mixed"
     folder.mkdir()
     for sample in sorted(dataset_dir.glob("*.pt"))[:2]:
         shutil.copy(sample, folder / sample.name)
-    (folder / "empty.pt").write_bytes(b"")
-    (folder / "garbage.pt").write_bytes(b"not a torch file at all")
+    head = (folder / "sample_000.pt").read_bytes()[:100]
+    for index in range(20):
+        (folder / f"bad_{index:02d}.pt").write_bytes(head)
+    (folder / "garbage\x1b[2J.pt").write_bytes(b"not a torch file at all")
     torch.save({"target_latents": torch.zeros(3)}, folder / "missing.pt")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await to_dataset_step(pilot, checkpoint_root)
         await submit(pilot, "path", str(folder))
         summary = str(app.screen.query_one("#summary").render())
-        assert "2 valid samples" in summary and "3 invalid" in summary
-        lines = str(app.screen.query_one("#problem-list").render()).splitlines()
-        assert [line.split()[0] for line in lines] == ["empty.pt", "garbage.pt", "missing.pt"]
-        assert all(len(line.split()) > 1 for line in lines)
+        assert "2 valid samples" in summary and "22 invalid" in summary
+        problems = app.screen.query_one("#problem-list")
+        assert str(problems.render()).splitlines() == [
+            "21 files  not a valid torch file (corrupt, truncated or not written by torch.save)",
+            "  bad_00.pt, bad_01.pt, bad_02.pt and 18 more",
+            "missing.pt  missing keys 'context_latents', 'encoder_hidden_states'",
+        ]
+        assert app.screen.query_one("#problems").max_scroll_y == 0  # all of it in view at 80x24
         await pilot.press("ctrl+n")
         await settle(pilot)
         assert isinstance(app.screen, ParametersScreen)

@@ -47,6 +47,34 @@ class SampleProblem:
         return f"{printable(self.path.name)}: {self.reason}"
 
 
+PROBLEM_FILES_NAMED = 3  # files named on a line a reason shares; "and N more" counts the rest
+
+
+@dataclass(frozen=True)
+class ProblemGroup:
+    """The ``.pt`` files that share one reason: 500 truncated files read as one line, not 500."""
+
+    reason: str
+    paths: tuple[Path, ...]
+
+    @property
+    def label(self) -> str:
+        """What the line starts with: the file's name when it is alone (as a SampleProblem), else the count."""
+        return printable(self.paths[0].name) if len(self.paths) == 1 else f"{len(self.paths)} files"
+
+    @property
+    def names(self) -> str:
+        """The first few names and "and N more" ("" for one file, which ``label`` already names)."""
+        if len(self.paths) == 1:
+            return ""
+        shown = ", ".join(printable(path.name) for path in self.paths[:PROBLEM_FILES_NAMED])
+        more = len(self.paths) - PROBLEM_FILES_NAMED
+        return f"{shown} and {more} more" if more > 0 else shown
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.reason}: {self.names}" if self.names else f"{self.label}: {self.reason}"
+
+
 @dataclass(frozen=True)
 class DatasetScan:
     """What a dataset folder holds: valid samples, unusable ``.pt`` files and everything else."""
@@ -79,6 +107,13 @@ class DatasetScan:
     @property
     def sample_paths(self) -> tuple[Path, ...]:
         return tuple(info.path for info in self.samples)
+
+    def problem_groups(self) -> tuple[ProblemGroup, ...]:
+        """The problems grouped by reason, in order of each reason's first file, for the CLI and the app alike."""
+        groups: dict[str, list[Path]] = {}
+        for problem in self.problems:
+            groups.setdefault(problem.reason, []).append(problem.path)
+        return tuple(ProblemGroup(reason, tuple(paths)) for reason, paths in groups.items())
 
     def require_samples(self) -> None:
         """Raise DatasetError when there is nothing to estimate on, naming the first problem."""

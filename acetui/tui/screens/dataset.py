@@ -1,4 +1,4 @@
-"""Step 2: pick a dataset folder; the scan (no model loaded) shows its size and every invalid file with why."""
+"""Step 2: pick a dataset folder; the scan (no model loaded) shows its size and its invalid files by reason."""
 
 from __future__ import annotations
 
@@ -36,11 +36,14 @@ def scan_text(scan: DatasetScan) -> Text:
 
 
 def problems_text(scan: DatasetScan) -> Text:
-    """Each invalid file with its full reason (reasons are long, so a wrapping list rather than a table)."""
+    """Each reason with its file, or with its count and first few files (the grouping ``acetui scan`` prints):
+    reasons are long, so a wrapping list rather than a table, and 500 truncated files take one entry."""
     text = Text()
-    for problem in scan.problems:
-        text.append(problem.path.name, style="bold")
-        text.append(f"  {problem.reason}\n", style="red")
+    for group in scan.problem_groups():
+        text.append(group.label, style="bold")
+        text.append(f"  {group.reason}\n", style="red")
+        if group.names:
+            text.append(f"  {group.names}\n", style="dim")
     return text
 
 
