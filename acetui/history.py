@@ -8,6 +8,7 @@ from pathlib import Path
 from acetui import paths
 from acetui.errors import AcetuiError
 from acetui.estimate.ownership import run_owner_alive
+from acetui.estimate.request import EstimateRequest
 from acetui.estimate.result import RECORD_SUFFIX, EstimateResult, OtherVersionRecord, record_file
 from acetui.estimate.result import read_record as load_record
 from acetui.estimate.scores import rank_modules
@@ -15,6 +16,7 @@ from acetui.model.checkpoint import DECODER_PREFIX
 
 __all__ = [
     "HistoryProblem",
+    "RunSummary",
     "batches_done",
     "find_run",
     "list_runs",
@@ -57,8 +59,9 @@ def find_run(reference: str) -> Path:
     raise AcetuiError(f"{reference}: ambiguous run id ({len(matches)} runs match)")
 
 
-def list_runs() -> tuple[list[EstimateResult], list[HistoryProblem]]:
-    """Every readable run, newest first; unreadable records are renamed to ``*.bad`` and reported."""
+def list_runs() -> tuple[list[RunSummary], list[HistoryProblem]]:
+    """Every readable run, newest first, summarised (one record held at a time); unreadable records are
+    renamed to ``*.bad`` and reported."""
     folder = paths.app_dirs().runs
     if not folder.is_dir():
         return [], []
@@ -76,8 +79,8 @@ def list_runs() -> tuple[list[EstimateResult], list[HistoryProblem]]:
             reason = f"{path}: holds run {run.run_id} under another name (a copy?)"
             problems.append(HistoryProblem(path, reason, "left in place"))
             continue
-        runs.append(run)
-    runs.sort(key=started, reverse=True)
+        runs.append(RunSummary.of(run, path))
+    runs.sort(key=lambda summary: (summary.created, summary.run_id), reverse=True)
     return runs, problems
 
 
@@ -101,12 +104,6 @@ def shown_status(run: EstimateResult) -> str:
     return "interrupted" if run.status == "running" and not run_owner_alive(run) else run.status
 
 
-def started(run: EstimateResult) -> tuple[str, str]:
-    """Sorts runs by when they were created (microseconds: two runs can start within the second their
-    ids share), then by id."""
-    return str(run.metadata.get("created", "")), run.run_id
-
-
 def top_module(run: EstimateResult) -> str:
     """The run's most sensitive unit by its own score, without the ``decoder.`` prefix; ``-`` before any
     included batch."""
@@ -125,19 +122,47 @@ def batches_done(run: EstimateResult) -> str:
     return f"{run.completed_batches}/{request.batches}"
 
 
-def runs_table(runs: list[EstimateResult]) -> str:
+@dataclass(frozen=True)
+class RunSummary:
+    """A listed run: what History and ``acetui runs`` show of it, without its batches (hundreds of runs held
+    whole took GBs: a long run's norms alone are tens of MB once read). Opening, comparing or resuming it
+    reads its record again (``load``). ``created`` sorts runs (to the microsecond: two runs can start within
+    the second their ids share)."""
+
+    run_id: str
+    request: EstimateRequest
+    status: str
+    batches: str
+    included: int
+    top: str
+    created: str
+    path: Path
+
+    @classmethod
+    def of(cls, run: EstimateResult, path: Path | None = None) -> RunSummary:
+        """``run``, read from ``path`` (by default its record in the history)."""
+        return cls(
+            run_id=run.run_id,
+            request=run.request,
+            status=shown_status(run),
+            batches=batches_done(run),
+            included=len(run.included_batches),
+            top=top_module(run),
+            created=str(run.metadata.get("created", "")),
+            path=path or record_file(paths.app_dirs().runs, run.run_id),
+        )
+
+    def load(self) -> EstimateResult:
+        """The whole run, as its record is now; AcetuiError naming the file when it is gone or broken."""
+        return load_record(self.path)
+
+
+def runs_table(runs: list[RunSummary]) -> str:
     """``acetui runs``: one aligned line per run with the app's History's facts (the top module last here,
     where a long name can run on)."""
     rows = [("run", "status", "variant", "dataset", "batches", "top module")]
     rows += [
-        (
-            run.run_id,
-            shown_status(run),
-            run.request.variant,
-            Path(run.request.dataset_dir).name,
-            batches_done(run),
-            top_module(run),
-        )
+        (run.run_id, run.status, run.request.variant, Path(run.request.dataset_dir).name, run.batches, run.top)
         for run in runs
     ]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]

@@ -260,7 +260,7 @@ def test_a_record_that_does_not_fit_its_modules_is_listed_as_a_problem(edit, rea
     bad.write_text(json.dumps(broken))
     runs_read, problems = list_runs()
     assert [run.run_id for run in runs_read] == [good_record["run_id"]]
-    assert rank_modules(runs_read[0])  # the rest of the history still ranks
+    assert rank_modules(runs_read[0].load())  # the rest of the history still ranks
     (problem,) = problems
     assert problem.path == bad.with_suffix(".json.bad") and problem.path.exists()
     assert problem.reason.startswith(f"{bad}: not a valid run record (") and reason in problem.reason

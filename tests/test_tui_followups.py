@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from textual.widgets import Input, TabbedContent
+from textual.widgets import DataTable, Input, TabbedContent
 
 from acetui import paths
 from acetui.estimate import EstimateRequest
 from acetui.estimate.ownership import process_owner
 from acetui.estimate.result import record_file
-from acetui.history import load_record
+from acetui.history import RunSummary, load_record
 from acetui.tui.app import make_app
 from acetui.tui.ranking_source import ranking_source
 from acetui.tui.screens.history import HistoryScreen
@@ -111,7 +111,8 @@ async def test_results_of_a_record_left_running_by_a_gone_process_say_interrupte
 async def test_history_keeps_the_cursor_on_the_run_the_user_opened(checkpoint_root, dataset_dir):
     """Back from a run's Results the history is read again: the table was refilled with the cursor on the
     first row, so the next enter opened another run than the one the user had moved to."""
-    runs = [record_run(checkpoint_root, dataset_dir, batches=1, seed=seed) for seed in range(3)]
+    for seed in range(3):
+        record_run(checkpoint_root, dataset_dir, batches=1, seed=seed)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await open_screen(pilot, HistoryScreen())
@@ -127,7 +128,27 @@ async def test_history_keeps_the_cursor_on_the_run_the_user_opened(checkpoint_ro
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
         assert app.screen.source.result.run_id == chosen
-    assert {run.run_id for run in runs} >= {chosen}
+
+
+async def test_history_lists_summaries_and_opens_each_run_as_its_record_is_now(checkpoint_root, dataset_dir):
+    """History held every run whole (a long run's norms are tens of MB once read, hundreds of runs took GBs):
+    it lists summaries and reads a run's record when it is opened, so a record gone since says so."""
+    kept, gone = (record_run(checkpoint_root, dataset_dir, batches=1, seed=seed) for seed in range(2))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, HistoryScreen())
+        history = app.screen
+        assert all(isinstance(run, RunSummary) for run in history.runs)
+        record_file(paths.app_dirs().runs, gone.run_id).unlink()
+        history.query_one(DataTable).move_cursor(row=[run.run_id for run in history.runs].index(gone.run_id))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen is history and last_notice(app).title == "Cannot read the run"
+        assert gone.run_id in last_notice(app).message
+        history.query_one(DataTable).move_cursor(row=[run.run_id for run in history.runs].index(kept.run_id))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        assert app.screen.source.result.batches == kept.batches
 
 
 async def test_a_refused_profile_name_is_told_the_rule_it_broke(checkpoint_root, dataset_dir):

@@ -44,7 +44,7 @@ async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):
         assert "cancelled" in str(app.screen.query_one("#heading").render())
     runs, _ = list_runs()
     assert [(run.run_id, run.status) for run in runs] == [(partial.run_id, "cancelled")]
-    assert runs[0].completed_batches == partial.completed_batches
+    assert runs[0].load().completed_batches == partial.completed_batches
 
 
 async def test_bad_dataset_lists_each_reason_with_its_files(checkpoint_root, dataset_dir, tmp_path):

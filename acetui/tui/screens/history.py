@@ -13,9 +13,10 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
+from acetui.errors import AcetuiError
 from acetui.estimate import EstimateResult
 from acetui.estimate.imported import ImportedRanking
-from acetui.history import HistoryProblem, batches_done, list_runs, shown_status, top_module
+from acetui.history import HistoryProblem, RunSummary, list_runs
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.following import RecordFollowingScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
@@ -66,8 +67,7 @@ class HistoryScreen(RecordFollowingScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.runs: list[EstimateResult] = []
-        self.tops: dict[str, str] = {}
+        self.runs: list[RunSummary] = []
         self.marked: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -89,10 +89,9 @@ class HistoryScreen(RecordFollowingScreen):
         self.read_history()
 
     @work(thread=True, exclusive=True, group="history", exit_on_error=False, description="reading run history")
-    def read_history(self) -> tuple[list[EstimateResult], list[HistoryProblem], dict[str, str]]:
+    def read_history(self) -> tuple[list[RunSummary], list[HistoryProblem]]:
         """Off the UI thread: hundreds of records with 50 batches each take about a second to read and rank."""
-        runs, problems = list_runs()
-        return runs, problems, {run.run_id: top_module(run) for run in runs}
+        return list_runs()
 
     def follows(self, run_id: str) -> bool:
         """Every run: one not listed yet (its first batch) makes the whole history be read again."""
@@ -100,7 +99,7 @@ class HistoryScreen(RecordFollowingScreen):
 
     def show_records(self, runs: list[EstimateResult]) -> None:
         for run in runs:
-            self.show_run(run, top_module(run))
+            self.show_run(RunSummary.of(run))
 
     @on(Worker.StateChanged)
     def history_read(self, event: Worker.StateChanged) -> None:
@@ -111,8 +110,8 @@ class HistoryScreen(RecordFollowingScreen):
         elif event.state == WorkerState.ERROR:
             self.notify(f"cannot read the run history: {event.worker.error}", severity="error")
 
-    def show_runs(self, runs: list[EstimateResult], problems: list[HistoryProblem], tops: dict[str, str]) -> None:
-        self.runs, self.tops = runs, tops
+    def show_runs(self, runs: list[RunSummary], problems: list[HistoryProblem]) -> None:
+        self.runs = runs
         for problem in problems:
             self.notify(f"{problem.reason} ({problem.fate})", title="Broken run record", severity="warning", timeout=10)
         notice = self.query_one("#problems", Static)
@@ -129,30 +128,29 @@ class HistoryScreen(RecordFollowingScreen):
             notice.update(Text("No runs recorded yet.", style="dim"))
             notice.display = True
 
-    def show_run(self, run: EstimateResult, top: str) -> None:
+    def show_run(self, run: RunSummary) -> None:
         """Update one run's row in place; a run not listed yet (its first batch) needs the whole list."""
         index = next((i for i, shown in enumerate(self.runs) if shown.run_id == run.run_id), None)
         if index is None:
             self.read_history()
             return
-        self.runs[index], self.tops[run.run_id] = run, top
+        self.runs[index] = run
         table = self.query_one("#runs", DataTable)
         for (_, key), value in zip(COLUMNS, self.cells(run)):
             table.update_cell(run.run_id, key, value)
 
-    def cells(self, run: EstimateResult) -> tuple[Text, ...]:
-        request, status = run.request, shown_status(run)
+    def cells(self, run: RunSummary) -> tuple[Text, ...]:
         return (
             Text("✔" if run.run_id in self.marked else " ", style="bold green"),
             Text(run.run_id),
-            Text(status, style=STATUS_STYLES.get(status, "")),
-            Text(self.tops.get(run.run_id, "-"), style="dim"),
-            Text(request.variant),
-            Text(Path(request.dataset_dir).name),
-            Text(batches_done(run), justify="right"),
+            Text(run.status, style=STATUS_STYLES.get(run.status, "")),
+            Text(run.top, style="dim"),
+            Text(run.request.variant),
+            Text(Path(run.request.dataset_dir).name),
+            Text(run.batches, justify="right"),
         )
 
-    def current(self) -> EstimateResult | None:
+    def current(self) -> RunSummary | None:
         table = self.query_one("#runs", DataTable)
         if not self.runs or not 0 <= table.cursor_row < len(self.runs):
             return None
@@ -162,18 +160,24 @@ class HistoryScreen(RecordFollowingScreen):
     def row_selected(self) -> None:
         self.action_open()
 
-    def ranked(self, run: EstimateResult | None, purpose: str) -> bool:
-        """Whether ``run`` exists and has a completed batch to ``purpose`` (else the user is told)."""
+    def whole(self, run: RunSummary | None, purpose: str | None = None) -> EstimateResult | None:
+        """The run's record read again (the list holds summaries); None, the user told why, when it cannot be
+        read or, with a ``purpose``, has no completed batch to ``purpose``."""
         if run is None:
-            return False
-        if not run.included_batches:
+            return None
+        try:
+            whole = run.load()
+        except AcetuiError as error:
+            self.notify(str(error), title="Cannot read the run", severity="error", markup=False)
+            return None
+        if purpose is not None and not whole.included_batches:
             self.notify(f"run {run.run_id} has no completed batch to {purpose}", severity="warning")
-            return False
-        return True
+            return None
+        return whole
 
     def action_open(self) -> None:
-        run = self.current()
-        if self.ranked(run, "rank"):
+        run = self.whole(self.current(), "rank")
+        if run is not None:
             self.app.push_screen(ResultsScreen(run, self.app.score))
 
     def action_mark(self) -> None:
@@ -192,13 +196,14 @@ class HistoryScreen(RecordFollowingScreen):
         if len(self.marked) != 2:
             self.notify("Mark two runs with space first", severity="warning")
             return
-        first, second = (next(run for run in self.runs if run.run_id == run_id) for run_id in self.marked)
-        if self.ranked(first, "compare") and self.ranked(second, "compare"):
+        summaries = {run.run_id: run for run in self.runs}
+        first, second = (self.whole(summaries[run_id], "compare") for run_id in self.marked)
+        if first is not None and second is not None:
             self.app.push_screen(CompareScreen(first, second, self.app.score))
 
     def action_compare_file(self) -> None:
-        run = self.current()
-        if self.ranked(run, "compare"):
+        run = self.whole(self.current(), "compare")
+        if run is not None:
             title = f"Compare {run.run_id} with a Side-Step or acetui export, or a fisher_map.json"
             self.app.push_screen(OpenRankingScreen(title), partial(self.compare_file, run))
 
@@ -207,6 +212,6 @@ class HistoryScreen(RecordFollowingScreen):
             self.app.push_screen(CompareScreen(run, imported, self.app.score))
 
     def action_resume(self) -> None:
-        run = self.current()
+        run = self.whole(self.current())
         if run is not None:
             self.app.resume_run(run)
