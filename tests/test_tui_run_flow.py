@@ -143,7 +143,7 @@ async def test_failed_run_stops_its_progress_bar(checkpoint_root, tmp_path):
         assert app.screen is run and "failed" in text(run, "#stage")
         progress = run.query_one(ProgressBar)
         assert not progress.display and progress.total is None  # nothing left spinning
-        assert text(run, "#stability") == f"top-4 stability: from batch {MIN_BATCHES} on; stops at 0.90"
+        assert text(run, "#stability") == f"top-4 stability: from batch {MIN_BATCHES} on; stops at 0.9"
         assert key_label(app, "escape") == "Back"
 
 

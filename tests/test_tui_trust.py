@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 from textual.widgets import Input, Select, Static
@@ -24,7 +26,7 @@ from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.parameters import ParametersScreen, batches_hint
 from acetui.tui.screens.results import ResultsScreen
-from acetui.tui.screens.run import RunScreen
+from acetui.tui.screens.run import RunScreen, stability_text
 from acetui.tui.widgets.ranking_table import BAR_WIDTH, RankingTable
 from tests.fisher_map_schema import fisher_map_problems
 from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit
@@ -57,6 +59,13 @@ async def test_statistics_and_effective_rank_columns(checkpoint_root, dataset_di
         assert shown == {name: f"{unit.p_top_k:.2f}" for name, unit in fisher.items()}
 
 
+def test_the_stability_is_shown_against_the_target_as_typed():
+    """A target of 0.999 read "target 1.00", and a stability of 0.995 "1.00", in yellow, as the run went on."""
+    request = EstimateRequest(Path("/"), "turbo", Path("/"), auto_batches=True, stability_target=0.999)
+    assert "0.995 / target 0.999" in stability_text(0.995, request).plain
+    assert "0.90 / target 0.9" in stability_text(0.9, replace(request, stability_target=0.9)).plain
+
+
 async def test_auto_run_shows_stability_and_why_it_stopped(checkpoint_root, dataset_dir):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -73,7 +82,7 @@ async def test_auto_run_shows_stability_and_why_it_stopped(checkpoint_root, data
         assert request.auto_batches and request.max_batches == 3 and request.stability_target == 1.0
         assert request.crop_frames == 16 and request.activation_checkpointing == "on"
         stability = str(run_screen.query_one("#stability", Static).render())
-        assert stability.startswith("top-4 stability ") and "/ target 1.00" in stability
+        assert stability.startswith("top-4 stability ") and "/ target 1  " in stability
         assert str(run_screen.query_one("#loss-label", Static).render()).startswith("loss\nmax ")
         assert isinstance(app.screen, ResultsScreen)
         heading = str(app.screen.query_one("#heading").render())

@@ -65,10 +65,12 @@ def stability_text(stability: float | None, request: EstimateRequest) -> Text:
     """Where an auto run stands: the top-k stability so far against the target that stops it."""
     target = request.stability_target
     if stability is None:
-        return Text(f"top-{request.top_k} stability: from batch {MIN_BATCHES} on; stops at {target:.2f}", style="dim")
+        return Text(f"top-{request.top_k} stability: from batch {MIN_BATCHES} on; stops at {target:g}", style="dim")
     text = Text(f"top-{request.top_k} stability ", style="bold")
-    text.append(f"{stability:.2f}", style="bold green" if stability >= target else "bold yellow")
-    text.append(f" / target {target:.2f}  ")
+    # as many decimals as the target has (at least 2): 0.995 against 0.999 must not read 1.00
+    decimals = max(2, len(f"{target:g}".partition(".")[2]))
+    text.append(f"{stability:.{decimals}f}", style="bold green" if stability >= target else "bold yellow")
+    text.append(f" / target {target:g}  ")
     text.append_text(bar(stability, STABILITY_BAR, "green" if stability >= target else "yellow"))
     return text
 
@@ -83,7 +85,7 @@ def outcome_text(result: EstimateResult, planned: int | None, elapsed: float | N
         if reason == "stable":
             line = f"stopped: stable after {done} batches{took}"
         elif request.auto_batches:
-            line = f"stopped: max {done} batches{took}; stability target {request.stability_target:.2f} not reached"
+            line = f"stopped: max {done} batches{took}; stability target {request.stability_target:g} not reached"
         else:
             line = f"done: {done} batches{took}"
         text = Text(line, style="bold green")
