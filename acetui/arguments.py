@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("dataset", type=Path, help="folder of preprocessed .pt samples")
     scan.add_argument("--checkpoint-dir", "-c", type=Path, help="with --model-variant: check widths against it")
     scan.add_argument("--model-variant", "--model", "-M", dest="variant", help="variant whose widths to check")
+    scan.add_argument(
+        "--all-files", action="store_true", help="name every bad file (by default a few per reason, and a count)"
+    )
 
     commands.add_parser("locate", help="print where acetui keeps profiles, history and the demo")
     return parser

@@ -191,7 +191,8 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.command == "variants":
         text, usable = variants_report(args.root.expanduser())
     else:
-        text, scan = dataset_report(args.dataset.expanduser(), args.checkpoint_dir, args.variant)
+        folder = args.dataset.expanduser()
+        text, scan = dataset_report(folder, args.checkpoint_dir, args.variant, every_file=args.all_files)
         usable = bool(scan.samples)
     sys.stdout.write(text)
     return 0 if usable else EXIT_ERROR

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from acetui.data import DatasetScan, scan_dataset
+from acetui.data.scan import PROBLEM_FILES_NAMED
 from acetui.errors import ModelLoadError, printable
 from acetui.estimate.preparation import dataset_warnings
 from acetui.folders import check_folder
@@ -37,16 +38,20 @@ def variants_report(root: Path) -> tuple[str, bool]:
     return "\n".join(lines) + "\n", any(not info.problem for info in infos)
 
 
-def dataset_report(folder: Path, root: Path | None = None, variant: str | None = None) -> tuple[str, DatasetScan]:
+def dataset_report(
+    folder: Path, root: Path | None = None, variant: str | None = None, *, every_file: bool = False
+) -> tuple[str, DatasetScan]:
     """The scan of ``folder`` (checked against ``variant``'s widths when given) as text, and the scan.
-    With a variant, the warnings are the ones ``estimate`` gives before its run (same function)."""
+    Bad files are grouped by reason, a few named per reason, or ``every_file``. With a variant, the
+    warnings are the ones ``estimate`` gives before its run (same function)."""
     width, channels = None, 128
     if root is not None and variant is not None:
         config = decoder_config(root, variant)
         width, channels = config.condition_width, config.context_channels
     scan = scan_dataset(folder, condition_width=width, context_channels=channels)
     lines = [f"{folder}: {scan.summary()}"]
-    lines += [f"  {group}" for group in scan.problem_groups()]
+    limit = None if every_file else PROBLEM_FILES_NAMED
+    lines += [f"  {group.line(limit)}" for group in scan.problem_groups()]
     if variant is None:
         lines += [f"  note: {note}" for note in scan.notes]
     else:

@@ -77,6 +77,10 @@ def test_scan_prints_a_line_per_reason_not_per_file(checkpoint_root, dataset_dir
         f"  41 files: {corrupt}: bad_sample_\\x1b[31m.pt, bad_sample_000.pt, bad_sample_001.pt and 38 more",
         "  partial.pt: missing keys 'context_latents', 'encoder_hidden_states'",
     ]
+    # and every name on request, for the user who has to find them all
+    assert main(["scan", str(folder), "-c", str(checkpoint_root), "-M", "turbo", "--all-files"]) == 0
+    every = ", ".join(["bad_sample_\\x1b[31m.pt", *(f"bad_sample_{index:03d}.pt" for index in range(40))])
+    assert capsys.readouterr().out.splitlines()[1] == f"  41 files: {corrupt}: {every}"
 
 
 def test_scan_gives_the_variant_warning_that_estimate_gives(checkpoint_root, dataset_dir, tmp_path, capsys):

@@ -67,7 +67,7 @@ async def test_bad_dataset_lists_each_reason_with_its_files(checkpoint_root, dat
         problems = app.screen.query_one("#problem-list")
         assert str(problems.render()).splitlines() == [
             "21 files  not a valid torch file (corrupt, truncated or not written by torch.save)",
-            "  bad_00.pt, bad_01.pt, bad_02.pt and 18 more",
+            "  " + ", ".join(f"bad_{index:02d}.pt" for index in range(20)) + ", garbage\\x1b[2J.pt",
             "missing.pt  missing keys 'context_latents', 'encoder_hidden_states'",
         ]
         assert app.screen.query_one("#problems").max_scroll_y == 0  # all of it in view at 80x24

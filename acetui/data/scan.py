@@ -62,17 +62,22 @@ class ProblemGroup:
         """What the line starts with: the file's name when it is alone (as a SampleProblem), else the count."""
         return printable(self.paths[0].name) if len(self.paths) == 1 else f"{len(self.paths)} files"
 
-    @property
-    def names(self) -> str:
-        """The first few names and "and N more" ("" for one file, which ``label`` already names)."""
+    def names(self, limit: int | None = PROBLEM_FILES_NAMED) -> str:
+        """The first ``limit`` names and "and N more", or every name with None; "" for one file, which
+        ``label`` already names."""
         if len(self.paths) == 1:
             return ""
-        shown = ", ".join(printable(path.name) for path in self.paths[:PROBLEM_FILES_NAMED])
-        more = len(self.paths) - PROBLEM_FILES_NAMED
-        return f"{shown} and {more} more" if more > 0 else shown
+        shown = self.paths if limit is None else self.paths[:limit]
+        more = len(self.paths) - len(shown)
+        names = ", ".join(printable(path.name) for path in shown)
+        return f"{names} and {more} more" if more > 0 else names
+
+    def line(self, limit: int | None = PROBLEM_FILES_NAMED) -> str:
+        names = self.names(limit)
+        return f"{self.label}: {self.reason}: {names}" if names else f"{self.label}: {self.reason}"
 
     def __str__(self) -> str:
-        return f"{self.label}: {self.reason}: {self.names}" if self.names else f"{self.label}: {self.reason}"
+        return self.line()
 
 
 @dataclass(frozen=True)

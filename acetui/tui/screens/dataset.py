@@ -36,14 +36,16 @@ def scan_text(scan: DatasetScan) -> Text:
 
 
 def problems_text(scan: DatasetScan) -> Text:
-    """Each reason with its file, or with its count and first few files (the grouping ``acetui scan`` prints):
-    reasons are long, so a wrapping list rather than a table, and 500 truncated files take one entry."""
+    """Each reason with its file, or with its count and every file's name (``acetui scan`` groups the same
+    way): reasons are long, so a wrapping list rather than a table, and 500 truncated files take one entry
+    rather than 500."""
     text = Text()
     for group in scan.problem_groups():
         text.append(group.label, style="bold")
         text.append(f"  {group.reason}\n", style="red")
-        if group.names:
-            text.append(f"  {group.names}\n", style="dim")
+        names = group.names(None)  # every one: the pane scrolls, and the user must find the files to mend
+        if names:
+            text.append(f"  {names}\n", style="dim")
     return text
 
 
