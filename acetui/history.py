@@ -80,7 +80,7 @@ def list_runs() -> tuple[list[RunSummary], list[HistoryProblem]]:
             problems.append(HistoryProblem(path, reason, "left in place"))
             continue
         runs.append(RunSummary.of(run, path))
-    runs.sort(key=lambda summary: (summary.created, summary.run_id), reverse=True)
+    runs.sort(key=RunSummary.age, reverse=True)
     return runs, problems
 
 
@@ -151,6 +151,10 @@ class RunSummary:
             created=str(run.metadata.get("created", "")),
             path=path or record_file(paths.app_dirs().runs, run.run_id),
         )
+
+    def age(self) -> tuple[str, str]:
+        """The sort key of a listing, newest last."""
+        return self.created, self.run_id
 
     def load(self) -> EstimateResult:
         """The whole run, as its record is now; AcetuiError naming the file when it is gone or broken."""

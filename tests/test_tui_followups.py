@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, TabbedContent
+from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from acetui import paths
 from acetui.estimate import EstimateRequest
@@ -149,6 +149,29 @@ async def test_history_lists_summaries_and_opens_each_run_as_its_record_is_now(c
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
         assert app.screen.source.result.batches == kept.batches
+
+
+async def test_a_run_new_to_history_is_added_alone_and_an_empty_one_says_so(checkpoint_root, dataset_dir):
+    """Each save of a run not listed yet read the whole history again (seconds with many long runs, and
+    restarted at every save); while nothing is listed the screen said nothing at all."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, HistoryScreen())
+        history = app.screen
+        assert str(history.query_one("#problems", Static).render()) == "No runs recorded yet."
+        older = record_run(checkpoint_root, dataset_dir, batches=1, seed=1)
+        history.action_reload()
+        assert str(history.query_one("#problems", Static).render()) == "reading the run history ..."
+        await settle(pilot)
+        reading = history.reader
+        newer = record_run(checkpoint_root, dataset_dir, batches=1, seed=2)
+        history.reload_run(newer.run_id)
+        await settle(pilot)
+        assert history.reader is reading  # no second reading of the whole history
+        assert [run.run_id for run in history.runs] == [newer.run_id, older.run_id]
+        table = history.query_one(DataTable)
+        assert [row.value for row in table.rows] == [newer.run_id, older.run_id]
+        assert not history.query_one("#problems", Static).display
 
 
 async def test_a_refused_profile_name_is_told_the_rule_it_broke(checkpoint_root, dataset_dir):

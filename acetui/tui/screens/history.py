@@ -69,6 +69,9 @@ class HistoryScreen(RecordFollowingScreen):
         super().__init__()
         self.runs: list[RunSummary] = []
         self.marked: list[str] = []
+        self.skipped = Text()  # the records the last reading could not list
+        self.reading_all = False
+        self.reader: Worker | None = None  # the latest reading of the whole history (a reload cancels the last)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -86,7 +89,9 @@ class HistoryScreen(RecordFollowingScreen):
 
     def action_reload(self) -> None:
         self.changed.clear()
-        self.read_history()
+        self.reading_all = True
+        self.show_notice()
+        self.reader = self.read_history()
 
     @work(thread=True, exclusive=True, group="history", exit_on_error=False, description="reading run history")
     def read_history(self) -> tuple[list[RunSummary], list[HistoryProblem]]:
@@ -94,7 +99,7 @@ class HistoryScreen(RecordFollowingScreen):
         return list_runs()
 
     def follows(self, run_id: str) -> bool:
-        """Every run: one not listed yet (its first batch) makes the whole history be read again."""
+        """Every run: one not listed yet (its first batch) is added to the list."""
         return True
 
     def show_records(self, runs: list[EstimateResult]) -> None:
@@ -103,36 +108,51 @@ class HistoryScreen(RecordFollowingScreen):
 
     @on(Worker.StateChanged)
     def history_read(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "history":
+        if event.worker is not self.reader or not event.worker.is_finished:
             return
+        self.reading_all = False
+        self.show_notice()
         if event.state == WorkerState.SUCCESS:
             self.show_runs(*event.worker.result)
         elif event.state == WorkerState.ERROR:
             self.notify(f"cannot read the run history: {event.worker.error}", severity="error")
 
+    def show_notice(self) -> None:
+        """Above the table: that the history is being read while nothing is listed yet (hundreds of long runs
+        take seconds), that it is empty, or the records it could not list."""
+        if self.reading_all and not self.runs:
+            text = Text("reading the run history ...", style="dim")
+        else:
+            text = self.skipped if self.runs or self.reading_all else Text("No runs recorded yet.", style="dim")
+        notice = self.query_one("#problems", Static)
+        notice.update(text)
+        notice.display = bool(text.plain)
+
     def show_runs(self, runs: list[RunSummary], problems: list[HistoryProblem]) -> None:
-        self.runs = runs
         for problem in problems:
             self.notify(f"{problem.reason} ({problem.fate})", title="Broken run record", severity="warning", timeout=10)
-        notice = self.query_one("#problems", Static)
-        notice.update(Text("\n".join(f"skipped {p.path.name}: {p.reason}" for p in problems), style="yellow"))
-        notice.display = bool(problems)
+        self.skipped = Text("\n".join(f"skipped {p.path.name}: {p.reason}" for p in problems), style="yellow")
+        self.runs = runs
+        self.fill()
+
+    def fill(self) -> None:
+        """The table anew from ``runs``, the cursor kept on its run (back from its results, or as a run is added)."""
         ids = {run.run_id for run in self.runs}
         self.marked = [run_id for run_id in self.marked if run_id in ids]
         table = self.query_one("#runs", DataTable)
-        with kept_place(table):  # back from a run's results, the cursor stays on that run
+        with kept_place(table):
             table.clear()
             for run in self.runs:
                 table.add_row(*self.cells(run), key=run.run_id)
-        if not self.runs:
-            notice.update(Text("No runs recorded yet.", style="dim"))
-            notice.display = True
+        self.show_notice()
 
     def show_run(self, run: RunSummary) -> None:
-        """Update one run's row in place; a run not listed yet (its first batch) needs the whole list."""
+        """Update one run's row in place; a run not listed yet (its first batch) is added alone: reading the
+        whole history again restarted at every save of a new run and took seconds with many long runs."""
         index = next((i for i, shown in enumerate(self.runs) if shown.run_id == run.run_id), None)
         if index is None:
-            self.read_history()
+            self.runs = sorted([*self.runs, run], key=RunSummary.age, reverse=True)
+            self.fill()
             return
         self.runs[index] = run
         table = self.query_one("#runs", DataTable)
