@@ -123,3 +123,10 @@ def test_record_saving_script_compares_the_budget_with_saving_every_batch(tmp_pa
     assert results["every_batch"]["saves_after_batches"] == 12  # the baseline saves after each batch
     assert 1 <= results["budget"]["saves_after_batches"] <= 12
     assert "wall time per batch, every batch / budget" in done.stdout
+
+
+def test_app_progress_script_compares_the_run_screen_with_the_engine_alone():
+    command = [sys.executable, str(SCRIPT.with_name("app_progress.py")), "--batches", "5"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "x the engine alone)" in done.stdout and "Traceback" not in done.stderr

@@ -9,12 +9,14 @@ import socket
 import subprocess
 from dataclasses import replace
 
-from textual.widgets import DataTable, Input, ProgressBar, Static
+import torch
+from textual.widgets import DataTable, Input, ProgressBar, Sparkline, Static
 
 from acetui import paths
-from acetui.estimate import EstimateRequest
+from acetui.estimate import BatchDone, EstimateRequest
 from acetui.estimate.compare import log_distance
 from acetui.estimate.imported import load_ranking
+from acetui.estimate.memory import memory_stats
 from acetui.estimate.stats import MIN_BATCHES
 from acetui.tui.app import make_app
 from acetui.tui.ranking_source import ranking_source
@@ -145,6 +147,34 @@ async def test_failed_run_stops_its_progress_bar(checkpoint_root, tmp_path):
         assert not progress.display and progress.total is None  # nothing left spinning
         assert text(run, "#stability") == f"top-4 stability: from batch {MIN_BATCHES} on; stops at 0.9"
         assert key_label(app, "escape") == "Back"
+
+
+def _batch(index: int, loss: float) -> BatchDone:
+    memory = memory_stats(torch.device("cpu"))
+    return BatchDone(index, 100, loss, loss, "", 1.0, 0.01, 100.0, 1.0, memory, saved=False)
+
+
+async def test_a_fast_runs_progress_is_shown_at_most_ten_times_a_second_and_its_last_batch_at_the_end(
+    checkpoint_root, tmp_path
+):
+    """Showing every batch took the UI thread as long as a tiny model's batch (the app ran at half the CLI's
+    speed); the batches are all counted at once, the latest shown when the interval is up or the run ends."""
+    request = EstimateRequest(checkpoint_root, "turbo", tmp_path, batches=100)  # no samples: fails at once
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        run = RunScreen(request)
+        await open_screen(pilot, run)
+        progress = run.query_one(ProgressBar)
+        run.batch_done(_batch(0, 1.0))
+        run.batch_done(_batch(1, 2.0))  # within the interval: counted, not yet shown
+        assert run.losses == [1.0, 2.0] and progress.progress == 1
+        await wait_for(pilot, lambda: progress.progress == 2, timeout=2)
+        assert "batch 2/100" in text(run, "#stats")
+        run.batch_done(_batch(2, 3.0))
+        run.batch_done(_batch(3, 4.0))
+        run.show_outcome(None)  # the run ends: its last batch is shown now, not by a timer after the outcome
+        assert progress.progress == 4 and run.show_timer is None
+        assert list(run.query_one(Sparkline).data) == [1.0, 2.0, 3.0, 4.0]
 
 
 async def test_results_show_the_runs_warnings(checkpoint_root, dataset_dir, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from rich.text import Text
@@ -12,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
@@ -39,6 +41,9 @@ from acetui.tui.widgets.memory_gauge import MemoryGauge
 from acetui.units import format_duration, session_timing
 
 STABILITY_BAR = 20
+# Seconds between two showings of a run's progress: a fast run's batches come faster than anyone reads, and
+# showing each took the UI thread as long as a tiny model's batch, which the engine thread then waited for.
+SHOW_INTERVAL = 0.1
 
 
 def gauge_device(request: EstimateRequest) -> torch.device:
@@ -131,6 +136,9 @@ class RunScreen(Screen):
         self.planned: int | None = None
         self.resumed_at = 0
         self.elapsed: float | None = None
+        self.unshown: BatchDone | None = None  # the latest batch, until its progress is shown
+        self.shown_at = -math.inf
+        self.show_timer: Timer | None = None
 
     @property
     def label(self) -> str:
@@ -206,23 +214,45 @@ class RunScreen(Screen):
             self.log_line(f"resuming after batch {event.first_batch}")
 
     def batch_done(self, event: BatchDone) -> None:
+        """Every batch is counted at once; the progress is shown at most every SHOW_INTERVAL, the latest."""
         self.elapsed = event.elapsed
+        if math.isfinite(event.loss):
+            self.losses.append(event.loss)
+        if event.excluded:
+            self.log_line(f"batch {event.index + 1} excluded: {event.excluded}")
+        if event.saved:
+            self.record_changed()
+        self.unshown = event
+        if self.show_timer is None:
+            wait = self.shown_at + SHOW_INTERVAL - time.monotonic()
+            if wait > 0:
+                self.show_timer = self.set_timer(wait, self.show_progress)
+            else:
+                self.show_progress()
+
+    def show_progress(self) -> None:
+        """The latest batch's progress, throughput, memory, stability and the loss so far."""
+        self.show_timer, event, self.unshown = None, self.unshown, None
+        if event is None:
+            return
+        self.shown_at = time.monotonic()
         self.query_one("#progress", ProgressBar).update(total=event.total, progress=event.index + 1)
         self.query_one("#stats", Static).update(batch_text(event))
         self.query_one("#memory", MemoryGauge).set_total(event.memory.total)
         if self.request.auto_batches:
             self.query_one("#stability", Static).update(stability_text(event.stability, self.request))
-        if math.isfinite(event.loss):
-            self.losses.append(event.loss)
-            self.query_one("#loss", Sparkline).data = list(self.losses)
-            self.query_one("#loss-label", Static).update(loss_label(self.losses))
-        if event.excluded:
-            self.log_line(f"batch {event.index + 1} excluded: {event.excluded}")
-        if event.saved:
-            self.record_changed()
+        self.query_one("#loss", Sparkline).data = list(self.losses)
+        self.query_one("#loss-label", Static).update(loss_label(self.losses))
+
+    def flush_progress(self) -> None:
+        """Before the outcome is shown: the last batch, not a later timer showing it over the outcome."""
+        if self.show_timer is not None:
+            self.show_timer.stop()
+        self.show_progress()
 
     def show_outcome(self, result: EstimateResult | None) -> None:
         """An ended run: a complete one fills the bar (auto runs stop early), none is left animating."""
+        self.flush_progress()
         progress = self.query_one("#progress", ProgressBar)
         if result is not None and result.status == "complete":
             progress.update(total=max(result.completed_batches, 1), progress=result.completed_batches)
