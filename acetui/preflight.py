@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from acetui.data import DatasetScan, scan_dataset
-from acetui.data.scan import PROBLEM_FILES_NAMED
+from acetui.data.scan import FILES_NAMED
 from acetui.errors import ModelLoadError, printable
 from acetui.estimate.preparation import dataset_warnings
 from acetui.folders import check_folder
@@ -50,7 +50,7 @@ def dataset_report(
         width, channels = config.condition_width, config.context_channels
     scan = scan_dataset(folder, condition_width=width, context_channels=channels)
     lines = [f"{folder}: {scan.summary()}"]
-    limit = None if every_file else PROBLEM_FILES_NAMED
+    limit = None if every_file else FILES_NAMED
     lines += [f"  {group.line(limit)}" for group in scan.problem_groups()]
     if variant is None:
         lines += [f"  note: {note}" for note in scan.notes]

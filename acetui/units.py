@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 
 def format_bytes(count: float) -> str:
@@ -37,6 +38,14 @@ def block_bar(fraction: float, width: int) -> str:
     eighths = round(min(max(fraction, 0.0), 1.0) * width * 8)
     full, part = divmod(eighths, 8)
     return ("█" * full + (EIGHTHS[part] if part else "")).ljust(width)
+
+
+def first_few(names: Sequence[str], limit: int | None) -> str:
+    """``a, b, c and 4 more``: the first ``limit`` of ``names`` (every one with None) and a count of the rest,
+    for a one-line message that must not grow with the number of files or tensors it is about."""
+    shown = names if limit is None else names[:limit]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def session_timing(ran: int, resumed_at: int, elapsed: float | None) -> str:

@@ -16,7 +16,7 @@ from acetui.data.files import folder_entries, read_optional_json
 from acetui.data.manifest import MANIFEST, read_manifest
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, Sample, SampleFileError, load_sample
 from acetui.errors import DatasetError, printable
-from acetui.units import format_duration, plural
+from acetui.units import first_few, format_duration, plural
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class SampleProblem:
         return f"{printable(self.path.name)}: {self.reason}"
 
 
-PROBLEM_FILES_NAMED = 3  # files named on a line a reason shares; "and N more" counts the rest
+FILES_NAMED = 3  # files a one-line note names (bad files of one reason, far longer samples); the rest counted
 
 
 @dataclass(frozen=True)
@@ -62,17 +62,14 @@ class ProblemGroup:
         """What the line starts with: the file's name when it is alone (as a SampleProblem), else the count."""
         return printable(self.paths[0].name) if len(self.paths) == 1 else f"{len(self.paths)} files"
 
-    def names(self, limit: int | None = PROBLEM_FILES_NAMED) -> str:
+    def names(self, limit: int | None = FILES_NAMED) -> str:
         """The first ``limit`` names and "and N more", or every name with None; "" for one file, which
         ``label`` already names."""
         if len(self.paths) == 1:
             return ""
-        shown = self.paths if limit is None else self.paths[:limit]
-        more = len(self.paths) - len(shown)
-        names = ", ".join(printable(path.name) for path in shown)
-        return f"{names} and {more} more" if more > 0 else names
+        return first_few([printable(path.name) for path in self.paths], limit)
 
-    def line(self, limit: int | None = PROBLEM_FILES_NAMED) -> str:
+    def line(self, limit: int | None = FILES_NAMED) -> str:
         names = self.names(limit)
         return f"{self.label}: {self.reason}: {names}" if names else f"{self.label}: {self.reason}"
 
@@ -198,7 +195,6 @@ def _content_digest(sample: Sample) -> str:
 # so a test set of few-second clips does not warn about a 20 s one.
 LONG_SAMPLE_RATIO = 8
 LONG_SAMPLE_SECONDS = 60
-LONG_SAMPLES_NAMED = 3
 
 
 def _long_samples_note(samples: list[SampleInfo]) -> str | None:
@@ -217,15 +213,11 @@ def _long_samples_note(samples: list[SampleInfo]) -> str | None:
             f"{printable(info.path.name)}: {format_duration(info.seconds)}, {info.seconds / median:.0f}x "
             f"{of_median}; its batches need about that much more memory"
         )
-    named = ", ".join(
-        f"{printable(info.path.name)} {format_duration(info.seconds)} ({info.seconds / median:.0f}x)"
-        for info in long[:LONG_SAMPLES_NAMED]
-    )
-    more = f" and {len(long) - LONG_SAMPLES_NAMED} more" if len(long) > LONG_SAMPLES_NAMED else ""
-    return (
-        f"{len(long)} samples far longer than {of_median}: {named}{more}; "
-        "their batches need about that much more memory"
-    )
+    each = [
+        f"{printable(info.path.name)} {format_duration(info.seconds)} ({info.seconds / median:.0f}x)" for info in long
+    ]
+    named = first_few(each, FILES_NAMED)
+    return f"{len(long)} samples far longer than {of_median}: {named}; their batches need about that much more memory"
 
 
 PREPROCESS_META = "preprocess_meta.json"

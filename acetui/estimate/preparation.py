@@ -30,7 +30,7 @@ from acetui.estimate.result import EstimateResult
 from acetui.model import AceStepDecoder, load_decoder
 from acetui.model.checkpoint import decoder_config
 from acetui.model.variants import resolve_variant, variant_folder_name
-from acetui.units import format_bytes
+from acetui.units import first_few, format_bytes
 
 FEW_SAMPLES = 5  # Side-Step warns below this many samples too
 
@@ -135,8 +135,8 @@ def check_weights(decoder: AceStepDecoder, info: ModelInfo) -> None:
     finite = torch.stack([torch.isfinite(tensor).all() for _, tensor in named]).tolist()
     broken = [name for (name, _), ok in zip(named, finite) if not ok]
     if broken:
-        more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
-        raise AcetuiError(f"{info.folder}: decoder tensor decoder.{broken[0]}{more} is not finite (NaN or infinity)")
+        named = first_few([f"decoder.{name}" for name in broken], 1)
+        raise AcetuiError(f"{info.folder}: decoder tensor {named} is not finite (NaN or infinity)")
 
 
 def new_run_id() -> str:

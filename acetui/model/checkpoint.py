@@ -25,6 +25,7 @@ from acetui.errors import ModelLoadError
 from acetui.model.config import DecoderConfig
 from acetui.model.decoder import AceStepDecoder
 from acetui.model.variants import resolve_variant
+from acetui.units import first_few
 
 DECODER_PREFIX = "decoder."
 SINGLE_FILE = "model.safetensors"
@@ -282,8 +283,8 @@ def _check_keys(model: AceStepDecoder, entries: list[TensorEntry], source: Path)
     found = {entry.key[len(DECODER_PREFIX) :]: entry for entry in entries}
     missing = sorted(set(expected) - set(found))
     if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ModelLoadError(f"{source}: missing decoder tensor 'decoder.{missing[0]}'{more}")
+        named = first_few([f"'decoder.{name}'" for name in missing], 1)
+        raise ModelLoadError(f"{source}: missing decoder tensor {named}")
     unexpected = sorted(set(found) - set(expected))
     if unexpected:
         raise ModelLoadError(
