@@ -22,8 +22,15 @@ from acetui.estimate import EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import check_process_count, world_from_env
 from acetui.estimate.ownership import check_incomplete, check_not_running, run_owner_alive
 from acetui.estimate.request import resolve_device
-from acetui.estimate.result import record_file
-from acetui.history import batches_done, find_run, list_runs, load_record, runs_table, shown_status
+from acetui.history import (
+    batches_done,
+    find_run,
+    history_record,
+    list_runs,
+    load_record,
+    runs_table,
+    shown_status,
+)
 from acetui.profiles import check_profile_ranges, load_profile, saved_profile
 from acetui.progress import (
     ConsoleReporter,
@@ -258,7 +265,7 @@ def _check_not_shadowed(path: Path, record: EstimateResult) -> None:
     file named by path that is not that one (a copy, perhaps edited) while the history has it would be
     passed over for it without a word, so it is refused, naming both. A file whose run the history lacks
     is continued into the history, and the history's own record by path is resumed as by its id."""
-    history = record_file(paths.app_dirs().runs, record.run_id)
+    history = history_record(record.run_id)
     if not history.is_file() or _same_file(path, history):
         return
     raise AcetuiError(

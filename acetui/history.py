@@ -19,6 +19,7 @@ __all__ = [
     "RunSummary",
     "batches_done",
     "find_run",
+    "history_record",
     "list_runs",
     "load_record",
     "runs_table",
@@ -35,6 +36,11 @@ class HistoryProblem:
     path: Path
     reason: str
     fate: str
+
+
+def history_record(run_id: str) -> Path:
+    """Where the run history keeps run ``run_id``'s record (what the engine of this app writes)."""
+    return record_file(paths.app_dirs().runs, run_id)
 
 
 def find_run(reference: str) -> Path:
@@ -79,7 +85,7 @@ def list_runs() -> tuple[list[RunSummary], list[HistoryProblem]]:
             reason = f"{path}: holds run {run.run_id} under another name (a copy?)"
             problems.append(HistoryProblem(path, reason, "left in place"))
             continue
-        runs.append(RunSummary.of(run, path))
+        runs.append(RunSummary.of(run))
     runs.sort(key=RunSummary.age, reverse=True)
     return runs, problems
 
@@ -126,30 +132,25 @@ def batches_done(run: EstimateResult) -> str:
 class RunSummary:
     """A listed run: what History and ``acetui runs`` show of it, without its batches (hundreds of runs held
     whole took GBs: a long run's norms alone are tens of MB once read). Opening, comparing or resuming it
-    reads its record again (``load``). ``created`` sorts runs (to the microsecond: two runs can start within
-    the second their ids share)."""
+    reads its record in the history again (``load``). ``created`` sorts runs (to the microsecond: two runs
+    can start within the second their ids share)."""
 
     run_id: str
     request: EstimateRequest
     status: str
     batches: str
-    included: int
     top: str
     created: str
-    path: Path
 
     @classmethod
-    def of(cls, run: EstimateResult, path: Path | None = None) -> RunSummary:
-        """``run``, read from ``path`` (by default its record in the history)."""
+    def of(cls, run: EstimateResult) -> RunSummary:
         return cls(
             run_id=run.run_id,
             request=run.request,
             status=shown_status(run),
             batches=batches_done(run),
-            included=len(run.included_batches),
             top=top_module(run),
             created=str(run.metadata.get("created", "")),
-            path=path or record_file(paths.app_dirs().runs, run.run_id),
         )
 
     def age(self) -> tuple[str, str]:
@@ -158,7 +159,7 @@ class RunSummary:
 
     def load(self) -> EstimateResult:
         """The whole run, as its record is now; AcetuiError naming the file when it is gone or broken."""
-        return load_record(self.path)
+        return load_record(history_record(self.run_id))
 
 
 def runs_table(runs: list[RunSummary]) -> str:

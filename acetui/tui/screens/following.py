@@ -7,16 +7,14 @@ from textual import on
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from acetui import paths
 from acetui.estimate import EstimateResult
-from acetui.estimate.result import record_file
-from acetui.history import load_record
+from acetui.history import history_record, load_record
 
 READ_GROUP = "run-records"
 
 
 def read_records(run_ids: list[str]) -> list[EstimateResult]:
-    return [load_record(record_file(paths.app_dirs().runs, run_id)) for run_id in run_ids]
+    return [load_record(history_record(run_id)) for run_id in run_ids]
 
 
 class RecordFollowingScreen(Screen):
