@@ -28,7 +28,7 @@ class SampleInfo:
     condition_length: int
     condition_width: int
     size_bytes: int
-    content: str = ""  # ``_content_digest`` of the loaded tensors; empty for an info not made by a scan
+    content: str = ""  # ``_content_digest`` of the loaded tensors, from a scan asked for digests; else empty
 
     @property
     def seconds(self) -> float:
@@ -142,8 +142,12 @@ class DatasetScan:
         return ", ".join(parts)
 
 
-def scan_dataset(folder: Path, *, condition_width: int | None = None, context_channels: int = 128) -> DatasetScan:
-    """Validate every top-level ``*.pt`` in name order; raise DatasetError only if the folder itself is unusable."""
+def scan_dataset(
+    folder: Path, *, condition_width: int | None = None, context_channels: int = 128, digests: bool = False
+) -> DatasetScan:
+    """Validate every top-level ``*.pt`` in name order; raise DatasetError only if the folder itself is unusable.
+    With ``digests`` each sample's ``content`` is filled in: a run's record keeps them for its resume to check,
+    while the app's dataset step and ``acetui scan`` only show the scan and need not pay for them."""
     entries = folder_entries(folder)
     # every *.pt name is a candidate whatever it is: load_sample names a link, folder or pipe as a problem
     candidates = [entry for entry in entries if entry.name.endswith(".pt")]
@@ -169,7 +173,7 @@ def scan_dataset(folder: Path, *, condition_width: int | None = None, context_ch
             continue
         width = sample.encoder_hidden_states.shape[1]
         sizes = (sample.frames, sample.condition_length, width, sample.size_bytes)
-        samples.append(SampleInfo(path, *sizes, _content_digest(sample)))
+        samples.append(SampleInfo(path, *sizes, _content_digest(sample) if digests else ""))
     variant, meta_note = _preprocessed_variant(folder)
     notes += [meta_note] if meta_note else []
     long_note = _long_samples_note(samples)

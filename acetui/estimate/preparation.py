@@ -65,7 +65,10 @@ def prepare(request: EstimateRequest, emit: Emit, warn: Warn) -> tuple[torch.dev
     config = decoder_config(request.checkpoint_dir, request.variant)
     emit(StageChanged(f"scanning {request.dataset_dir}"))
     scan = scan_dataset(
-        request.dataset_dir, condition_width=config.condition_width, context_channels=config.context_channels
+        request.dataset_dir,
+        condition_width=config.condition_width,
+        context_channels=config.context_channels,
+        digests=True,  # the record's fingerprint of the samples' contents, which a resume checks
     )
     scan.require_samples()
     if request.strict and scan.problems:
