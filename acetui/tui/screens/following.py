@@ -3,6 +3,8 @@ every save here through ``reload_run``), so a row or a ranking does not stay at 
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import on
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -30,8 +32,12 @@ class RecordFollowingScreen(Screen):
         """Whether this screen shows ``run_id``."""
         raise NotImplementedError
 
-    def show_records(self, runs: list[EstimateResult]) -> None:
-        """Show the records as re-read."""
+    def read(self, run_ids: list[str]) -> list[Any]:
+        """Off the UI thread: the records of ``run_ids``, or what the screen shows of them."""
+        return read_records(run_ids)
+
+    def show_records(self, runs: list[Any]) -> None:
+        """Show what ``read`` returned."""
         raise NotImplementedError
 
     def reload_run(self, run_id: str) -> None:
@@ -50,7 +56,7 @@ class RecordFollowingScreen(Screen):
         self.reading = True
         self.changed.clear()
         self.run_worker(
-            lambda: read_records(run_ids),
+            lambda: self.read(run_ids),
             thread=True,
             group=READ_GROUP,
             exit_on_error=False,

@@ -18,7 +18,7 @@ from acetui.estimate import EstimateResult
 from acetui.estimate.imported import ImportedRanking
 from acetui.history import HistoryProblem, RunSummary, list_runs
 from acetui.tui.screens.compare import CompareScreen
-from acetui.tui.screens.following import RecordFollowingScreen
+from acetui.tui.screens.following import RecordFollowingScreen, read_records
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.table_place import kept_place
@@ -102,9 +102,13 @@ class HistoryScreen(RecordFollowingScreen):
         """Every run: one not listed yet (its first batch) is added to the list."""
         return True
 
-    def show_records(self, runs: list[EstimateResult]) -> None:
+    def read(self, run_ids: list[str]) -> list[RunSummary]:
+        """Summarised in the worker too: a long run's top module ranks every batch it has."""
+        return [RunSummary.of(run) for run in read_records(run_ids)]
+
+    def show_records(self, runs: list[RunSummary]) -> None:
         for run in runs:
-            self.show_run(RunSummary.of(run))
+            self.show_run(run)
 
     @on(Worker.StateChanged)
     def history_read(self, event: Worker.StateChanged) -> None:
