@@ -35,6 +35,7 @@ from acetui.profiles import check_profile_ranges, load_profile, saved_profile
 from acetui.progress import (
     ConsoleReporter,
     check_outputs,
+    counted_on_terminal,
     ignored_options,
     print_ranking,
     wants_outputs,
@@ -116,8 +117,8 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
         if estimator.stopping:
             _abort()
         estimator.cancel("interrupted")
-        when = "the current batch" if reporter.last_batch is not None else "setup"
-        reporter.note(f"{signal.Signals(signum).name}: stopping after {when} (again to abort)")
+        when = "after the current batch" if reporter.last_batch is not None else "the setup"
+        reporter.note(f"{signal.Signals(signum).name}: stopping {when} (again to abort)")
 
     for name in STOP_SIGNALS:
         number = getattr(signal, name, None)
@@ -136,6 +137,10 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
         _report(result, args)
     record = None if result is None else estimator.record_path(result.run_id)
     hopeless = result is not None and result.status == "failed" and bool(result.batches) and not result.included_batches
+    if result is None and estimator.stopping:  # while setting up: nothing ran, a resumed run is as it was
+        if resume is not None:
+            _announce_resume(resume.run_id, "not resumed")
+        return EXIT_INTERRUPTED
     return _finish(result, announce=record is not None and record.is_file() and not hopeless)
 
 
@@ -199,7 +204,10 @@ def _inspect(args: argparse.Namespace) -> int:
         text, usable = variants_report(args.root.expanduser())
     else:
         folder = args.dataset.expanduser()
-        text, scan = dataset_report(folder, args.checkpoint_dir, args.variant, every_file=args.all_files)
+        with counted_on_terminal(f"scanning {folder}", "files") as on_file:
+            text, scan = dataset_report(
+                folder, args.checkpoint_dir, args.variant, every_file=args.all_files, on_file=on_file
+            )
         usable = bool(scan.samples)
     sys.stdout.write(text)
     return 0 if usable else EXIT_ERROR

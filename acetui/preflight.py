@@ -15,6 +15,7 @@ from acetui.estimate.preparation import dataset_warnings
 from acetui.folders import check_folder
 from acetui.model import list_variants
 from acetui.model.checkpoint import decoder_config
+from acetui.pace import Progress
 from acetui.units import format_bytes
 
 
@@ -39,16 +40,21 @@ def variants_report(root: Path) -> tuple[str, bool]:
 
 
 def dataset_report(
-    folder: Path, root: Path | None = None, variant: str | None = None, *, every_file: bool = False
+    folder: Path,
+    root: Path | None = None,
+    variant: str | None = None,
+    *,
+    every_file: bool = False,
+    on_file: Progress | None = None,
 ) -> tuple[str, DatasetScan]:
     """The scan of ``folder`` (checked against ``variant``'s widths when given) as text, and the scan.
     Bad files are grouped by reason, a few named per reason, or ``every_file``. With a variant, the
-    warnings are the ones ``estimate`` gives before its run (same function)."""
+    warnings are the ones ``estimate`` gives before its run (same function). ``on_file``: the scan's."""
     width, channels = None, 128
     if root is not None and variant is not None:
         config = decoder_config(root, variant)
         width, channels = config.condition_width, config.context_channels
-    scan = scan_dataset(folder, condition_width=width, context_channels=channels)
+    scan = scan_dataset(folder, condition_width=width, context_channels=channels, on_file=on_file)
     lines = [f"{folder}: {scan.summary()}"]
     limit = None if every_file else FILES_NAMED
     lines += [f"  {group.line(limit)}" for group in scan.problem_groups()]

@@ -6,6 +6,8 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -22,6 +24,7 @@ from acetui.estimate import (
     RunStopped,
     RunWarning,
     StageChanged,
+    StageProgress,
     rank_modules,
 )
 from acetui.estimate.exports import FORMATS_WITH_STATS, export, target_modules_string
@@ -36,7 +39,8 @@ from acetui.estimate.sidestep import (
     export_fisher_map,
 )
 from acetui.estimate.stats import RankingStats, result_stats
-from acetui.units import block_bar, format_bytes, format_duration, session_timing
+from acetui.pace import Paced, Progress
+from acetui.units import block_bar, format_bytes, format_duration, progress_text, session_timing
 
 PROGRESS_WIDTH = 20
 
@@ -47,6 +51,26 @@ def memory_text(memory: MemoryStats) -> str:
             f"VRAM {format_bytes(memory.allocated)} (peak {format_bytes(memory.peak)} / {format_bytes(memory.total)})"
         )
     return f"RSS {format_bytes(memory.allocated)}"
+
+
+@contextmanager
+def counted_on_terminal(what: str, unit: str, stream: TextIO | None = None) -> Iterator[Progress | None]:
+    """A slow step's count (``scanning X ... 1,200 of 5,000 files``) on one line of a terminal, a few times
+    a second, wiped when the step ends; None on a pipe or log, which would keep every update."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        yield None
+        return
+
+    def show(done: int, total: int) -> None:
+        stream.write(f"\r\033[K{what} ... {progress_text(done, total, unit)}")
+        stream.flush()
+
+    try:
+        yield Paced(show)
+    finally:
+        stream.write("\r\033[K")
+        stream.flush()
 
 
 class ConsoleReporter:
@@ -75,6 +99,9 @@ class ConsoleReporter:
     def __call__(self, event: EngineEvent) -> None:
         if isinstance(event, StageChanged):
             self._line(event.message + " ...", final=True)
+        elif isinstance(event, StageProgress):
+            if self.interactive:  # a log gets the stages, not a line every fifth of a second
+                self._line("  " + progress_text(event.done, event.total, event.unit))
         elif isinstance(event, RunStarted):
             self.resumed_at = event.first_batch
             model = event.model
@@ -98,7 +125,7 @@ class ConsoleReporter:
             done = event.result.completed_batches
             self._line(f"done: {done} batches{self._timing(done)}", final=True)
         elif isinstance(event, RunStopped):
-            self.note(f"{event.result.message}; partial result saved")
+            self.note(event.message if event.result is None else f"{event.message}; partial result saved")
         elif isinstance(event, RunFailed):
             self.note(event.message)
         elif isinstance(event, RunWarning):

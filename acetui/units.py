@@ -14,6 +14,13 @@ def format_bytes(count: float) -> str:
     return f"{count:.1f} TiB"
 
 
+def progress_text(done: int, total: int, unit: str) -> str:
+    """``1,200 of 5,000 files``, or with the unit ``bytes`` ``1.2 GiB of 3.0 GiB``."""
+    if unit == "bytes":
+        return f"{format_bytes(done)} of {format_bytes(total)}"
+    return f"{done:,} of {total:,} {unit}"
+
+
 def plural(count: int, noun: str) -> str:
     """``1 valid sample``, ``2 valid samples``: the count with its noun, pluralised in English's regular way."""
     return f"{count} {noun}{'' if count == 1 else 's'}"

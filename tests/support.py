@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -102,3 +103,26 @@ def subprocess_runs_dir(tmp_path: Path) -> Path:
 
 
 PYTHON = [sys.executable, "-m", "acetui"]
+
+
+def run_with_terminal_stderr(tmp_path: Path, *argv: str) -> tuple[int, str]:
+    """``acetui argv`` in a process whose stderr is a pseudo-terminal (POSIX): its exit code and all it wrote
+    there, control sequences included, as a user's terminal receives them."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*PYTHON, *argv], cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL, stderr=terminal
+    )
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the process closed its end (Linux reports EIO)
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    return process.wait(timeout=120), seen.decode()

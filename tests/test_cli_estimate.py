@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from acetui.cli import main
-from tests.support import estimate_args, run_cli
+from tests.support import estimate_args, run_cli, run_with_terminal_stderr
 
 
 def _estimate(checkpoint_root, dataset_dir, *extra: str) -> list[str]:
@@ -160,3 +160,18 @@ def test_progress_ends_with_the_time_and_peak_memory(checkpoint_root, dataset_di
     assert code == 0
     done = next(line for line in err.splitlines() if line.startswith("done: "))
     assert done.startswith("done: 3 batches in ") and " s/batch), peak RSS " in done
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_a_terminal_sees_setup_progress_on_a_line_the_next_stage_replaces(checkpoint_root, dataset_dir, tmp_path):
+    """On a terminal the scan and load count up in place; a log (the other tests' pipes) gets the stages only."""
+    args = estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "1", quiet=False)
+    code, text = run_with_terminal_stderr(tmp_path, *args)
+    assert code == 0, text
+    scanning = f"scanning {dataset_dir} ...\r\n\r\x1b[K  0 of 6 files\r\x1b[K"
+    assert scanning + "loading turbo decoder to cpu as fp32 ...\r\n\r\x1b[K  0 B of " in text
+
+
+def test_a_log_gets_the_stages_without_setup_progress(checkpoint_root, dataset_dir, capsys):
+    code, _, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "1", quiet=False))
+    assert code == 0 and "scanning " in err and " of 6 files" not in err and "\r" not in err

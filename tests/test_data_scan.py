@@ -83,6 +83,25 @@ def test_a_group_names_every_file_up_to_three_and_escapes_each():
     assert DatasetScan(Path("d"), (), (), ()).problem_groups() == ()
 
 
+def test_the_scan_tells_its_progress_before_each_file_and_stops_where_told(tmp_path):
+    """A front end follows a scan of thousands of files, and stops one whose result nobody wants any more."""
+    write_dataset(tmp_path, count=4, condition_width=16)
+    (tmp_path / "bad.pt").write_text("not a tensor file")  # bad files count as scanned too
+    told = []
+    scan = scan_dataset(tmp_path, on_file=lambda done, total: told.append((done, total)))
+    assert told == [(0, 5), (1, 5), (2, 5), (3, 5), (4, 5)] and len(scan.samples) == 4
+
+    class Abandoned(Exception):
+        pass
+
+    def stop_at_the_third(done: int, total: int) -> None:
+        if done == 2:
+            raise Abandoned
+
+    with pytest.raises(Abandoned):
+        scan_dataset(tmp_path, on_file=stop_at_the_third)
+
+
 def test_sample_info_and_totals(tmp_path):
     paths = write_dataset(tmp_path, count=2, condition_width=16, frames=(50, 50), condition_length=(3, 3))
     write_dataset(tmp_path / "long", count=1, condition_width=16, frames=(4000, 4000), condition_length=(9, 9))

@@ -19,7 +19,9 @@ from acetui.estimate import (
     RunStopped,
     RunWarning,
     StageChanged,
+    StageProgress,
 )
+from acetui.model.checkpoint import decoder_entries
 from acetui.model.synthetic import TINY
 
 
@@ -69,6 +71,71 @@ def test_cancel_from_another_thread_keeps_the_partial_result(checkpoint_root, da
     assert 2 <= stopped.result.completed_batches < 500 and stopped.result.status == "cancelled"
     saved = json.loads((tmp_path / f"{stopped.result.run_id}.json").read_text())
     assert saved["status"] == "cancelled" and len(saved["batches"]) == stopped.result.completed_batches
+
+
+def test_setting_up_tells_its_progress(checkpoint_root, dataset_dir, tmp_path):
+    """The scan counts files and the load counts the decoder's stored bytes, each told from 0 at once."""
+    events = []
+    Estimator(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=1), on_event=events.append).run()
+    progress = [event for event in events if isinstance(event, StageProgress)]
+    entries, _ = decoder_entries(checkpoint_root / "acestep-v15-turbo")
+    firsts = [event for event in progress if event.done == 0]
+    assert [(event.unit, event.total) for event in firsts] == [("files", 6), ("bytes", sum(e.nbytes for e in entries))]
+    assert all(event.done < event.total for event in progress)
+    stages = [event for event in events if isinstance(event, (StageChanged, StageProgress))]
+    assert isinstance(stages[stages.index(firsts[0]) - 1], StageChanged)  # shown after the stage it counts
+    assert stages[stages.index(firsts[0]) - 1].message.startswith("scanning")
+    assert stages[stages.index(firsts[1]) - 1].message.startswith("loading")
+
+
+@pytest.mark.parametrize("unit", ["files", "bytes"])
+def test_a_cancel_while_setting_up_stops_at_the_next_file_or_tensor(unit, checkpoint_root, dataset_dir, tmp_path):
+    """A dataset of thousands of files or a checkpoint on a cold disk takes minutes to set up: a cancel stops
+    it at once, not after it; nothing ran, so no record is started."""
+    events = []
+
+    def on_event(event) -> None:
+        events.append(event)
+        if isinstance(event, StageProgress) and event.unit == unit:
+            estimator.cancel()
+
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=3)
+    estimator = Estimator(request, on_event=on_event, record_dir=tmp_path)
+    assert estimator.run() is None
+    progress = [event for event in events if isinstance(event, StageProgress)]
+    assert [(event.unit, event.done) for event in progress][-1] == (unit, 0)  # the next file or tensor stopped it
+    stopped = events[-1]
+    assert isinstance(stopped, RunStopped) and stopped.result is None
+    assert stopped.message == "cancelled while setting up, before the first batch: nothing to keep"
+    assert not any(isinstance(event, (RunStarted, BatchDone)) for event in events)
+    loading = [event for event in events if isinstance(event, StageChanged) and event.message.startswith("loading")]
+    assert len(loading) == (unit == "bytes")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resume_cancelled_while_setting_up_leaves_its_record_as_it_was(checkpoint_root, dataset_dir, tmp_path):
+    def cancel_at_batch_two(event) -> None:
+        if isinstance(event, BatchDone) and event.index == 1:
+            first.cancel()
+
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=4)
+    first = Estimator(request, on_event=cancel_at_batch_two, record_dir=tmp_path)
+    stopped = first.run()
+    (path,) = tmp_path.glob("*.json")
+    before = path.read_bytes()
+
+    def cancel_when_loading(event) -> None:
+        events.append(event)
+        if isinstance(event, StageProgress) and event.unit == "bytes":
+            second.cancel("interrupted")
+
+    events = []
+    second = Estimator(request, on_event=cancel_when_loading, record_dir=tmp_path, resume=stopped)
+    assert second.run() is None
+    assert events[-1] == RunStopped(None, f"interrupted while setting up: run {stopped.run_id} is as it was")
+    assert path.read_bytes() == before
+    resumed = Estimator(request, record_dir=tmp_path, resume=stopped).run()  # the claim was let go
+    assert resumed.status == "complete" and resumed.completed_batches == 4
 
 
 def test_failure_before_start_is_one_event_with_a_message(checkpoint_root, tmp_path):

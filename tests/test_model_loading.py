@@ -342,6 +342,20 @@ def test_truncated_file(tmp_path, shards):
     assert f"the file has {victim.stat().st_size} bytes" in message
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_loading_tells_the_bytes_read_before_each_tensor(tmp_path, shards):
+    """A 4.8 GB checkpoint on a cold disk takes minutes: the run shows how much of it was read."""
+    folder = write_checkpoint(tmp_path / "acestep-v15-turbo", TINY, shards=shards)
+    entries, _ = decoder_entries(folder)
+    told = []
+    load_decoder(tmp_path, "turbo", on_bytes=lambda done, total: told.append((done, total)))
+    total = sum(entry.nbytes for entry in entries)
+    stored = _file_tensors(sorted(folder.glob("*.safetensors")))
+    assert total == sum(t.numel() * t.element_size() for key, t in stored.items() if key.startswith("decoder."))
+    assert [done for done, _ in told] == [sum(entry.nbytes for entry in entries[:n]) for n in range(len(entries))]
+    assert {whole for _, whole in told} == {total}
+
+
 def test_file_truncated_after_its_header_was_read(tmp_path):
     """A file that shrinks between reading the header and reading the data still gives a ModelLoadError."""
     folder = write_checkpoint(tmp_path / "acestep-v15-turbo", TINY)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import sys
 
+import pytest
 import torch
 
 from acetui.cli import main
 from acetui.model.synthetic import TINY, write_checkpoint
+from tests.support import run_with_terminal_stderr
 
 
 def test_variants_lists_each_with_its_facts_and_problems(checkpoint_root, tmp_path, capsys):
@@ -98,3 +102,12 @@ def test_scan_gives_the_variant_warning_that_estimate_gives(checkpoint_root, dat
     assert f"acetui: warning: {warning}\n" in capsys.readouterr().err
     assert main(["scan", str(folder), "-c", str(checkpoint_root), "-M", "base"]) == 0
     assert "warning" not in capsys.readouterr().out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_scan_counts_its_files_on_a_terminal_and_wipes_the_count(dataset_dir, tmp_path):
+    """A dataset of thousands of files takes a while: a terminal sees the count, which leaves no trace."""
+    code, text = run_with_terminal_stderr(tmp_path, "scan", str(dataset_dir))
+    updates = text.split("\r\x1b[K")
+    assert code == 0 and updates[:2] == ["", f"scanning {dataset_dir} ... 0 of 6 files"] and updates[-1] == ""
+    assert all(re.fullmatch(f"scanning {dataset_dir} ... [0-5] of 6 files", line) for line in updates[1:-1])

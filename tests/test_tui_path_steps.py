@@ -6,12 +6,14 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.message import Message
 from textual.widgets import DataTable, Input
+from textual.worker import WorkerCancelled
 
 from acetui.data import write_dataset
 from acetui.model.synthetic import TINY
@@ -86,6 +88,38 @@ async def test_dataset_scan_of_an_earlier_pick_arriving_late_is_dropped(checkpoi
         await pilot.press("ctrl+n")
         await settle(pilot)
         assert app.draft["dataset_dir"] == str(dataset_dir)
+
+
+async def test_a_scan_counts_its_files_on_the_busy_line_and_stops_once_another_pick_replaced_it(
+    checkpoint_root, dataset_dir
+):
+    """The callback the dataset step's scan gets (``progress``), called from a read worker as the scan does:
+    a dataset of thousands of files shows how far it is, and one abandoned reads no further."""
+    told, go_on, stopped = threading.Event(), threading.Event(), []
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await to_dataset_step(pilot, checkpoint_root)
+        await settle(pilot)
+        step = app.screen
+
+        def scanning() -> None:
+            progress = step.progress(dataset_dir, "files")
+            progress(1200, 5000)
+            told.set()
+            go_on.wait(30)
+            try:
+                progress(1201, 5000)
+            except WorkerCancelled as error:
+                stopped.append(str(error))
+
+        worker = step.run_worker(scanning, thread=True, exit_on_error=False)
+        await until(pilot, told.is_set, "the first file")
+        await until(pilot, lambda: "1,200 of 5,000 files" in text_of(pilot, "summary"), "the count")
+        assert text_of(pilot, "summary") == f"scanning {dataset_dir} ... 1,200 of 5,000 files"
+        worker.cancel()  # what picking another folder does to the read under way (exclusive workers)
+        go_on.set()
+        await until(pilot, lambda: bool(stopped), "the stop")
+        assert stopped == [f"scanning {dataset_dir}: another folder was picked"]
 
 
 async def test_variant_listing_of_an_earlier_pick_arriving_late_is_dropped(checkpoint_root, tmp_path):

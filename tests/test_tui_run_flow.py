@@ -7,13 +7,14 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 from dataclasses import replace
 
 import torch
 from textual.widgets import DataTable, Input, ProgressBar, Sparkline, Static
 
 from acetui import paths
-from acetui.estimate import BatchDone, EstimateRequest
+from acetui.estimate import BatchDone, EstimateRequest, StageProgress
 from acetui.estimate.compare import log_distance
 from acetui.estimate.imported import load_ranking
 from acetui.estimate.memory import memory_stats
@@ -147,6 +148,36 @@ async def test_failed_run_stops_its_progress_bar(checkpoint_root, tmp_path):
         assert not progress.display and progress.total is None  # nothing left spinning
         assert text(run, "#stability") == f"top-4 stability: from batch {MIN_BATCHES} on; stops at 0.9"
         assert key_label(app, "escape") == "Back"
+
+
+async def test_a_run_stopped_while_setting_up_says_so_and_leaves_no_record(checkpoint_root, dataset_dir):
+    """Reading a 4.8 GB checkpoint or thousands of samples takes minutes: the stage line counts them, and
+    a stop asked meanwhile ends the run there, before its first batch, with nothing to keep or resume."""
+    run = RunScreen(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=3))
+    forward, scanning, go_on = run.estimator.on_event, threading.Event(), threading.Event()
+
+    def held_in_the_scan(event) -> None:  # the engine thread waits at its first file, as on a slow disk
+        forward(event)
+        if isinstance(event, StageProgress) and event.unit == "files":
+            scanning.set()
+            go_on.wait(30)
+
+    run.estimator.on_event = held_in_the_scan
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(run)
+        await wait_for(pilot, lambda: scanning.is_set() and "0 of 6 files" in text(run, "#stage"))
+        assert text(run, "#stage") == f"scanning {dataset_dir} ... 0 of 6 files"
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Stop setting up the run? No batch has run yet."
+        await pilot.press("y")
+        assert text(run, "#stage") == "stopping the setup ..."
+        go_on.set()
+        await wait_for(pilot, lambda: not run.running)
+        assert text(run, "#stage") == "cancelled while setting up, before the first batch: nothing to keep"
+        assert not run.query_one(ProgressBar).display and key_label(app, "escape") == "Back"
+        assert list(paths.app_dirs().runs.glob("*.json")) == []
 
 
 def _batch(index: int, loss: float) -> BatchDone:

@@ -16,6 +16,7 @@ from acetui.data.files import folder_entries, read_optional_json
 from acetui.data.manifest import MANIFEST, read_manifest
 from acetui.data.samples import LATENT_FRAMES_PER_SECOND, Sample, SampleFileError, load_sample
 from acetui.errors import DatasetError, printable
+from acetui.pace import Progress
 from acetui.units import first_few, format_duration, plural
 
 
@@ -143,11 +144,17 @@ class DatasetScan:
 
 
 def scan_dataset(
-    folder: Path, *, condition_width: int | None = None, context_channels: int = 128, digests: bool = False
+    folder: Path,
+    *,
+    condition_width: int | None = None,
+    context_channels: int = 128,
+    digests: bool = False,
+    on_file: Progress | None = None,
 ) -> DatasetScan:
     """Validate every top-level ``*.pt`` in name order; raise DatasetError only if the folder itself is unusable.
     With ``digests`` each sample's ``content`` is filled in: a run's record keeps them for its resume to check,
-    while the app's dataset step and ``acetui scan`` only show the scan and need not pay for them."""
+    while the app's dataset step and ``acetui scan`` only show the scan and need not pay for them.
+    ``on_file`` is told (files scanned, files to scan) before each file is read."""
     entries = folder_entries(folder)
     # every *.pt name is a candidate whatever it is: load_sample names a link, folder or pipe as a problem
     candidates = [entry for entry in entries if entry.name.endswith(".pt")]
@@ -165,7 +172,9 @@ def scan_dataset(
         raise DatasetError(f"{folder}: no .pt files (found {plural(len(others), 'other file')})")
     samples: list[SampleInfo] = []
     problems: list[SampleProblem] = []
-    for path in candidates:
+    for number, path in enumerate(candidates):
+        if on_file is not None:
+            on_file(number, len(candidates))
         try:
             sample = load_sample(path, condition_width=condition_width, context_channels=context_channels)
         except SampleFileError as error:

@@ -11,6 +11,7 @@ from acetui.estimate.events import (
     RunStopped,
     RunWarning,
     StageChanged,
+    StageProgress,
 )
 from acetui.estimate.request import EstimateRequest
 from acetui.estimate.result import BatchRecord, EstimateResult
@@ -32,6 +33,7 @@ __all__ = [
     "RunStopped",
     "RunWarning",
     "StageChanged",
+    "StageProgress",
     "rank_modules",
     "score_table",
 ]

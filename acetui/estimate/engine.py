@@ -2,10 +2,11 @@
 
 Per batch: the flow-matching loss of the decoder, one backward, and the Frobenius norm of every scored
 projection's weight gradient, read on the device by ``GradientProbe``. The run can be cancelled from
-another thread (honoured between batches); completed batches are written to the run record atomically,
-after each one unless saving would take more than a tenth of the run's time (``SaveBudget``), and
-whenever the run stops, so an interrupted run keeps every batch and a killed one loses at most the batch
-in flight or the last few seconds'; either can be resumed exactly.
+another thread (honoured between batches, and while setting up between files and tensors); completed
+batches are written to the run record atomically, after each one unless saving would take more than a
+tenth of the run's time (``SaveBudget``), and whenever the run stops, so an interrupted run keeps every
+batch and a killed one loses at most the batch in flight or the last few seconds'; either can be
+resumed exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from acetui.estimate.events import (
     RunStarted,
     RunStopped,
     RunWarning,
+    StageProgress,
 )
 from acetui.estimate.gradients import GradientProbe
 from acetui.estimate.memory import memory_stats
@@ -52,6 +54,7 @@ from acetui.estimate.saving import SAVE_SHARE, SaveBudget
 from acetui.estimate.scores import group_name, score_table
 from acetui.estimate.stats import MIN_BATCHES, statistics_record, top_k_stability
 from acetui.model import AceStepDecoder
+from acetui.pace import Paced, Progress
 
 OOM_ADVICE = (
     "out of memory on batch {index}: lower --batch-size, use --dtype bf16, set --crop-frames, "
@@ -64,6 +67,10 @@ ZERO_GRADIENTS = "every scored gradient is zero (does the loss reach the decoder
 AUTO_MIN_BATCHES = 3  # --estimate-batches auto never stops before this many included batches
 STABILITY_EVERY_BATCH = 20
 STABILITY_GROWTH = 1.05
+
+
+class _SetupCancelled(Exception):
+    """The run was cancelled before its first batch: setting up stops at the next file or tensor."""
 
 
 def stability_due(included: int) -> bool:
@@ -213,6 +220,8 @@ class Estimator:
         self._result = None
         try:
             return self._run()
+        except _SetupCancelled:
+            self.on_event(RunStopped(None, self._setup_stopped_text()))
         except Exception as error:  # a bug or an unforeseen torch error must not lose the finished batches
             self._fail(failure_text(error), self._result)
         finally:
@@ -220,6 +229,28 @@ class Estimator:
                 self._held.release()
                 self._held = None
         return self._result
+
+    def _setup_stopped_text(self) -> str:
+        status = self._stop_status
+        if self.resume is not None:
+            return f"{status} while setting up: run {self.resume.run_id} is as it was"
+        return f"{status} while setting up, before the first batch: nothing to keep"
+
+    def _check_setup_stop(self) -> None:
+        """Stop setting up when the run was cancelled. Alone only: the processes of a multi-process run
+        all stop together after a round of batches (``_loop``), which a rank stopping alone would hang."""
+        if self.single_process and self._stop.is_set():
+            raise _SetupCancelled
+
+    def _stage_progress(self, unit: str) -> Progress:
+        """A setup stage's callback: its progress shown a few times a second, and where a cancel stops it."""
+        paced = Paced(lambda done, total: self.on_event(StageProgress(done, total, unit)))
+
+        def told(done: int, total: int) -> None:
+            self._check_setup_stop()
+            paced(done, total)
+
+        return told
 
     def _fail(self, message: str, result: EstimateResult | None) -> None:
         """Mark and save the failed result; a save that fails too (a full disk) is told, not raised."""
@@ -271,11 +302,11 @@ class Estimator:
 
     def _load(self, device: torch.device, dtype: torch.dtype, scan: DatasetScan) -> tuple[AceStepDecoder, ModelInfo]:
         """The decoder and its facts (a method, so that a test can add fault hooks right after loading)."""
-        return load_model(self.request, device, dtype, scan, self.on_event, self._warn)
+        return load_model(self.request, device, dtype, scan, self.on_event, self._warn, self._stage_progress)
 
     def _run(self) -> EstimateResult:
         resume = None if self.resume is None else self._take_up(self.resume)  # before anything is loaded
-        device, dtype, scan = prepare(self.request, self.on_event, self._warn)
+        device, dtype, scan = prepare(self.request, self.on_event, self._warn, self._stage_progress)
         decoder, info = self._load(device, dtype, scan)
         names = decoder.attention_projection_names(include_mlp=self.request.modules == "attention+mlp")
         modules = [f"decoder.{name}" for name in names]
@@ -284,6 +315,7 @@ class Estimator:
         probe = GradientProbe(decoder, names)
         weight_norms = probe.weight_norms()  # one read of every scored weight per run
         check_weights(decoder, info)
+        self._check_setup_stop()  # the last point before a new run's record exists
         if resume is not None:
             result = resume
         else:
@@ -347,7 +379,7 @@ class Estimator:
                 result.status, result.message = status, f"{status} after {result.completed_batches} batches"
                 result.metadata["stop_reason"] = status
                 self._save(result)
-                self.on_event(RunStopped(result))
+                self.on_event(RunStopped(result, result.message))
                 return
             if index >= len(plan):
                 result.metadata["stop_reason"] = "max_batches" if self.request.auto_batches else "batches"

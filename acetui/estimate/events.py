@@ -17,6 +17,16 @@ class StageChanged:
 
 
 @dataclass(frozen=True)
+class StageProgress:
+    """How far the slow step a StageChanged began has got (``files`` scanned, ``bytes`` of weights read),
+    a few times a second: a cold disk or a dataset of thousands of files takes minutes to get through."""
+
+    done: int
+    total: int
+    unit: str
+
+
+@dataclass(frozen=True)
 class RunWarning:
     """Something the user should know that does not stop the run; also kept in the result's metadata."""
 
@@ -72,9 +82,11 @@ class RunFinished:
 
 @dataclass(frozen=True)
 class RunStopped:
-    """Cancelled or interrupted: the partial result has been saved and can be resumed."""
+    """Cancelled or interrupted: the partial result has been saved and can be resumed. ``result`` is None
+    when the run stopped while setting up, before it had a result (a resumed run's record is as it was)."""
 
-    result: EstimateResult
+    result: EstimateResult | None
+    message: str
 
 
 @dataclass(frozen=True)
@@ -85,4 +97,4 @@ class RunFailed:
     result: EstimateResult | None
 
 
-EngineEvent = StageChanged | RunWarning | RunStarted | BatchDone | RunFinished | RunStopped | RunFailed
+EngineEvent = StageChanged | StageProgress | RunWarning | RunStarted | BatchDone | RunFinished | RunStopped | RunFailed

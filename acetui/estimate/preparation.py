@@ -30,12 +30,14 @@ from acetui.estimate.result import EstimateResult
 from acetui.model import AceStepDecoder, load_decoder
 from acetui.model.checkpoint import decoder_config
 from acetui.model.variants import resolve_variant, variant_folder_name
+from acetui.pace import Progress
 from acetui.units import first_few, format_bytes
 
 FEW_SAMPLES = 5  # Side-Step warns below this many samples too
 
 Emit = Callable[[EngineEvent], None]
 Warn = Callable[[str], None]
+ProgressFor = Callable[[str], Progress]  # a stage's progress callback, counting in the unit given
 
 
 def dataset_warnings(scan: DatasetScan, variant: str) -> list[str]:
@@ -56,7 +58,9 @@ def dataset_warnings(scan: DatasetScan, variant: str) -> list[str]:
     return warnings
 
 
-def prepare(request: EstimateRequest, emit: Emit, warn: Warn) -> tuple[torch.device, torch.dtype, DatasetScan]:
+def prepare(
+    request: EstimateRequest, emit: Emit, warn: Warn, progress: ProgressFor
+) -> tuple[torch.device, torch.dtype, DatasetScan]:
     """The device, dtype and dataset scan of ``request``; refuses a dataset with no usable sample (or,
     with ``strict``, any bad one) before the model is loaded."""
     device = resolve_device(request.device)
@@ -69,6 +73,7 @@ def prepare(request: EstimateRequest, emit: Emit, warn: Warn) -> tuple[torch.dev
         condition_width=config.condition_width,
         context_channels=config.context_channels,
         digests=True,  # the record's fingerprint of the samples' contents, which a resume checks
+        on_file=progress("files"),
     )
     scan.require_samples()
     if request.strict and scan.problems:
@@ -87,12 +92,20 @@ def prepare(request: EstimateRequest, emit: Emit, warn: Warn) -> tuple[torch.dev
 
 
 def load_model(
-    request: EstimateRequest, device: torch.device, dtype: torch.dtype, scan: DatasetScan, emit: Emit, warn: Warn
+    request: EstimateRequest,
+    device: torch.device,
+    dtype: torch.dtype,
+    scan: DatasetScan,
+    emit: Emit,
+    warn: Warn,
+    progress: ProgressFor,
 ) -> tuple[AceStepDecoder, ModelInfo]:
     """The decoder on ``device``, activation checkpointing set for the longest batch, and its facts."""
     emit(StageChanged(f"loading {request.variant} decoder to {device} as {dtype_name(dtype)}"))
     started = time.perf_counter()
-    decoder = load_decoder(request.checkpoint_dir, request.variant, dtype=dtype, device=device)
+    decoder = load_decoder(
+        request.checkpoint_dir, request.variant, dtype=dtype, device=device, on_bytes=progress("bytes")
+    )
     if device.type == "cuda":
         # cuDNN's fused attention builds an execution plan for every new (batch, heads, length)
         # shape, reported at ~0.4-0.5 s per forward and per backward (pytorch 2.11); samples differ in

@@ -25,6 +25,7 @@ from acetui.errors import ModelLoadError
 from acetui.model.config import DecoderConfig
 from acetui.model.decoder import AceStepDecoder
 from acetui.model.variants import resolve_variant
+from acetui.pace import Progress
 from acetui.units import first_few
 
 DECODER_PREFIX = "decoder."
@@ -219,9 +220,10 @@ def _read_tensor(handle: BinaryIO, entry: TensorEntry, staging: torch.Tensor | N
 
 
 def iter_decoder_tensors(
-    entries: list[TensorEntry], device: torch.device, dtype: torch.dtype
+    entries: list[TensorEntry], device: torch.device, dtype: torch.dtype, on_bytes: Progress | None = None
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name without ``decoder.``, tensor on device in dtype), one stored tensor in memory at a time.
+    """Yield (name without ``decoder.``, tensor on device in dtype), one stored tensor in memory at a time;
+    ``on_bytes`` is told (stored bytes read, stored bytes to read) before each tensor is read.
 
     Every tensor is read into a staging buffer the size of the largest, so there is no per-tensor host
     allocation. On the CPU it is converted from there into its final tensor. On CUDA two pinned buffers
@@ -233,8 +235,13 @@ def iter_decoder_tensors(
     cuda = device.type == "cuda"
     stagings = [torch.empty(largest, dtype=torch.uint8, pin_memory=cuda and largest > 0) for _ in range(1 + cuda)]
     uploads: list[torch.cuda.Event | None] = [None] * len(stagings)
+    total = sum(entry.nbytes for entry in entries)
+    done = 0
     try:
         for number, entry in enumerate(entries):
+            if on_bytes is not None:
+                on_bytes(done, total)
+            done += entry.nbytes
             if entry.file not in handles:
                 try:
                     handles[entry.file] = entry.file.open("rb")
@@ -305,8 +312,10 @@ def load_decoder(
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    on_bytes: Progress | None = None,
 ) -> AceStepDecoder:
-    """Build the decoder of ``variant`` under ``checkpoint_dir`` with its official weights, frozen, in eval mode."""
+    """Build the decoder of ``variant`` under ``checkpoint_dir`` with its official weights, frozen, in eval mode;
+    ``on_bytes`` follows the reading of the weights (``iter_decoder_tensors``)."""
     folder = resolve_variant(Path(checkpoint_dir), variant)
     config = DecoderConfig.from_json_file(folder / "config.json")
     target = torch.device(device)
@@ -316,7 +325,7 @@ def load_decoder(
     with torch.device("meta"):
         model = AceStepDecoder(config)
     _check_keys(model, entries, source)
-    state = dict(iter_decoder_tensors(entries, target, dtype))
+    state = dict(iter_decoder_tensors(entries, target, dtype, on_bytes))
     model.load_state_dict(state, assign=True)
     model.requires_grad_(False)
     return model.eval()

@@ -86,7 +86,12 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
     def read(self, path: Path) -> DatasetScan:
         draft = self.app.draft
         config = decoder_config(Path(draft["checkpoint_dir"]), draft["variant"])
-        return scan_dataset(path, condition_width=config.condition_width, context_channels=config.context_channels)
+        return scan_dataset(
+            path,
+            condition_width=config.condition_width,
+            context_channels=config.context_channels,
+            on_file=self.progress(path, "files"),
+        )
 
     def show(self, path: Path, result: DatasetScan) -> None:
         self.scan = result

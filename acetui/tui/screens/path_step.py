@@ -18,12 +18,14 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerCancelled, WorkerState, get_current_worker
 
 from acetui.errors import AcetuiError
 from acetui.folders import cannot_read
+from acetui.pace import Paced, Progress
 from acetui.tui.widgets.path_picker import PathPicker
 from acetui.tui.widgets.path_wrap import PathWrap
+from acetui.units import progress_text
 
 ResultT = TypeVar("ResultT")
 
@@ -124,6 +126,23 @@ class PathStepScreen(Screen, Generic[ResultT]):
             exit_on_error=False,
             description=f"{self.BUSY} {event.path}",
         )
+
+    def progress(self, path: Path, unit: str) -> Progress:
+        """For ``read``: how far it has got, on the busy line a few times a second; and where it stops once
+        another pick has replaced it (a scan of thousands of files would otherwise read on for nothing)."""
+        worker = get_current_worker()
+        shown = Paced(
+            lambda done, total: self.app.call_from_thread(
+                self.status, f"{self.BUSY} {path} ... {progress_text(done, total, unit)}"
+            )
+        )
+
+        def told(done: int, total: int) -> None:
+            if worker.is_cancelled:
+                raise WorkerCancelled(f"{self.BUSY} {path}: another folder was picked")
+            shown(done, total)
+
+        return told
 
     def read_in_thread(self, path: Path) -> None:
         self.post_message(self.Read(get_current_worker(), path, self.read(path)))

@@ -30,6 +30,7 @@ from acetui.estimate import (
     RunStopped,
     RunWarning,
     StageChanged,
+    StageProgress,
 )
 from acetui.estimate.request import resolve_device
 from acetui.estimate.stats import MIN_BATCHES
@@ -38,7 +39,7 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.bar import bar
 from acetui.tui.widgets.memory_gauge import MemoryGauge
-from acetui.units import format_duration, session_timing
+from acetui.units import format_duration, progress_text, session_timing
 
 STABILITY_BAR = 20
 # Seconds between two showings of a run's progress: a fast run's batches come faster than anyone reads, and
@@ -139,6 +140,7 @@ class RunScreen(Screen):
         self.unshown: BatchDone | None = None  # the latest batch, until its progress is shown
         self.shown_at = -math.inf
         self.show_timer: Timer | None = None
+        self.stage = ""  # the setup step under way, which its progress is shown after
 
     @property
     def label(self) -> str:
@@ -180,8 +182,14 @@ class RunScreen(Screen):
     def engine_event(self, message: EngineMessage) -> None:
         event = message.event
         if isinstance(event, StageChanged):
+            self.stage = event.message
             self.query_one("#stage", Static).update(event.message + " ...")
             self.log_line(event.message)
+        elif isinstance(event, StageProgress):
+            if self.estimator.stopping:  # a progress sent before the cancel must not hide "stopping ..."
+                return
+            progress = progress_text(event.done, event.total, event.unit)
+            self.query_one("#stage", Static).update(f"{self.stage} ... {progress}")
         elif isinstance(event, RunWarning):
             self.log_line(f"warning: {event.message}")
             self.notify(event.message, title="Warning", severity="warning", markup=False)
@@ -189,8 +197,12 @@ class RunScreen(Screen):
             self.started(event)
         elif isinstance(event, BatchDone):
             self.batch_done(event)
-        elif isinstance(event, (RunFinished, RunStopped)):
-            self.ended(event.result, "finished" if isinstance(event, RunFinished) else event.result.message)
+        elif isinstance(event, RunFinished):
+            self.ended(event.result, "finished")
+        elif isinstance(event, RunStopped) and event.result is None:
+            self.stopped_setting_up(event.message)
+        elif isinstance(event, RunStopped):
+            self.ended(event.result, event.message)
         elif isinstance(event, RunFailed):
             self.failed(event.message, event.result)
 
@@ -279,6 +291,13 @@ class RunScreen(Screen):
         else:
             self.notify(f"run {result.run_id} {result.status}: open it from History or the Run screen", timeout=10)
 
+    def stopped_setting_up(self, message: str) -> None:
+        """Cancelled before the first batch: no record was started (a resumed one is as it was)."""
+        self.running = False
+        self.show_outcome(None)
+        self.query_one("#stage", Static).update(Text(message, style="bold"))
+        self.log_line(message)
+
     def failed(self, message: str, result: EstimateResult | None) -> None:
         self.running = False
         self.result = result
@@ -303,13 +322,17 @@ class RunScreen(Screen):
         return True
 
     def action_cancel(self) -> None:
-        question = "Stop the run after the current batch? The partial result is kept and can be resumed."
+        if self.planned is None:
+            question = "Stop setting up the run? No batch has run yet."
+        else:
+            question = "Stop the run after the current batch? The partial result is kept and can be resumed."
         self.app.push_screen(ConfirmScreen(question), self.confirm_cancel)
 
     def confirm_cancel(self, stop: bool | None) -> None:
         if stop and self.running:
             self.estimator.cancel()
-            self.query_one("#stage", Static).update("stopping after the current batch ...")
+            when = "the setup" if self.planned is None else "after the current batch"
+            self.query_one("#stage", Static).update(f"stopping {when} ...")
             self.log_line("cancel requested")
 
     def action_results(self) -> None:
