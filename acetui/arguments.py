@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list the run history, newest first (the app's History)")
     runs.add_argument("--limit", "-n", type=int, help="only the newest N runs")
 
+    delete = commands.add_parser("delete", help="remove runs from the history for good (not a running one)")
+    delete.add_argument("runs", nargs="+", metavar="run", help="run id (or unique prefix) from the history")
+
     show = commands.add_parser("show", help="print a run's ranking, partial or complete, and write its exports")
     show.add_argument("run", help="run id (or unique prefix) from the history, or a run record file")
     _add_output_options(show)

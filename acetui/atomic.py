@@ -14,11 +14,22 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from contextlib import suppress
+from glob import escape as glob_escape
 from pathlib import Path
 
 from acetui.errors import AcetuiError, OutputExistsError
 
 NEW_FILE_MODE = 0o666  # narrowed by the umask when the file is created, as open() does
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary files that writes of ``path`` killed before their rename (SIGKILL, a power cut)
+    left beside it; only for a caller that knows no write of ``path`` is under way (a run's lock holder)."""
+    target = Path(os.path.realpath(path))
+    for leftover in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+        with suppress(OSError):  # one that cannot go is only wasted space
+            leftover.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str, *, replace: bool = True) -> None:

@@ -24,6 +24,7 @@ from acetui.estimate.ownership import check_incomplete, check_not_running, run_o
 from acetui.estimate.request import resolve_device
 from acetui.history import (
     batches_done,
+    delete_run,
     find_run,
     history_record,
     list_runs,
@@ -326,6 +327,21 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete(args: argparse.Namespace) -> int:
+    """Each run named, deleted or refused on its own line (as ``rm`` goes on past a file it cannot remove)."""
+    code = 0
+    for reference in args.runs:
+        try:
+            run = delete_run(find_run(reference))
+        except AcetuiError as error:
+            print(f"acetui: {error}", file=sys.stderr)
+            code = EXIT_ERROR
+            continue
+        dataset = Path(run.request.dataset_dir).name
+        print(f"deleted run {run.run_id} ({shown_status(run)}, {batches_done(run)} batches, {dataset})")
+    return code
+
+
 def _report(result: EstimateResult, args: argparse.Namespace) -> None:
     """The ranking on stdout and the files the options ask for: the end of a run, or of a re-export."""
     print_ranking(result, args.score or result.request.score, sys.stdout)
@@ -375,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _show(args)
         if args.command == "runs":
             return _runs(args)
+        if args.command == "delete":
+            return _delete(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "locate":

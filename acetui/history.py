@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acetui import paths
+from acetui.atomic import remove_leftovers
 from acetui.errors import AcetuiError
-from acetui.estimate.ownership import run_owner_alive
+from acetui.estimate.ownership import run_left_alone, run_owner_alive
 from acetui.estimate.request import EstimateRequest
 from acetui.estimate.result import RECORD_SUFFIX, EstimateResult, OtherVersionRecord, record_file
 from acetui.estimate.result import read_record as load_record
@@ -18,6 +19,7 @@ __all__ = [
     "HistoryProblem",
     "RunSummary",
     "batches_done",
+    "delete_run",
     "find_run",
     "history_record",
     "list_runs",
@@ -88,6 +90,22 @@ def list_runs() -> tuple[list[RunSummary], list[HistoryProblem]]:
         runs.append(RunSummary.of(run))
     runs.sort(key=RunSummary.age, reverse=True)
     return runs, problems
+
+
+def delete_run(record: Path) -> EstimateResult:
+    """Remove a run of the history for good (a history of trial runs only grows otherwise); refused, naming
+    why, while a process runs it or is taking it up, or when ``record`` is no record of the history. The
+    run as it was, for the caller to say what went."""
+    folder = paths.app_dirs().runs
+    if record.parent.resolve() != folder.resolve():
+        raise AcetuiError(f"{record}: not a run of the history in {folder} (a file elsewhere is yours to delete)")
+    with run_left_alone(load_record(record), record) as run:
+        try:
+            record.unlink()
+            remove_leftovers(record)
+        except OSError as error:
+            raise AcetuiError(f"{record}: cannot delete ({error.strerror or error})") from None
+    return run
 
 
 def _move_aside(path: Path, reason: str) -> HistoryProblem:

@@ -9,9 +9,12 @@ import subprocess
 
 import pytest
 
+from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, Estimator, RunStarted, rank_modules
 from acetui.estimate.exports import estimate_json
+from acetui.estimate.ownership import claim_run
 from acetui.estimate.stats import result_stats
+from acetui.history import delete_run, history_record, load_record
 from tests.support import PYTHON, REPO, estimate_args, one_error_line, run_cli, subprocess_env, subprocess_runs_dir
 from tests.test_engine_records import _wait_until_running
 from tests.tui_support import record_run
@@ -34,6 +37,59 @@ def test_runs_lists_the_history_newest_first(checkpoint_root, dataset_dir, capsy
     ]
     assert rows[1].split()[5] == rank_modules(older)[0].module.removeprefix("decoder.")
     assert [row.split()[0] for row in run_cli(capsys, "runs", "-n", "1")[1].splitlines()[1:]] == [newer.run_id]
+
+
+def test_delete_removes_each_run_named_and_says_which_it_could_not(
+    checkpoint_root, dataset_dir, tmp_path, capsys, isolated_app_dirs
+):
+    """A history of trial runs only grew; ``delete`` goes on past a name it refuses, as ``rm`` does."""
+    older = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
+    newer = record_run(checkpoint_root, dataset_dir, batches=4, seed=2, stop_after=1)
+    elsewhere = tmp_path / "copy.json"
+    elsewhere.write_bytes(history_record(newer.run_id).read_bytes())
+    code, out, err = run_cli(capsys, "delete", older.run_id[:-2], "nope", str(elsewhere))
+    assert code == 1 and out == f"deleted run {older.run_id} (complete, 2/2 batches, {dataset_dir.name})\n"
+    assert err.splitlines() == [
+        f"acetui: nope: no such run id in {isolated_app_dirs.runs} and no such file",
+        f"acetui: {elsewhere}: not a run of the history in {isolated_app_dirs.runs} (a file elsewhere is yours to "
+        "delete)",
+    ]
+    assert sorted(path.name for path in isolated_app_dirs.runs.iterdir()) == [f"{newer.run_id}.json"]  # no lock
+    assert elsewhere.is_file()
+    assert run_cli(capsys, "delete", newer.run_id) == (
+        0,
+        f"deleted run {newer.run_id} (cancelled, 1/4 batches, {dataset_dir.name})\n",
+        "",
+    )
+    assert list(isolated_app_dirs.runs.iterdir()) == []
+
+
+def test_deleting_or_resuming_a_run_removes_what_its_killed_saves_left(checkpoint_root, dataset_dir, isolated_app_dirs):
+    """A SIGKILL during a save leaves its temporary file (``write_text_atomic``), a record's size each."""
+    first, second = (record_run(checkpoint_root, dataset_dir, batches=4, stop_after=1, seed=seed) for seed in (1, 2))
+    runs = isolated_app_dirs.runs
+    for run in (first, second):
+        (runs / f".{run.run_id}.json.0123456789abcdef.tmp").write_text("{half a record")
+    delete_run(history_record(first.run_id))
+    assert sorted(path.name for path in runs.iterdir()) == [
+        f".{second.run_id}.json.0123456789abcdef.tmp",
+        f"{second.run_id}.json",
+    ]
+    request = EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=4, seed=2)
+    Estimator(request, resume=second, record_dir=runs).run()
+    assert [path.name for path in runs.iterdir()] == [f"{second.run_id}.json"]
+
+
+def test_a_run_this_process_has_taken_up_is_not_deleted(checkpoint_root, dataset_dir, isolated_app_dirs):
+    stopped = record_run(checkpoint_root, dataset_dir, batches=4, stop_after=1)
+    record = history_record(stopped.run_id)
+    claim = claim_run(load_record(record), record)  # as the app's Run screen holds a run it resumes
+    try:
+        with pytest.raises(AcetuiError, match=f"run {stopped.run_id} is still running \\(pid {os.getpid()} "):
+            delete_run(record)
+    finally:
+        claim.release()
+    assert delete_run(record).run_id == stopped.run_id and not record.exists()
 
 
 def test_runs_show_an_auto_runs_max_as_a_cap(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
@@ -103,6 +159,24 @@ def test_a_run_whose_process_died_shows_as_interrupted(tmp_path, checkpoint_root
     assert json.loads(path.read_text())["status"] == "running"
     listing = subprocess.run([*PYTHON, "runs"], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert listing.stdout.splitlines()[1].split()[1] == "interrupted"
+
+
+def test_a_run_another_live_process_writes_is_not_deleted(tmp_path, checkpoint_root, dataset_dir):
+    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "100000")]
+    env = subprocess_env(tmp_path)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        path = _wait_until_running(subprocess_runs_dir(tmp_path), process)
+        refused = subprocess.run([*PYTHON, "delete", path.stem], cwd=REPO, env=env, capture_output=True, text=True)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert one_error_line(refused.stderr).startswith(f"acetui: run {path.stem} is still running (pid {process.pid}")
+        assert path.is_file()
+    finally:
+        process.kill()
+        process.wait()
+    deleted = subprocess.run([*PYTHON, "delete", path.stem], cwd=REPO, env=env, capture_output=True, text=True)
+    assert deleted.returncode == 0 and deleted.stdout.startswith(f"deleted run {path.stem} (interrupted, ")
+    assert list(path.parent.iterdir()) == []  # the killed owner's lock file went with the record
 
 
 def test_runs_refuses_a_limit_below_one(capsys, isolated_app_dirs):

@@ -56,7 +56,7 @@ async def palette(pilot, query: str) -> None:
     await pilot.pause()
 
 
-async def test_history_during_a_run_follows_it_and_never_resumes_it_twice(checkpoint_root, dataset_dir):
+async def test_history_during_a_run_follows_it_and_never_resumes_or_deletes_it(checkpoint_root, dataset_dir):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         run = await start_long_run(pilot, checkpoint_root, dataset_dir)
@@ -72,6 +72,12 @@ async def test_history_during_a_run_follows_it_and_never_resumes_it_twice(checkp
         await pilot.pause()
         assert app.screen is history and notified(app, f"run {run_id} is running now")
         assert [type(screen) for screen in app.screen_stack].count(RunScreen) == 1
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: notified(app, f"run {run_id} is still running (pid "))
+        assert app.screen is history and run_id in [shown.run_id for shown in history.runs]
+        assert (paths.app_dirs().runs / f"{run_id}.json").is_file()
         run.estimator.cancel()  # the run ends while History is in front
         await settle(pilot)
         assert app.screen is history and notified(app, "open it from History or the Run screen")

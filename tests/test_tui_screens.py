@@ -21,6 +21,7 @@ from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import RankingTable
+from tests.test_tui_run_flow import palette
 from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit, to_dataset_step
 
 
@@ -226,6 +227,35 @@ async def test_history_compare_and_broken_record(checkpoint_root, dataset_dir):
         await settle(pilot)
         assert isinstance(app.screen, ResultsScreen)
     assert (runs_dir / "00000000-broken.json.bad").exists()
+
+
+async def test_history_deletes_a_run_once_asked_and_keeps_the_others_marks(checkpoint_root, dataset_dir):
+    older = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
+    newer = record_run(checkpoint_root, dataset_dir, batches=4, seed=2, stop_after=1)
+    runs_dir = paths.app_dirs().runs
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        history = app.screen
+        table = history.query_one("#runs", DataTable)
+        await pilot.press("down", "space", "up", "d")  # older marked; the cursor on the newer
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == (
+            f"Delete run {newer.run_id} (cancelled, 1/4 batches, {dataset_dir.name})? Its record is gone for good."
+        )
+        await pilot.press("n")
+        assert table.row_count == 2 and (runs_dir / f"{newer.run_id}.json").is_file()
+        await pilot.press("d", "y")
+        await settle(pilot)
+        assert app.screen is history and table.row_count == 1
+        assert [run.run_id for run in history.runs] == [older.run_id] and history.marked == [older.run_id]
+        assert [path.name for path in runs_dir.iterdir()] == [f"{older.run_id}.json"]
+        assert any(note.message == f"deleted run {newer.run_id}" for note in app._notifications)
+        other = record_run(checkpoint_root, dataset_dir, batches=1, seed=3)  # as another process would
+        await palette(pilot, "reload the history")  # off the footer, which it crowded at 80 columns
+        await settle(pilot)
+        assert [run.run_id for run in history.runs] == [other.run_id, older.run_id]
 
 
 async def test_history_resumes_a_partial_run(checkpoint_root, dataset_dir):

@@ -17,9 +17,12 @@ import errno
 import os
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from acetui.atomic import remove_leftovers
 from acetui.errors import AcetuiError
 from acetui.estimate.result import EstimateResult, read_record
 
@@ -115,25 +118,49 @@ def claim_run(result: EstimateResult, record: Path) -> RunClaim:
     """Take the run up in this process (``release`` the claim when it ends): lock the file beside its
     ``record``, then check the record as it is now, which another process may have resumed since
     ``result`` was read: continue from the claim's ``result``, or the batches it added are lost.
-    Refused when this process runs it already (checked here: NFS's per-process locks, or none, would
-    let it in), the lock is held, the run is complete or a live process runs it."""
+    Refused as ``_lock_idle`` refuses, and when the run is complete."""
     with _active_lock:
-        if result.run_id in _active_runs:
-            raise AcetuiError(_still_running(result.run_id, os.getpid(), socket.gethostname()))
-        lock_path = record.with_suffix(LOCK_SUFFIX)
-        lock = RunLock.take(lock_path)
+        current, lock = _lock_idle(result, record)
         try:
-            current = _current(result, record)
-            check_not_running(current)  # names the owner when its record does already
-            if lock is None:
-                raise AcetuiError(f"run {result.run_id} is already being taken up ({lock_path} is locked)")
             check_incomplete(current)
         except BaseException:
-            if lock is not None:
-                lock.release()
+            lock.release()
             raise
+        remove_leftovers(record)  # of a killed owner's save: the run is this claim's alone to write now
         _active_runs.add(result.run_id)
         return RunClaim(current, lock)
+
+
+@contextmanager
+def run_left_alone(result: EstimateResult, record: Path) -> Iterator[EstimateResult]:
+    """The run as its record now is, while no process runs it or can take it up (its lock is held for the
+    block): what removing its record needs. Refused as ``_lock_idle`` refuses; a complete run is welcome."""
+    with _active_lock:
+        current, lock = _lock_idle(result, record)
+    try:
+        yield current
+    finally:
+        lock.release()
+
+
+def _lock_idle(result: EstimateResult, record: Path) -> tuple[EstimateResult, RunLock]:
+    """The lock beside ``record`` and the run as its record is once locked; refused when this process runs
+    it already (checked here: NFS's per-process locks, or none, would let it in), the lock is held, or a
+    live process runs it. The caller holds ``_active_lock``."""
+    if result.run_id in _active_runs:
+        raise AcetuiError(_still_running(result.run_id, os.getpid(), socket.gethostname()))
+    lock_path = record.with_suffix(LOCK_SUFFIX)
+    lock = RunLock.take(lock_path)
+    try:
+        current = _current(result, record)
+        check_not_running(current)  # names the owner when its record does already
+        if lock is None:
+            raise AcetuiError(f"run {result.run_id} is already being taken up ({lock_path} is locked)")
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return current, lock
 
 
 def check_incomplete(result: EstimateResult) -> None:

@@ -1,8 +1,9 @@
-"""Every recorded run: open its results, resume a partial one, or mark two and compare them. A run of this
-app updates its row as it goes (the app routes its record changes here)."""
+"""Every recorded run: open its results, resume a partial one, mark two and compare them, or delete one. A run
+of this app updates its row as it goes (the app routes its record changes here)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from textual.worker import Worker, WorkerState
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateResult
 from acetui.estimate.imported import ImportedRanking
-from acetui.history import HistoryProblem, RunSummary, list_runs
+from acetui.history import HistoryProblem, RunSummary, delete_run, history_record, list_runs
+from acetui.tui.commands import PaletteCommand
 from acetui.tui.screens.compare import CompareScreen
+from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.following import RecordFollowingScreen, read_records
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
@@ -61,7 +64,9 @@ class HistoryScreen(RecordFollowingScreen):
             id="compare-file",
         ),
         Binding("r", "resume", "Resume", tooltip="Continue a partial run", id="resume"),
-        Binding("ctrl+l", "reload", "Reload", id="reload"),
+        Binding("d", "delete", "Delete…", tooltip="Remove the run from the history for good (asks)", id="delete"),
+        # off the footer (at 80 columns it hid "Back"): rows follow this app's runs; the palette offers it
+        Binding("ctrl+l", "reload", "Reload", show=False, id="reload"),
         Binding("escape", "app.pop_screen", "Back", id="back"),
     ]
 
@@ -83,6 +88,13 @@ class HistoryScreen(RecordFollowingScreen):
         table = self.query_one("#runs", DataTable)
         for label, key in COLUMNS:
             table.add_column(label, key=key)
+
+    def palette_commands(self) -> Iterator[PaletteCommand]:
+        yield (
+            "view: reload the history",
+            "Read every run record again, for runs of other processes (ctrl+l)",
+            self.action_reload,
+        )
 
     def on_screen_resume(self) -> None:  # also when first shown: records change while other screens run
         self.action_reload()
@@ -239,3 +251,25 @@ class HistoryScreen(RecordFollowingScreen):
         run = self.whole(self.current())
         if run is not None:
             self.app.resume_run(run)
+
+    def action_delete(self) -> None:
+        run = self.current()
+        if run is None:
+            return
+        dataset = Path(run.request.dataset_dir).name
+        question = (
+            f"Delete run {run.run_id} ({run.status}, {run.batches} batches, {dataset})? Its record is gone for good."
+        )
+        self.app.push_screen(ConfirmScreen(question), partial(self.confirm_delete, run))
+
+    def confirm_delete(self, run: RunSummary, delete: bool | None) -> None:
+        if not delete:
+            return
+        try:
+            delete_run(history_record(run.run_id))
+        except AcetuiError as error:
+            self.notify(str(error), title="Not deleted", severity="error", markup=False)
+            return
+        self.runs = [shown for shown in self.runs if shown.run_id != run.run_id]
+        self.fill()
+        self.notify(f"deleted run {run.run_id}")
