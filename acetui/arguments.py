@@ -61,6 +61,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     add("--csv", type=Path, help="also write the ranking as CSV")
     add("--peft-output", type=Path, help="write PEFT target_modules (exact names of the top-k) as JSON")
     add(
+        "--peft-suffix-output",
+        type=Path,
+        help="write PEFT target_modules as suffixes (self_attn.q_proj: every layer's) covering the top-k, as JSON",
+    )
+    add(
         "--score",
         choices=SCORES,
         help="score to rank (and track stability) by: estimate's default grad-norm, resume and show use the run's own",

@@ -32,6 +32,7 @@ from acetui.history import (
     runs_table,
     shown_status,
 )
+from acetui.model.variants import own_root
 from acetui.profiles import check_profile_ranges, load_profile, saved_profile
 from acetui.progress import (
     ConsoleReporter,
@@ -83,6 +84,8 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         values = load_profile(args.profile)
         check_profile_ranges(args.profile, {key: value for key, value in values.items() if key not in given})
     values.update(given)
+    if "checkpoint_dir" not in values and own_root(values.get("variant", "")) is not None:
+        values["checkpoint_dir"] = str(own_root(values["variant"]))
     missing = [
         flag
         for flag, key in (
@@ -205,10 +208,9 @@ def _inspect(args: argparse.Namespace) -> int:
         text, usable = variants_report(args.root.expanduser())
     else:
         folder = args.dataset.expanduser()
+        root = args.checkpoint_dir or (own_root(args.variant) if args.variant else None)
         with counted_on_terminal(f"scanning {folder}", "files") as on_file:
-            text, scan = dataset_report(
-                folder, args.checkpoint_dir, args.variant, every_file=args.all_files, on_file=on_file
-            )
+            text, scan = dataset_report(folder, root, args.variant, every_file=args.all_files, on_file=on_file)
         usable = bool(scan.samples)
     sys.stdout.write(text)
     return 0 if usable else EXIT_ERROR

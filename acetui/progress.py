@@ -213,7 +213,8 @@ def _write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
     top_k = result.request.top_k
     budget = getattr(args, "rank_budget", None)
     peft_plain = args.peft_output if budget is None else None
-    for path, fmt in ((args.output, "json"), (args.csv, "csv"), (peft_plain, "peft")):
+    suffixes = args.peft_suffix_output
+    for path, fmt in ((args.output, "json"), (args.csv, "csv"), (peft_plain, "peft"), (suffixes, "peft-suffix")):
         if path is not None:
             stats = result_stats(result, score) if fmt in FORMATS_WITH_STATS else None
             written.append(export(path, fmt, ranking, top_k, stats, scored_by=score))
@@ -282,6 +283,7 @@ def check_outputs(request: EstimateRequest, args: argparse.Namespace) -> None:
         ("--estimate-output", args.output),
         ("--csv", args.csv),
         ("--peft-output", args.peft_output),
+        ("--peft-suffix-output", args.peft_suffix_output),
         ("--fisher-map", fisher_map),
     ):
         if path is None:
@@ -318,7 +320,7 @@ def ignored_options(request: EstimateRequest, args: argparse.Namespace) -> list[
 
 def wants_outputs(args: argparse.Namespace) -> bool:
     """Whether any file output was asked for (a complete run's ``resume`` then only writes them)."""
-    paths = (args.output, args.csv, args.peft_output, getattr(args, "fisher_map", None))
+    paths = (args.output, args.csv, args.peft_output, args.peft_suffix_output, getattr(args, "fisher_map", None))
     return any(path is not None for path in paths)
 
 

@@ -33,11 +33,9 @@ def _estimate(checkpoint_root, dataset_dir, *extra: str) -> list[str]:
 
 def test_estimate_writes_json_csv_and_peft(checkpoint_root, dataset_dir, tmp_path, capsys):
     out, table, peft = tmp_path / "out.json", tmp_path / "out.csv", tmp_path / "peft.json"
-    code = main(
-        _estimate(
-            checkpoint_root, dataset_dir, "--estimate-output", str(out), "--csv", str(table), "--peft-output", str(peft)
-        )
-    )
+    suffixes = tmp_path / "peft-suffix.json"
+    outputs = ["--estimate-output", str(out), "--csv", str(table), "--peft-output", str(peft)]
+    code = main(_estimate(checkpoint_root, dataset_dir, *outputs, "--peft-suffix-output", str(suffixes)))
     assert code == 0
     entries = json.loads(out.read_text())
     assert len(entries) == 4 * 8
@@ -55,10 +53,24 @@ def test_estimate_writes_json_csv_and_peft(checkpoint_root, dataset_dir, tmp_pat
 
     targets = json.loads(peft.read_text())["target_modules"]
     assert targets == [entry["module"].removeprefix("decoder.") for entry in entries[:5]]
+    # every layer's projection of each kind the top-k holds (the app's "PEFT (suffixes)" export)
+    kinds = sorted({".".join(entry["module"].split(".")[-2:]) for entry in entries[:5]})
+    assert json.loads(suffixes.read_text()) == {"target_modules": kinds}
 
     printed = capsys.readouterr().out
     assert entries[0]["module"] in printed and "--target-modules" in printed
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_fine_tune_given_by_its_path_needs_no_checkpoint_root(checkpoint_root, dataset_dir, capsys):
+    folder = checkpoint_root / "acestep-v15-turbo"
+    args = ["estimate", "-q", "-M", str(folder), "-d", str(dataset_dir), "--estimate-batches", "1"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and out.startswith("rank") and err == ""
+    code, out, _ = run_cli(capsys, "scan", str(dataset_dir), "-M", str(folder))
+    assert code == 0 and "give --checkpoint-dir" not in out  # the widths were checked against it
+    code, _, err = run_cli(capsys, "estimate", "-M", "turbo", "-d", str(dataset_dir))
+    assert code == 1 and err == "acetui: missing --checkpoint-dir (give the flag or a --profile that sets it)\n"
 
 
 def test_layer_granularity_ranks_attention_blocks(checkpoint_root, dataset_dir, tmp_path):

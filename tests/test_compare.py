@@ -245,6 +245,20 @@ def test_a_version_1_fisher_map_compares_its_rank_pattern(tmp_path):
     }
 
 
+def test_a_dataset_folder_stands_for_the_fisher_map_written_in_it(tmp_path):
+    """``--fisher-map`` (Side-Step's and ours) writes <dataset-dir>/fisher_map.json: the folder names it."""
+    (tmp_path / "fisher_map.json").write_text(json.dumps({"rank_pattern": {"layers.0.self_attn.q_proj": 16}}))
+    assert load_operand(tmp_path).sensitivities("grad-norm") == {"decoder.layers.0.self_attn.q_proj": 16.0}
+    empty = tmp_path / "samples"
+    empty.mkdir()
+    with pytest.raises(AcetuiError) as caught:
+        load_operand(empty)
+    assert str(caught.value) == (
+        f"{empty}: a folder without a fisher_map.json (give a run id, a run record, an estimate JSON, "
+        "or a dataset folder fisher_map.json was written in)"
+    )
+
+
 def test_cli_compare_takes_run_ids_and_unique_prefixes(run, tmp_path, capsys, isolated_app_dirs):
     runs = isolated_app_dirs.runs
     runs.mkdir(parents=True)

@@ -164,6 +164,22 @@ def test_warnings_for_few_samples_and_another_variants_preprocessing(checkpoint_
     assert [event.message for event in events if isinstance(event, RunWarning)] == warnings[:1]
 
 
+def test_skipped_files_are_warned_about_by_reason_with_their_names(checkpoint_root, dataset_dir, tmp_path):
+    """A run's output (the CLI's stderr, the app's log, the result) names what it skipped, not only a count."""
+    folder = tmp_path / "mixed"
+    write_dataset(folder, count=5, condition_width=TINY.condition_width, seed=2, frames=(9, 12))
+    for name in ("a.pt", "b.pt", "c.pt", "d.pt"):
+        (folder / name).write_text("not a tensor file")
+    events = []
+    result = Estimator(EstimateRequest(checkpoint_root, "turbo", folder, batches=1), on_event=events.append).run()
+    warnings = [event.message for event in events if isinstance(event, RunWarning)]
+    assert warnings == [
+        f"{folder}: skipped 4 files: not a valid torch file (corrupt, truncated or not written by torch.save): "
+        "a.pt, b.pt, c.pt and 1 more"
+    ]
+    assert result.metadata["warnings"] == warnings and len(result.metadata["dataset"]["skipped_samples"]) == 4
+
+
 def test_cancel_from_a_batch_callback_stops_before_the_next_batch(checkpoint_root, dataset_dir, tmp_path):
     def on_event(event) -> None:
         if isinstance(event, BatchDone) and event.index == 1:

@@ -33,6 +33,7 @@ from acetui.estimate.imported import ranking_from_data
 from acetui.estimate.request import SCORES
 from acetui.estimate.result import RECORD_FORMAT, EstimateResult
 from acetui.estimate.scores import module_parts, rank_modules
+from acetui.estimate.sidestep import FISHER_MAP_NAME
 from acetui.history import find_run
 from acetui.jsonfile import read_json
 from acetui.model.checkpoint import DECODER_PREFIX
@@ -252,9 +253,17 @@ def load_operand(path: str | Path, *, granularity: str | None = None) -> Operand
 
 
 def ranking_path(reference: str | Path) -> Path:
-    """The file a compare operand names: the path when something is there, else the record of the run id
-    (or unique prefix) in the run history, as ``acetui resume`` takes it."""
+    """The file a compare operand names: the path when something is there (a dataset folder: the
+    ``fisher_map.json`` Side-Step or acetui wrote in it), else the record of the run id (or unique prefix)
+    in the run history, as ``acetui resume`` takes it."""
     path = Path(reference).expanduser()
+    if path.is_dir():
+        if not (path / FISHER_MAP_NAME).is_file():
+            raise AcetuiError(
+                f"{path}: a folder without a {FISHER_MAP_NAME} (give a run id, a run record, an estimate JSON, "
+                f"or a dataset folder {FISHER_MAP_NAME} was written in)"
+            )
+        return path / FISHER_MAP_NAME
     if os.path.lexists(path) or not _RUN_REFERENCE.fullmatch(str(reference)):
         return path
     return find_run(str(reference))

@@ -81,6 +81,8 @@ def prepare(
             f"{scan.problems[0].path}: {scan.problems[0].reason} "
             f"(--strict: {len(scan.problems)} bad sample file(s) in {scan.folder})"
         )
+    for group in scan.problem_groups():  # listed where the run's output is read, not only counted
+        warn(f"{scan.folder}: skipped {group}")
     for message in dataset_warnings(scan, request.variant):
         warn(message)
     if request.batch_size > len(scan.samples):

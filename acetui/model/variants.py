@@ -51,6 +51,13 @@ def variant_folders(root: Path) -> list[Path]:
     return sorted(folders, key=lambda f: (order.get(short_name(f.name), len(order)), short_name(f.name)))
 
 
+def own_root(variant: str) -> Path | None:
+    """The root a variant given by its absolute path (a fine-tune stored elsewhere) stands in, which needs
+    no ``--checkpoint-dir``: its parent folder. None for a variant named under a root."""
+    path = Path(variant)
+    return path.parent if path.is_absolute() else None
+
+
 def resolve_variant(root: Path, variant: str) -> Path:
     """The folder of ``variant`` under ``root``; it must hold ``config.json``."""
     check_folder(root, ModelLoadError, "checkpoint root")
