@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from acetui.estimate import BatchDone, EstimateRequest, Estimator, rank_modules
+from acetui.estimate import BatchDone, EstimateRequest, Estimator, RunStarted, rank_modules
 from acetui.estimate.stats import result_stats
 from acetui.model.synthetic import TINY, random_state, write_checkpoint
 
@@ -106,9 +106,11 @@ def test_auto_batches_run_to_the_maximum_when_never_stable(planted_root, dataset
 def test_fixed_batch_runs_record_why_they_ended(planted_root, dataset_dir):
     result = Estimator(request(planted_root, dataset_dir, batches=2)).run()
     assert result.metadata["stop_reason"] == "batches"
-    estimator = Estimator(request(planted_root, dataset_dir, batches=2))
-    estimator.cancel()
-    stopped = estimator.run()
+    estimator = Estimator(
+        request(planted_root, dataset_dir, batches=2),
+        on_event=lambda event: estimator.cancel() if isinstance(event, RunStarted) else None,
+    )
+    stopped = estimator.run()  # cancelled once set up: a record without batches that says why
     assert stopped.status == "cancelled" and stopped.completed_batches == 0
     assert stopped.metadata["stop_reason"] == "cancelled"
 
