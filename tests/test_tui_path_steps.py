@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual import events
 from textual.message import Message
 from textual.widgets import DataTable, Input
 from textual.worker import WorkerCancelled
@@ -285,6 +286,29 @@ async def test_a_path_typed_on_the_table_or_the_tree_replaces_the_old_one(checkp
         app.screen.query_one("#variants", DataTable).focus()
         await pilot.press("ctrl+u")
         assert field.value == "" and app.screen.focused is field
+
+
+async def test_a_burst_of_keys_or_a_paste_on_the_tree_arrives_whole(checkpoint_root, dataset_dir):
+    """Over SSH typed keys arrive together: those the tree got before the focus moved each started a new path
+    at their ``/`` (``/tmp/x/checkpoints`` became ``/checkpoints``); a path pasted on the tree went nowhere."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await focused_tree(pilot)
+        field = app.screen.query_one("#path", Input)
+        for character in str(checkpoint_root):  # all queued on the tree before the first is handled
+            tree.post_message(events.Key(character, character))
+        await settle(pilot)
+        assert field.value == str(checkpoint_root) and app.screen.focused is field
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen.query_one("#variants", DataTable).row_count == 3  # the root's variants
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DatasetScreen)
+        (await focused_tree(pilot)).post_message(events.Paste(f"{dataset_dir}\nsecond line"))
+        await settle(pilot)
+        field = app.screen.query_one("#path", Input)
+        assert field.value == str(dataset_dir) and app.screen.focused is field
 
 
 async def test_the_path_shows_its_end_after_the_terminal_narrows(checkpoint_root, tmp_path):

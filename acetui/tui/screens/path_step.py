@@ -113,6 +113,14 @@ class PathStepScreen(Screen, Generic[ResultT]):
         event.stop()
         self.query_one(PathPicker).type_in(event.character)
 
+    def on_paste(self, event: events.Paste) -> None:
+        """A path pasted on the tree or the pane goes into the path, as typed keys do (the input handles a
+        paste into itself); its first line only, as the input keeps."""
+        lines = event.text.strip().splitlines()
+        if lines:
+            event.stop()
+            self.query_one(PathPicker).type_in(lines[0].strip())
+
     @on(PathPicker.Chosen)
     def chosen(self, event: PathPicker.Chosen) -> None:
         self.forget()

@@ -139,10 +139,12 @@ class PathPicker(Vertical):
             field.call_later(edit)
 
     def type_in(self, text: str) -> None:
-        """Add ``text`` at the end of the path: a stray key never loses the path. A ``/`` or ``~`` starts a
-        new one instead, as an absolute path or one in the home folder is never the old path's continuation."""
+        """Add ``text`` at the end of the path: a stray key never loses the path. A ``/`` or ``~`` typed
+        first starts a new one instead, as an absolute path or one in the home folder is never the old
+        path's continuation; keys that come in a burst (fast typing over SSH) reach the tree before the
+        focus has moved, and later ones find the input focused already: they continue what the first began."""
         field = self.query_one("#path", Input)
-        fresh = (field.clear,) if text.startswith(NEW_PATH) else ()
+        fresh = (field.clear,) if text.startswith(NEW_PATH) and self.screen.focused is not field else ()
         self.edit_at_end(*fresh, partial(field.insert_text_at_cursor, text))
 
     def clear_line(self) -> None:
