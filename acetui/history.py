@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from acetui import paths
 from acetui.atomic import remove_leftovers
@@ -14,6 +15,7 @@ from acetui.estimate.result import RECORD_SUFFIX, EstimateResult, OtherVersionRe
 from acetui.estimate.result import read_record as load_record
 from acetui.estimate.scores import rank_modules
 from acetui.model.checkpoint import DECODER_PREFIX
+from acetui.summary_cache import SummaryCache, file_key
 
 __all__ = [
     "HistoryProblem",
@@ -68,13 +70,21 @@ def find_run(reference: str) -> Path:
 
 
 def list_runs() -> tuple[list[RunSummary], list[HistoryProblem]]:
-    """Every readable run, newest first, summarised (one record held at a time); unreadable records are
-    renamed to ``*.bad`` and reported."""
+    """Every readable run, newest first, summarised (one record held at a time, and only the records
+    changed since the last listing read: ``SummaryCache``); unreadable records are renamed to ``*.bad``
+    and reported."""
     folder = paths.app_dirs().runs
     if not folder.is_dir():
         return [], []
     runs, problems = [], []
-    for path in sorted(folder.glob(f"*{RECORD_SUFFIX}"), reverse=True):
+    cache = SummaryCache.load()
+    records = sorted(folder.glob(f"*{RECORD_SUFFIX}"), reverse=True)
+    for path in records:
+        key = file_key(path)  # before the read: a record replaced meanwhile is read again next time
+        cached = RunSummary.from_dict(cache.get(path, key))
+        if cached is not None:
+            runs.append(cached)
+            continue
         try:
             run = load_record(path)
         except OtherVersionRecord as error:
@@ -87,7 +97,11 @@ def list_runs() -> tuple[list[RunSummary], list[HistoryProblem]]:
             reason = f"{path}: holds run {run.run_id} under another name (a copy?)"
             problems.append(HistoryProblem(path, reason, "left in place"))
             continue
-        runs.append(RunSummary.of(run))
+        summary = RunSummary.of(run)
+        if run.status != "running":  # whether a running run's owner lives is asked at every listing
+            cache.put(path, key, summary.to_dict())
+        runs.append(summary)
+    cache.save(set(records))
     runs.sort(key=RunSummary.age, reverse=True)
     return runs, problems
 
@@ -170,6 +184,22 @@ class RunSummary:
             top=top_module(run),
             created=str(run.metadata.get("created", "")),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "request": self.request.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> RunSummary | None:
+        """Inverse of ``to_dict``; None for None or for anything else than what ``to_dict`` gives (a cache
+        file of another make), which is then read from its record again."""
+        if values is None:
+            return None
+        try:
+            summary = cls(**{**values, "request": EstimateRequest.from_dict(values["request"])})
+        except (AcetuiError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+        texts = (summary.run_id, summary.status, summary.batches, summary.top, summary.created)
+        return summary if all(isinstance(text, str) for text in texts) else None
 
     def age(self) -> tuple[str, str]:
         """The sort key of a listing, newest last."""

@@ -130,3 +130,13 @@ def test_app_progress_script_compares_the_run_screen_with_the_engine_alone():
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "x the engine alone)" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_history_listing_script_compares_kept_summaries_with_reading_every_record(tmp_path):
+    out = tmp_path / "listing.json"
+    command = [sys.executable, str(SCRIPT.with_name("history_listing.py")), "--runs", "3", "--batches", "6"]
+    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert (results["runs"], results["batches"]) == (3, 6) and results["every_record"] > 0 and results["kept"] > 0
+    assert "3 records of 6 batches" in done.stdout and "summaries kept" in done.stdout

@@ -1,0 +1,83 @@
+"""The run history's summaries kept between listings: a record unchanged since the last listing is not read
+again, a changed, new or gone one is, and a cache that cannot be used changes nothing but the time taken."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from acetui.estimate.ownership import claim_run, process_owner
+from acetui.history import list_runs, load_record
+from acetui.summary_cache import cache_file
+from tests.tui_support import record_run
+
+
+def _rewrite_in_place(path, old: str, new: str) -> None:
+    """The record's bytes changed, its file identity (inode, size, modification time) kept: what only a
+    listing that does not read the record again cannot see."""
+    assert len(old) == len(new)
+    status = path.stat()
+    text = path.read_text()
+    assert text.index(old) < text.index('"metadata"')  # the request's, which comes first
+    with open(path, "r+", encoding="utf-8") as handle:
+        handle.write(text.replace(old, new, 1))
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+
+
+def test_an_unchanged_record_is_listed_from_its_summary_and_a_saved_one_read_again(
+    checkpoint_root, dataset_dir, isolated_app_dirs
+):
+    run = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
+    path = isolated_app_dirs.runs / f"{run.run_id}.json"
+    (listed,), _ = list_runs()
+    assert listed.request.seed == 1 and cache_file().is_file()
+    _rewrite_in_place(path, '"seed": 1,', '"seed": 7,')
+    assert list_runs()[0] == [listed]  # not read again: its summary says seed 1
+    path.write_text(path.read_text())  # a save: another file in its place
+    (again,), _ = list_runs()
+    assert again.request.seed == 7
+
+
+def test_a_new_run_is_added_and_a_deleted_one_forgotten(checkpoint_root, dataset_dir, isolated_app_dirs):
+    first = record_run(checkpoint_root, dataset_dir, batches=1, seed=1)
+    list_runs()
+    second = record_run(checkpoint_root, dataset_dir, batches=1, seed=2)
+    assert [run.run_id for run in list_runs()[0]] == [second.run_id, first.run_id]
+    (isolated_app_dirs.runs / f"{first.run_id}.json").unlink()
+    assert [run.run_id for run in list_runs()[0]] == [second.run_id]
+    kept = json.loads(cache_file().read_text())["runs"]
+    assert list(kept) == [str(isolated_app_dirs.runs / f"{second.run_id}.json")]
+
+
+def test_a_broken_or_foreign_cache_is_rebuilt_and_a_bad_entry_read_again(
+    checkpoint_root, dataset_dir, isolated_app_dirs
+):
+    run = record_run(checkpoint_root, dataset_dir, batches=1, seed=1)
+    expected, _ = list_runs()
+    for garbage in ("{ truncated", json.dumps({"version": 0, "runs": {}}), json.dumps([1, 2])):
+        cache_file().write_text(garbage)
+        assert list_runs() == (expected, [])
+        assert json.loads(cache_file().read_text())["version"] == 1
+    data = json.loads(cache_file().read_text())
+    (entry,) = data["runs"].values()
+    entry["summary"]["request"]["batches"] = -3  # no request: read from the record again
+    cache_file().write_text(json.dumps(data))
+    assert list_runs() == (expected, []) and expected[0].run_id == run.run_id
+
+
+def test_a_running_record_is_read_at_every_listing(checkpoint_root, dataset_dir, isolated_app_dirs):
+    """Whether its owner is at work decides what it shows: running, or interrupted (resumable) once not."""
+    run = record_run(checkpoint_root, dataset_dir, batches=3, stop_after=1)
+    path = isolated_app_dirs.runs / f"{run.run_id}.json"
+    record = json.loads(path.read_text())
+    record["status"] = "running"
+    record["metadata"]["owner"] = process_owner()  # this process, which runs it only while it holds it
+    path.write_text(json.dumps(record))
+    assert [listed.status for listed in list_runs()[0]] == ["interrupted"]
+    claim = claim_run(load_record(path), path)
+    try:
+        assert [listed.status for listed in list_runs()[0]] == ["running"]
+    finally:
+        claim.release()
+    assert [listed.status for listed in list_runs()[0]] == ["interrupted"]
+    assert not cache_file().exists()
