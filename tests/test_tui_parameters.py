@@ -4,20 +4,24 @@ replace and delete), and the form's checks on top-k, seed and timestep focus."""
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input, OptionList, Select, Static
+from textual.widgets import DataTable, Input, OptionList, Select, Static
 from textual.widgets._select import SelectCurrent
 
+from acetui.data import write_dataset
 from acetui.estimate import EstimateRequest, rank_modules
 from acetui.model.config import DecoderConfig
+from acetui.model.synthetic import TINY
 from acetui.model.variants import CONFIG_FILE
 from acetui.profiles import list_profiles, load_profile, profile_path, save_profile, settings_of
 from acetui.tui.app import make_app
+from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.parameters import ParametersScreen, scored_units
 from acetui.tui.screens.profile import ProfileScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.settings_form import SettingsForm
-from tests.tui_support import SIZE, fill, record_run, settle
+from tests.tui_support import SIZE, fill, pick_to_parameters, record_run, settle
 
 
 def parameters_app(checkpoint_root, dataset_dir, **settings):
@@ -98,6 +102,37 @@ async def test_profile_with_a_missing_folder_says_which(checkpoint_root, dataset
         assert f"profile gone: dataset folder {gone} not found" in messages(app)
         hint = str(app.screen.query_one("#hint", Static).render())
         assert f"cannot run: dataset folder {gone} not found" in hint
+
+
+async def test_the_steps_before_show_the_folders_a_loaded_profile_set(checkpoint_root, dataset_dir, tmp_path):
+    """Back from parameters after loading a profile, the dataset step showed the folder picked there before,
+    and its next put that folder back beside the profile's checkpoint: a run of neither's choosing."""
+    other = tmp_path / "other-dataset"
+    write_dataset(other, count=2, condition_width=TINY.condition_width, seed=3, frames=(9, 30))
+    save_profile("other", {"checkpoint_dir": str(checkpoint_root), "variant": "base", "dataset_dir": str(other)})
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pick_to_parameters(pilot, checkpoint_root, dataset_dir)
+        assert (app.draft["variant"], app.draft["dataset_dir"]) == ("turbo", str(dataset_dir))
+        await pilot.press("ctrl+o", "down", "enter")
+        await settle(pilot)
+        assert (app.draft["variant"], app.draft["dataset_dir"]) == ("base", str(other))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, DatasetScreen)
+        assert app.screen.query_one("#path", Input).value == str(other)
+        assert str(app.screen.query_one("#variant", Static).render()) == "for base"
+        assert "2 valid samples" in str(app.screen.query_one("#summary", Static).render())
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, CheckpointScreen)
+        assert app.screen.variants[app.screen.query_one("#variants", DataTable).cursor_row].name == "base"
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.screen.query_one("#path", Input).value == str(other)
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert (app.draft["variant"], app.draft["dataset_dir"]) == ("base", str(other))
 
 
 async def test_saving_over_a_profile_asks_first(checkpoint_root, dataset_dir):

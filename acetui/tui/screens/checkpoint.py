@@ -141,6 +141,7 @@ class CheckpointScreen(PathStepScreen[RootListing]):
     DRAFT_KEY = "checkpoint_dir"
     PLACEHOLDER = "checkpoints root"
     STATUS = "#detail"
+    HANDS_ON = ("checkpoint_dir", "variant")
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: dataset", priority=True, tooltip="Use the highlighted variant", id="next"),
     ]
@@ -199,5 +200,5 @@ class CheckpointScreen(PathStepScreen[RootListing]):
         if info.problem:
             self.notify(info.problem, title=f"{info.name} cannot be used", severity="error")
             return
-        self.app.draft.update(checkpoint_dir=str(self.root), variant=info.name)
+        self.hand_on(checkpoint_dir=str(self.root), variant=info.name)
         self.app.push_screen(DatasetScreen())

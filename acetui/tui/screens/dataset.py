@@ -64,6 +64,7 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
     PLACEHOLDER = "dataset folder"
     BUSY = "scanning"
     STATUS = "#summary"
+    HANDS_ON = ("checkpoint_dir", "variant", "dataset_dir")  # the scan checks samples against the variant
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: parameters", priority=True, tooltip="Use this dataset", id="next"),
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the checkpoint", id="back"),
@@ -82,6 +83,7 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
     def forget(self) -> None:
         self.scan = None
         self.query_one("#problem-list", Static).update("")
+        self.query_one("#variant", Static).update(f"for {self.app.draft.get('variant', '?')}")
 
     def read(self, path: Path) -> DatasetScan:
         draft = self.app.draft
@@ -104,5 +106,5 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
         if self.scan is None or not self.scan.samples:
             self.notify("Choose a dataset folder with at least one valid sample first", severity="warning")
             return
-        self.app.draft["dataset_dir"] = str(self.scan.folder)
+        self.hand_on(dataset_dir=str(self.scan.folder))
         self.app.push_screen(ParametersScreen())

@@ -41,15 +41,16 @@ def error_line(path: Path, error: BaseException) -> str:
 
 
 class PathStepScreen(Screen, Generic[ResultT]):
-    """Subclasses set ``DRAFT_KEY``, ``PLACEHOLDER``, ``BUSY`` and ``STATUS`` (the selector of the Static that
-    shows progress and errors), yield their pane in ``compose_pane``, and implement ``forget`` (a new pick
-    clears the old result), ``read`` (runs in a thread), ``show`` and ``action_next``. Their ``CSS_PATH``
-    lists ``path_step.tcss`` first."""
+    """Subclasses set ``DRAFT_KEY``, ``PLACEHOLDER``, ``BUSY``, ``STATUS`` (the selector of the Static that
+    shows progress and errors) and ``HANDS_ON``, yield their pane in ``compose_pane``, implement ``forget``
+    (a new pick clears the old result), ``read`` (runs in a thread), ``show`` and ``action_next`` (which
+    moves on through ``hand_on``). Their ``CSS_PATH`` lists ``path_step.tcss`` first."""
 
     DRAFT_KEY = ""
     PLACEHOLDER = ""
     BUSY = "reading"
     STATUS = ""
+    HANDS_ON: tuple[str, ...] = ()  # the draft settings this step's pick sets or depends on
     BINDINGS = [
         Binding("ctrl+l", "rescan", "Rescan", priority=True, tooltip="Read the folder again", id="rescan"),
         # not a priority: in the input, its own ctrl+u deletes left of the cursor; elsewhere this does the same
@@ -71,6 +72,7 @@ class PathStepScreen(Screen, Generic[ResultT]):
         super().__init__()
         self.reader: Worker[None] | None = None
         self.reading = Path()
+        self.handed: dict[str, object] | None = None  # HANDS_ON as this step left them for the next
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -94,6 +96,20 @@ class PathStepScreen(Screen, Generic[ResultT]):
 
     def on_mount(self) -> None:
         self.action_rescan()
+
+    def hand_on(self, **values: str) -> None:
+        """Put this step's pick in the draft, for the steps after it, and remember it (``on_screen_resume``)."""
+        self.app.draft.update(values)
+        self.handed = {key: self.app.draft.get(key) for key in self.HANDS_ON}
+
+    def on_screen_resume(self) -> None:
+        """Back from a later step that changed this one's pick (a profile loaded on the parameters step): show
+        and read what the run would now use, not the folder picked here before, which ``next`` would put back
+        beside the profile's other folders."""
+        if self.handed is None or all(self.app.draft.get(key) == value for key, value in self.handed.items()):
+            return
+        self.handed = None
+        self.query_one(PathPicker).pick(str(self.app.draft.get(self.DRAFT_KEY, "")))
 
     def action_rescan(self) -> None:
         self.query_one(PathPicker).choose()

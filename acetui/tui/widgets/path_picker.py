@@ -160,6 +160,15 @@ class PathPicker(Vertical):
         """The tree browses from the typed folder, or from where a mistyped one would be, never from an
         earlier pick the input no longer names."""
         event.stop()
+        self.browse_typed()
+
+    def pick(self, value: str) -> None:
+        """Choose ``value`` as if typed and submitted (the step's draft changed elsewhere)."""
+        self.query_one("#path", Input).value = value
+        self.show_end()
+        self.browse_typed()
+
+    def browse_typed(self) -> None:
         self.query_one(FolderTree).path = nearest_folder(self.path).resolve()
         self.choose()
 
