@@ -374,3 +374,24 @@ async def test_compare_says_when_two_rankings_share_no_modules(checkpoint_root, 
         await open_screen(pilot, CompareScreen(run, load_ranking(other)))
         heading = str(app.screen.query_one("#heading", Static).render())
         assert "share no modules" in heading and "nan" not in heading
+
+
+async def test_compare_ranks_the_runs_by_layer_or_by_module_to_line_them_up(checkpoint_root, dataset_dir):
+    """A layer ranking against a module one shared nothing, and the way out was a terminal command."""
+    by_layer = record_run(checkpoint_root, dataset_dir, batches=2, granularity="layer")
+    by_module = record_run(checkpoint_root, dataset_dir, batches=2, seed=2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        compare = CompareScreen(by_layer, by_module)
+        await open_screen(pilot, compare)
+        table = compare.query_one("#pairs", DataTable)
+        assert table.row_count == 0
+        assert "A ranks layers and B modules: g ranks the runs by layer or by module" in text(compare, "#heading")
+        assert key_label(app, "g") == "Units"
+        await pilot.press("g")
+        assert table.row_count == 8 and "8 shared modules, grad-norm, runs by layer" in text(compare, "#heading")
+        assert compare.comparison.modules[0].module.rsplit(".", 1)[-1] in {"self_attn", "cross_attn"}
+        await pilot.press("g")
+        assert table.row_count == 32 and "runs by module" in text(compare, "#heading")
+        await pilot.press("g")
+        assert table.row_count == 0  # each by its own again

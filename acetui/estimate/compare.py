@@ -297,16 +297,20 @@ def comparison_text(comparison: Comparison, rows: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
-def no_shared_modules(comparison: Comparison) -> str:
+CLI_REGROUPING = "acetui compare --granularity ranks a run either way"
+
+
+def no_shared_modules(comparison: Comparison, regrouping: str | None = CLI_REGROUPING) -> str:
     """Why two rankings cannot be compared at all (two granularities, or files naming other modules); for
-    two granularities, how to line them up (a run ranks by either, a file only by its own)."""
+    two granularities, ``regrouping`` says how to line them up (a run ranks by either, a file only by its
+    own: None where no side is a run)."""
     text = (
         f"the two rankings share no modules (A has {_count_and_first(comparison.only_a)}; "
         f"B has {_count_and_first(comparison.only_b)})"
     )
     first, second = _granularity_of(comparison.only_a), _granularity_of(comparison.only_b)
     if first and second and first != second:
-        text += f"; A ranks {first}s and B {second}s: acetui compare --granularity ranks a run either way"
+        text += f"; A ranks {first}s and B {second}s" + (f": {regrouping}" if regrouping else "")
     return text
 
 

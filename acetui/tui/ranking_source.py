@@ -84,8 +84,9 @@ class RunRanking:
     def stats(self, score: str) -> RankingStats | None:
         return result_stats(self.result, score)
 
-    def sensitivities(self, score: str) -> dict[str, float]:
-        return result_sensitivities(self.result, score)
+    def sensitivities(self, score: str, granularity: str | None = None) -> dict[str, float]:
+        """By ``granularity``, or the run's own."""
+        return result_sensitivities(self.result, score, granularity)
 
     def heading(self, score: str, stats: RankingStats) -> list[Text]:
         """The run in phrases (see ``widgets.phrases``): id, model and data, batches, score, stability."""
@@ -148,7 +149,8 @@ class ImportedFile:
             return None
         return RankingStats(list(units.values()), self.top_k, math.nan, batches=0, resamples=0, seed=0)
 
-    def sensitivities(self, score: str) -> dict[str, float]:
+    def sensitivities(self, score: str, granularity: str | None = None) -> dict[str, float]:
+        """The file's own values: its modules or layer blocks cannot be regrouped without their batches."""
         return dict(self.imported.scores)
 
     def heading(self, score: str, stats: RankingStats | None) -> list[Text]:

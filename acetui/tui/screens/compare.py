@@ -1,7 +1,8 @@
 """Two runs, or a run and an imported Side-Step file, side by side (``acetui.estimate.compare``): each
 module's rank in both, the rank change, the sensitivity difference and ratio, the Spearman rank correlation
 and the top-k overlap. ``o`` sorts by rank A, by rank change or by ratio, so the modules that differ most can
-come first (as ``o`` cycles the columns of the results table)."""
+come first (as ``o`` cycles the columns of the results table); ``g`` ranks the runs by layer or by module,
+which lines up a layer ranking with a module one."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from acetui.estimate.compare import (
     no_shared_modules,
 )
 from acetui.tui.commands import PaletteCommand
-from acetui.tui.ranking_source import RankingSource, Shown, ranking_source
+from acetui.tui.ranking_source import RankingSource, RunRanking, Shown, ranking_source
 from acetui.tui.widgets.ranking_table import short_module
 from acetui.tui.widgets.sorting import SortColumn, SortOrder
 from acetui.tui.widgets.whole_columns import WholeColumnTable
@@ -42,6 +43,7 @@ SORTS: tuple[SortColumn[ModuleChange], ...] = (
     SortColumn("change", "change", "rank change", difference, True, ("largest move first", "smallest move first")),
     SortColumn("B / A", "B / A", "ratio", ratio_distance, True, ("most different first", "least different first")),
 )
+GRANULARITIES = (None, "layer", "module")  # None: each run by its own
 # What tells the runs apart comes first, so that it shows at 80 columns; the sensitivities scroll in after it.
 LABELS = ("module", "rank A", "rank B", "change", "B / A", "sens. A", "sens. B", "B - A")
 
@@ -65,10 +67,18 @@ class CompareScreen(Screen):
         Binding(
             "O", "sort_reverse", "Reverse", key_display="O", show=False, tooltip="Reverse the sort", id="sort-reverse"
         ),
+        Binding(
+            "g",
+            "next_granularity",
+            "Units",
+            tooltip="Rank the runs by their own units, by layer or by module",
+            id="granularity",
+        ),  # fmt: skip
         Binding("escape", "app.pop_screen", "Back", id="back"),
     ]
 
     score = reactive("grad-norm", init=False)
+    granularity: reactive[str | None] = reactive(None, init=False)
     order: reactive[SortOrder[ModuleChange]] = reactive(SortOrder(SORTS), init=False)
 
     def __init__(self, first: Shown, second: Shown, score: str = "grad-norm") -> None:
@@ -101,6 +111,14 @@ class CompareScreen(Screen):
     def watch_order(self) -> None:
         self.show()
 
+    def watch_granularity(self) -> None:
+        self.show()
+
+    @property
+    def runs(self) -> bool:
+        """Whether a side is a run, which ranks by layer or by module as asked."""
+        return any(isinstance(side, RunRanking) for side in (self.first, self.second))
+
     @staticmethod
     def fixed_score(side: RankingSource) -> str | None:
         """The one score of an imported file's values, when it is one a run can be ranked by."""
@@ -116,8 +134,9 @@ class CompareScreen(Screen):
 
     def show(self) -> None:
         self.comparison = comparison = compare_sensitivities(
-            self.first.sensitivities(self.score), self.second.sensitivities(self.score), top_k=self.first.top_k,
-            label_a=self.first.label, label_b=self.second.label,
+            self.first.sensitivities(self.score, self.granularity),
+            self.second.sensitivities(self.score, self.granularity),
+            top_k=self.first.top_k, label_a=self.first.label, label_b=self.second.label,
         )  # fmt: skip
         rho = f"{comparison.spearman:+.3f}" if math.isfinite(comparison.spearman) else "n/a"
         heading = Text()
@@ -128,9 +147,11 @@ class CompareScreen(Screen):
         if comparison.modules:
             overlap = f"Spearman {rho}  top-{comparison.top_k} overlap {comparison.top_k_overlap:.0%}"
             heading.append(overlap, style="bold")
-            heading.append(f"  {len(comparison.modules)} shared modules, {self.score}", style="dim")
+            units = f", runs by {self.granularity}" if self.granularity else ""
+            heading.append(f"  {len(comparison.modules)} shared modules, {self.score}{units}", style="dim")
         else:
-            heading.append(no_shared_modules(comparison), style="bold red")
+            regrouping = "g ranks the runs by layer or by module" if self.runs else None
+            heading.append(no_shared_modules(comparison, regrouping), style="bold red")
         heading.append(self.mixed_scores(), style="yellow")
         heading.append(f"\nsorted by {self.order.describe()}", style="dim")
         self.query_one("#heading", Static).update(heading)
@@ -153,10 +174,15 @@ class CompareScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next_score":
             return len(self.scores) > 1 or None
+        if action == "next_granularity":
+            return self.runs or None
         return True
 
     def action_next_score(self) -> None:
         self.score = self.scores[(self.scores.index(self.score) + 1) % len(self.scores)]
+
+    def action_next_granularity(self) -> None:
+        self.granularity = GRANULARITIES[(GRANULARITIES.index(self.granularity) + 1) % len(GRANULARITIES)]
 
     def action_sort_next(self) -> None:
         self.sort_by(self.order.index + 1)
