@@ -15,6 +15,7 @@ from acetui.estimate.imported import load_ranking
 from acetui.tui.app import make_app
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.heat_map import COLD, HOT, HeatMap
 from acetui.tui.widgets.ranking_table import RankingTable, short_module
@@ -50,6 +51,29 @@ async def test_module_names_stay_in_view_when_tables_scroll_right(checkpoint_roo
         pairs = compare.query_one("#pairs", DataTable)
         line = await scrolled_right(pilot, pairs)
         assert short_module(pairs.ordered_rows[pairs.cursor_row].key.value) in line
+
+
+async def test_the_last_step_right_starts_the_view_with_a_whole_column_too(checkpoint_root, dataset_dir):
+    """It stopped where the view ended with the last column, and blanked the column the fixed ones cut: History at
+    80 columns read "run  [blank]  variant dataset batches", as if those values were empty."""
+    run = record_run(checkpoint_root, dataset_dir, batches=1)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        history = HistoryScreen()
+        await open_screen(pilot, history)
+        table = history.query_one("#runs", DataTable)
+        table.focus()
+        for _ in range(8):  # more than the columns: the last steps change nothing
+            await pilot.press("right")
+        line = cursor_line(table)
+        assert line.split() == [run.run_id, "turbo", dataset_dir.name, "1/1"]  # the last columns that fit
+        assert line.index("turbo") - line.index(run.run_id) - len(run.run_id) == 2  # no gap
+        await pilot.press("left")
+        assert cursor_line(table).split()[1] == history.runs[0].top  # one whole column back
+    async with make_app().run_test(size=(200, 24)) as pilot:  # all fits: nothing to scroll
+        history = HistoryScreen()
+        await open_screen(pilot, history)
+        assert history.query_one("#runs", DataTable).max_scroll_x == 0
 
 
 def legend_line(screen) -> tuple[str, str]:

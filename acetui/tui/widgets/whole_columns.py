@@ -10,6 +10,7 @@ from itertools import accumulate
 from typing import Any
 
 from rich.segment import Segment
+from textual.geometry import Size
 from textual.strip import Strip
 from textual.widgets import DataTable
 
@@ -23,6 +24,23 @@ def blank(strip: Strip, start: int, end: int) -> Strip:
 
 class WholeColumnTable(DataTable):
     """``fixed_columns`` stay in view; the others scroll one column per ``left``/``right``."""
+
+    def validate_virtual_size(self, size: Size) -> Size:
+        """Room to scroll the last step by a whole column too: it stopped where the view ends with the last
+        column, and the column the fixed ones cut left a blank gap beside them (History at 80 columns read
+        "run  [blank]  variant dataset batches"). Only as much as that step needs, none when all fits."""
+        edges = self.column_edges()
+        view = self.view_width
+        if not edges or edges[-1][1] <= view or view <= 0:
+            return size
+        offsets = self.column_offsets()
+        final = min([offset for offset in offsets if edges[-1][1] - offset <= view] or offsets[-1:])
+        return Size(max(size.width, final + view), size.height)
+
+    def on_resize(self) -> None:
+        """The room depends on the view's width: asked again from the columns' own width."""
+        edges = self.column_edges()
+        self.virtual_size = Size(edges[-1][1] if edges else self.fixed_width, self.virtual_size.height)
 
     def column_edges(self) -> list[tuple[int, int]]:
         """Each scrolling column's start and end, in cells from the table's left edge."""
@@ -44,8 +62,8 @@ class WholeColumnTable(DataTable):
         return [start - self.fixed_width for start, _ in self.column_edges()]
 
     def scroll_right(self, *, animate: bool = False, **options: Any) -> None:
-        """One column on, until the last one is in view (the last step may be short of a column). DataTable's
-        own ``right`` calls this when it has no cell or column cursor to move, after hiding the hover cursor."""
+        """One column on, until the last one is in view. DataTable's own ``right`` calls this when it has no
+        cell or column cursor to move, after hiding the hover cursor."""
         edges = self.column_edges()
         if not edges or edges[-1][1] - self.scroll_x <= self.view_width:
             return
