@@ -225,6 +225,17 @@ async def test_compare_says_its_order_and_fits_its_columns(checkpoint_root, data
         assert "ratio ▲ (least different first)" in " ".join(shown_lines(screen.query_one("#heading")))
 
 
+async def test_the_export_dialog_says_a_partial_runs_ranking_is_so_far(checkpoint_root, dataset_dir, tmp_path):
+    """The file cannot say so (Side-Step's list holds modules only): a running run's export read as final."""
+    partial = record_run(checkpoint_root, dataset_dir, batches=4, stop_after=2)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(pilot, ResultsScreen(partial))
+        said = await export_to(pilot, "json", tmp_path / "so-far.json")
+    so_far = "The run is cancelled: the ranking of its 2 batches so far."
+    assert said == f"Writes the whole ranking, all 32 modules. {so_far}"
+
+
 async def test_heat_map_and_export_dialog_follow_the_filter(checkpoint_root, dataset_dir, tmp_path):
     result = record_run(checkpoint_root, dataset_dir, batches=1)
     app = make_app()

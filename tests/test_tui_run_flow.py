@@ -14,11 +14,13 @@ import torch
 from textual.widgets import DataTable, Input, ProgressBar, Sparkline, Static
 
 from acetui import paths
+from acetui.data import write_dataset
 from acetui.estimate import BatchDone, EstimateRequest, StageProgress
 from acetui.estimate.compare import log_distance
 from acetui.estimate.imported import load_ranking
 from acetui.estimate.memory import memory_stats
 from acetui.estimate.stats import MIN_BATCHES
+from acetui.model.synthetic import TINY
 from acetui.tui.app import make_app
 from acetui.tui.ranking_source import ranking_source
 from acetui.tui.screens.compare import CompareScreen
@@ -395,3 +397,23 @@ async def test_compare_ranks_the_runs_by_layer_or_by_module_to_line_them_up(chec
         assert table.row_count == 32 and "runs by module" in text(compare, "#heading")
         await pilot.press("g")
         assert table.row_count == 0  # each by its own again
+
+
+async def test_the_run_log_wraps_again_when_the_terminal_narrows(checkpoint_root, tmp_path):
+    """Its lines were wrapped once, as written: at a narrower width they were cut ("... fewer than")."""
+    folder = tmp_path / "few"
+    write_dataset(folder, count=3, condition_width=TINY.condition_width, seed=2, frames=(9, 12))
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        run = RunScreen(EstimateRequest(checkpoint_root, "turbo", folder, batches=1))
+        await open_screen(pilot, run)
+        await pilot.press("escape")  # the results the finished run opened
+        log = run.query_one("#log")
+        warning = next(text for text in log.texts if "is unreliable" in text)
+        assert len(warning) > 80
+        await pilot.resize_terminal(80, 30)
+        await settle(pilot)
+        width = log.scrollable_content_region.width
+        assert width < len(warning) and all(line.cell_length <= width for line in log.lines)
+        shown = " ".join(line.text.strip() for line in log.lines)
+        assert " ".join(warning.split()) in " ".join(shown.split())

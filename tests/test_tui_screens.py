@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import torch
-from textual.widgets import DataTable, Input, ProgressBar
+from textual.widgets import DataTable, HelpPanel, Input, ProgressBar
 
 from acetui import paths
 from acetui.history import list_runs
@@ -306,3 +306,13 @@ async def test_palette_offers_the_screens_commands(checkpoint_root, dataset_dir,
         await pilot.press("enter")
         await pilot.pause()
         assert app.screen.score == "relative"
+
+
+async def test_f1_shows_and_hides_the_keys_of_the_screen(checkpoint_root):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f1")
+        assert len(app.screen.query(HelpPanel)) == 1
+        await pilot.press("f1")
+        assert len(app.screen.query(HelpPanel)) == 0

@@ -12,6 +12,7 @@ from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widgets import HelpPanel
 
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, EstimateResult
@@ -46,6 +47,7 @@ class AcetuiApp(App[list[str]]):
     COMMANDS = App.COMMANDS | {ScreenCommands}
     BINDINGS = [
         Binding("ctrl+g", "history", "History", tooltip="Past runs: open, compare, resume", id="history"),
+        Binding("f1", "toggle_keys", "Keys", show=False, tooltip="Show or hide this screen's keys", id="keys"),
     ]
 
     def __init__(self, draft: dict[str, Any], *, open_parameters: bool, problems: Iterable[str] = ()) -> None:
@@ -55,6 +57,13 @@ class AcetuiApp(App[list[str]]):
         self.open_parameters = open_parameters
         self.problems = list(problems)
         self.longest_frames: dict[str, int] = {}  # dataset folder -> its longest sample, once scanned
+
+    def action_toggle_keys(self) -> None:
+        """F1, as most terminal apps have it: the keys panel the palette's "Keys" opens, or closed again."""
+        if self.screen.query(HelpPanel):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def on_mount(self) -> None:
         for problem in self.problems:

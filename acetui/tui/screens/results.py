@@ -24,6 +24,7 @@ from acetui.estimate import EstimateResult, RankedModule
 from acetui.estimate.exports import target_modules_string
 from acetui.estimate.imported import ImportedRanking
 from acetui.estimate.sidestep import cached_effective_ranks
+from acetui.history import shown_status
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.screens.confirm import ConfirmScreen
@@ -248,9 +249,13 @@ class ResultsScreen(RecordFollowingScreen):
         ranking it no longer lists. Said in the dialog, so a filtered view is not mistaken for what is written."""
         table = self.query_one(RankingTable)
         total = len(self.ranking)
-        if table.pattern:
-            return f"Writes the whole ranking, all {total} modules, not only the {table.row_count} the filter shows."
-        return f"Writes the whole ranking, all {total} modules."
+        scope = f"Writes the whole ranking, all {total} modules"
+        scope += f", not only the {table.row_count} the filter shows." if table.pattern else "."
+        result = self.source.result
+        if result is not None and result.partial:  # an export JSON cannot say so itself: the dialog does
+            done = result.completed_batches
+            scope += f" The run is {shown_status(result)}: the ranking of its {done} batches so far."
+        return scope
 
     def write_export(self, choice: tuple[str, Path] | None, force: bool = False) -> None:
         """Replace an existing file only once confirmed; after a failure the dialog reopens with the path."""

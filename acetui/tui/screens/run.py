@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, ProgressBar, RichLog, Sparkline, Static
+from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
 from acetui import paths
@@ -39,6 +39,7 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.bar import bar
 from acetui.tui.widgets.memory_gauge import MemoryGauge
+from acetui.tui.widgets.rewrapping_log import RewrappingLog
 from acetui.units import format_duration, progress_text, session_timing
 
 STABILITY_BAR = 20
@@ -157,7 +158,7 @@ class RunScreen(Screen):
             yield Static(loss_label([]), id="loss-label")
             yield Sparkline([], id="loss")
         yield MemoryGauge(gauge_device(self.request), id="memory")
-        yield RichLog(wrap=True, markup=False, id="log")
+        yield RewrappingLog(id="log")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -176,7 +177,7 @@ class RunScreen(Screen):
         return self.estimator.run()
 
     def log_line(self, text: str) -> None:
-        self.query_one("#log", RichLog).write(text)
+        self.query_one("#log", RewrappingLog).add(text)
 
     @on(EngineMessage)
     def engine_event(self, message: EngineMessage) -> None:
