@@ -53,6 +53,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     # Unset, it must leave a --profile given before the subcommand in place: argparse copies every value of
     # the subcommand's namespace over the top-level one's, so a default of None would erase it.
     add("--profile", default=argparse.SUPPRESS, help="start from a saved profile; flags given here win")
+    add("--save-profile", metavar="NAME", help="save these settings (a profile's and the flags') as profile NAME")
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -174,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--all-files", action="store_true", help="name every bad file (by default a few per reason, and a count)"
     )
+
+    profiles = commands.add_parser("profiles", help="list the saved profiles (the app's ctrl+o), show or delete one")
+    one = profiles.add_mutually_exclusive_group()
+    one.add_argument("--show", metavar="NAME", help="print a profile's file")
+    one.add_argument("--delete", metavar="NAME", help="remove a saved profile")
 
     commands.add_parser("locate", help="print where acetui keeps profiles, history and the demo")
     return parser

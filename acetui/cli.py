@@ -33,7 +33,16 @@ from acetui.history import (
     shown_status,
 )
 from acetui.model.variants import own_root
-from acetui.profiles import check_profile_ranges, load_profile, saved_profile
+from acetui.profiles import (
+    check_profile_ranges,
+    delete_profile,
+    list_profiles,
+    load_profile,
+    profiles_table,
+    save_new_profile,
+    saved_profile,
+    settings_of,
+)
 from acetui.progress import (
     ConsoleReporter,
     check_outputs,
@@ -344,6 +353,20 @@ def _delete(args: argparse.Namespace) -> int:
     return code
 
 
+def _profiles(args: argparse.Namespace) -> int:
+    """``profiles``: the saved ones, or one shown or deleted (the app saves and loads them with ctrl+s/ctrl+o)."""
+    if args.show is not None:
+        path = saved_profile(args.show)
+        sys.stdout.write(f"# {path}\n{path.read_text(encoding='utf-8')}")
+    elif args.delete is not None:
+        print(f"deleted profile {args.delete} ({delete_profile(args.delete)})")
+    elif not list_profiles():
+        print(f"no profiles saved yet in {paths.app_dirs().profiles}")
+    else:
+        sys.stdout.write(profiles_table())
+    return 0
+
+
 def _report(result: EstimateResult, args: argparse.Namespace) -> None:
     """The ranking on stdout and the files the options ask for: the end of a run, or of a re-export."""
     print_ranking(result, args.score or result.request.score, sys.stdout)
@@ -366,6 +389,10 @@ def _spawn(args: argparse.Namespace, argv: Sequence[str] | None, request: Estima
 
 def _estimate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     request = request_from_args(args)
+    if args.save_profile is not None:  # before the run: kept whatever becomes of it
+        saved = save_new_profile(args.save_profile, settings_of(request))
+        if saved is not None:
+            print(f"acetui: saved profile {args.save_profile} ({saved})", file=sys.stderr)
     spawned = _spawn(args, argv, request)
     return spawned if spawned is not None else run_headless(request, args)
 
@@ -395,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(args)
         if args.command == "delete":
             return _delete(args)
+        if args.command == "profiles":
+            return _profiles(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "locate":

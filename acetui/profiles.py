@@ -95,6 +95,43 @@ def save_profile(name: str, values: dict[str, Any]) -> Path:
     return path
 
 
+def save_new_profile(name: str, values: dict[str, Any]) -> Path | None:
+    """Save ``values`` as profile ``name`` where nothing can ask before replacing one (the command line); its
+    file, or None when it holds these settings already (every rank of a multi-process run saves them).
+    Refused when a profile of that name holds other settings."""
+    path = profile_path(name)
+    if not path.exists():
+        return save_profile(name, values)
+    try:
+        same = read_settings(path) == {key: value for key, value in values.items() if value is not None}
+    except ProfileError:
+        same = False
+    if not same:
+        raise ProfileError(
+            f"profile {name!r} exists with other settings ({path}): acetui profiles --delete {name} first, "
+            "or save under another name"
+        )
+    return None
+
+
+def profiles_table() -> str:
+    """``acetui profiles``: a line per saved profile with what it runs on, and why it cannot run as it is
+    (a folder gone, a file that does not read)."""
+    rows = [("profile", "variant", "dataset", "batches", "")]
+    for name in list_profiles():
+        try:
+            values = load_profile(name)
+        except ProfileError as error:
+            rows.append((name, "-", "-", "-", f"unusable: {error}"))
+            continue
+        batches = "auto" if values["auto_batches"] else str(values["batches"])
+        dataset = Path(values["dataset_dir"]).name if "dataset_dir" in values else "-"
+        rows.append((name, str(values.get("variant", "-")), dataset, batches, missing_folders(values)))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
 def saved_profile(name: str) -> Path:
     """The file of a saved profile; ProfileError naming the profile and the saved ones (or, with none, where
     they would be) when there is no such profile, so a mistyped ``--profile`` shows what to type instead."""

@@ -11,7 +11,7 @@ import pytest
 
 from acetui import paths
 from acetui.estimate.result import record_file
-from acetui.profiles import profile_path, save_profile
+from acetui.profiles import load_profile, profile_path, save_profile
 from tests.support import estimate_args, one_error_line, run_cli, run_records
 from tests.tui_support import record_run
 
@@ -148,3 +148,52 @@ def test_a_record_file_whose_run_the_history_lacks_is_continued_into_it(
     code, _, err = run_cli(capsys, "resume", copy)
     assert code == 0 and "done: 4 batches (3 now, 1 before)" in err
     assert run_records(isolated_app_dirs)[run_id]["status"] == "complete" and copy.read_bytes() == before
+
+
+def test_estimate_saves_its_settings_as_a_profile_and_never_replaces_another(
+    checkpoint_root, dataset_dir, capsys, isolated_app_dirs
+):
+    """Headless, a profile came only from the app's ctrl+s; a name taken by other settings is refused before
+    the run, as nothing can ask there."""
+    args = estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "2", "--top-k", "5")
+    code, _, err = run_cli(capsys, *args, "--save-profile", "vocals")
+    path = profile_path("vocals")
+    assert code == 0 and err == f"acetui: saved profile vocals ({path})\n"
+    saved = load_profile("vocals")
+    assert (saved["batches"], saved["top_k"], saved["dataset_dir"]) == (2, 5, str(dataset_dir))
+    before = path.read_bytes()
+    assert run_cli(capsys, "estimate", "-q", "--profile", "vocals", "--save-profile", "vocals")[::2] == (0, "")
+    changed = ("estimate", "-q", "--profile", "vocals", "--top-k", "3", "--save-profile", "vocals")
+    code, out, err = run_cli(capsys, *changed)
+    assert (
+        code == 1
+        and out == ""
+        and one_error_line(err)
+        == (
+            f"acetui: profile 'vocals' exists with other settings ({path}): acetui profiles --delete vocals first, "
+            "or save under another name"
+        )
+    )
+    assert path.read_bytes() == before and len(run_records(isolated_app_dirs)) == 2  # the refused one never ran
+
+
+def test_profiles_lists_shows_and_deletes_them(checkpoint_root, dataset_dir, tmp_path, capsys, isolated_app_dirs):
+    folder = isolated_app_dirs.profiles
+    assert run_cli(capsys, "profiles") == (0, f"no profiles saved yet in {folder}\n", "")
+    save_profile("auto", {"checkpoint_dir": str(checkpoint_root), "variant": "base", "dataset_dir": str(dataset_dir),
+                          "auto_batches": True})  # fmt: skip
+    save_profile("moved", {"variant": "turbo", "dataset_dir": str(tmp_path / "gone"), "batches": 7})
+    (folder / "broken.toml").write_text("batches = ")
+    code, out, _ = run_cli(capsys, "profiles")
+    header, *rows = out.splitlines()
+    assert code == 0 and header.split() == ["profile", "variant", "dataset", "batches"]
+    assert rows[0].split() == ["auto", "base", dataset_dir.name, "auto"]
+    assert rows[1].startswith("broken ") and "unusable: " in rows[1] and "not valid TOML" in rows[1]
+    assert rows[2].split()[:4] == ["moved", "turbo", "gone", "7"]
+    assert rows[2].endswith(f"dataset folder {tmp_path / 'gone'} not found")
+    code, out, _ = run_cli(capsys, "profiles", "--show", "moved")
+    assert code == 0 and out == f"# {profile_path('moved')}\n{profile_path('moved').read_text()}"
+    deleted = f"deleted profile moved ({profile_path('moved')})\n"
+    assert run_cli(capsys, "profiles", "--delete", "moved") == (0, deleted, "")
+    code, _, err = run_cli(capsys, "profiles", "--show", "moved")
+    assert code == 1 and one_error_line(err) == "acetui: no such profile 'moved' (saved: auto, broken)"
