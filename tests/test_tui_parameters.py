@@ -4,6 +4,7 @@ replace and delete), and the form's checks on top-k, seed and timestep focus."""
 from __future__ import annotations
 
 import pytest
+from textual import events
 from textual.widgets import DataTable, Input, OptionList, Select, Static
 from textual.widgets._select import SelectCurrent
 
@@ -20,8 +21,9 @@ from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.parameters import ParametersScreen, scored_units
 from acetui.tui.screens.profile import ProfileScreen
 from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.settings_form import SettingsForm
-from tests.tui_support import SIZE, fill, pick_to_parameters, record_run, settle
+from tests.tui_support import SIZE, fill, pick_to_parameters, record_run, settle, wait_for
 
 
 def parameters_app(checkpoint_root, dataset_dir, **settings):
@@ -265,3 +267,21 @@ async def test_batches_take_auto_in_any_case(checkpoint_root, dataset_dir):
         await pilot.pause()
         assert app.screen.query_one(SettingsForm).values()["auto_batches"] is True
         assert not app.screen.query_one("#max-batches", Input).disabled
+
+
+async def test_ctrl_r_typed_right_after_a_value_runs_with_that_value(checkpoint_root, dataset_dir):
+    """Keys sent together (type-ahead, SSH): ctrl+r's action ran before the field had taken the 0 of 30."""
+    app = parameters_app(checkpoint_root, dataset_dir, batches=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        field = app.screen.query_one("#batches", Input)
+        field.focus()
+        await pilot.press("end")
+        for key, character in (("0", "0"), ("ctrl+r", None)):  # both queued before either is handled
+            app.post_message(events.Key(key, character))
+        await pilot.pause()
+        await wait_for(pilot, lambda: any(isinstance(screen, RunScreen) for screen in app.screen_stack))
+        run = next(screen for screen in app.screen_stack if isinstance(screen, RunScreen))
+        assert run.request.batches == 30
+        run.estimator.cancel()
+        await settle(pilot)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -320,7 +320,16 @@ class ParametersScreen(Screen):
             self.notify(str(error), title=refusal, severity="error")
             return None
 
+    def after_typing(self, action: Callable[[], object]) -> None:
+        """Run ``action`` once the focused field has taken the keys typed before it: a priority binding's action
+        runs as its key arrives, while keys sent just before (type-ahead, or keys that come together over SSH)
+        still wait in the field's queue, so ``30`` typed and ctrl+r at once ran 3 batches."""
+        (self.focused or self).call_later(action)
+
     def action_run(self) -> None:
+        self.after_typing(self.start_run)
+
+    def start_run(self) -> None:
         if not self.devices_ready:
             self.notify("Still checking devices; try again in a moment", severity="warning")
             return
@@ -340,6 +349,9 @@ class ParametersScreen(Screen):
         self.find_devices()
 
     def action_save_profile(self) -> None:
+        self.after_typing(self.ask_profile_name)
+
+    def ask_profile_name(self) -> None:
         if self.request(refusal=PROFILE_NOT_SAVED) is not None:
             self.app.push_screen(ProfileScreen("Save profile as", list_profiles()), self.save_profile)
 
