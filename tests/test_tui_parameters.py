@@ -3,6 +3,8 @@ replace and delete), and the form's checks on top-k, seed and timestep focus."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from textual import events
 from textual.widgets import DataTable, Input, OptionList, Select, Static
@@ -11,7 +13,7 @@ from textual.widgets._select import SelectCurrent
 from acetui.data import write_dataset
 from acetui.estimate import EstimateRequest, rank_modules
 from acetui.model.config import DecoderConfig
-from acetui.model.synthetic import TINY
+from acetui.model.synthetic import TINY, write_checkpoint
 from acetui.model.variants import CONFIG_FILE
 from acetui.profiles import list_profiles, load_profile, profile_path, save_profile, settings_of
 from acetui.tui.app import make_app
@@ -285,3 +287,20 @@ async def test_ctrl_r_typed_right_after_a_value_runs_with_that_value(checkpoint_
         assert run.request.batches == 30
         run.estimator.cancel()
         await settle(pilot)
+
+
+async def test_a_profile_naming_another_model_is_checked_against_that_model(checkpoint_root, dataset_dir, tmp_path):
+    """The dataset step's scan was remembered by folder alone: a profile whose model the same samples do not
+    fit ran, and failed at once, instead of being refused."""
+    wide = tmp_path / "wide"
+    write_checkpoint(wide / "acestep-v15-base", replace(TINY, encoder_hidden_size=TINY.condition_width * 2))
+    save_profile("wide", {"checkpoint_dir": str(wide), "variant": "base", "dataset_dir": str(dataset_dir)})
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pick_to_parameters(pilot, checkpoint_root, dataset_dir)
+        await pilot.press("ctrl+o", "enter")
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert isinstance(app.screen, ParametersScreen)
+        assert any(f"no valid samples in dataset folder {dataset_dir}" in message for message in messages(app))

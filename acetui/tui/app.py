@@ -56,7 +56,13 @@ class AcetuiApp(App[list[str]]):
         self.score = str(draft.get("score", "grad-norm"))
         self.open_parameters = open_parameters
         self.problems = list(problems)
-        self.longest_frames: dict[str, int] = {}  # dataset folder -> its longest sample, once scanned
+        # the longest valid sample of a dataset checked against a model, once scanned (``scan_key``)
+        self.longest_frames: dict[tuple[str, str, str], int] = {}
+
+    def scan_key(self, dataset: str | Path) -> tuple[str, str, str]:
+        """What a dataset's scan depends on: the folder, and the model its samples were checked against (a
+        profile loaded later may name another, for which the same files may all be invalid)."""
+        return str(dataset), str(self.draft.get("checkpoint_dir")), str(self.draft.get("variant"))
 
     def action_toggle_keys(self) -> None:
         """F1, as most terminal apps have it: the keys panel the palette's "Keys" opens, or closed again."""

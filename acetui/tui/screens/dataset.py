@@ -98,7 +98,7 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
     def show(self, path: Path, result: DatasetScan) -> None:
         self.scan = result
         if result.samples:  # for the parameters step's memory estimate
-            self.app.longest_frames[str(result.folder)] = max(info.frames for info in result.samples)
+            self.app.longest_frames[self.app.scan_key(result.folder)] = max(info.frames for info in result.samples)
         self.status(scan_text(result))
         self.query_one("#problem-list", Static).update(problems_text(result))
 

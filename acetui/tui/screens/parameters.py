@@ -106,11 +106,11 @@ def probe_model(draft: dict[str, Any]) -> tuple[DecoderConfig, int]:
     return DecoderConfig.from_json_file(folder / CONFIG_FILE), info.parameters
 
 
-def longest_sample_frames(folder: str, config: DecoderConfig, known: dict[str, int]) -> int:
-    """The dataset's longest valid sample: from the dataset step's scan, or scanned here when that step
-    was skipped (the demo, last settings, a profile); AcetuiError saying why there is none."""
-    if folder in known:
-        return known[folder]
+def longest_sample_frames(folder: str, config: DecoderConfig, known: int | None) -> int:
+    """The dataset's longest valid sample: ``known`` from the dataset step's scan for this model, or scanned
+    here when that step was skipped (the demo, last settings, a profile); AcetuiError saying why there is none."""
+    if known is not None:
+        return known
     missing = missing_folders({"dataset_dir": folder})
     if missing:
         raise AcetuiError(missing)
@@ -230,7 +230,7 @@ class ParametersScreen(Screen):
         try:
             model = probe_model(self.app.draft)
             folder = str(self.app.draft.get("dataset_dir"))
-            longest = longest_sample_frames(folder, model[0], dict(self.app.longest_frames))
+            longest = longest_sample_frames(folder, model[0], self.app.longest_frames.get(self.app.scan_key(folder)))
         except AcetuiError as error:
             problem = str(error)
         return *probe_devices(), model, longest, problem
@@ -242,7 +242,7 @@ class ParametersScreen(Screen):
         if event.state == WorkerState.SUCCESS:
             options, self.free, self.device_problem, self.model, longest, self.unusable = event.worker.result
             if longest is not None:
-                self.app.longest_frames[str(self.app.draft.get("dataset_dir"))] = longest
+                self.app.longest_frames[self.app.scan_key(self.app.draft.get("dataset_dir", ""))] = longest
             self.devices_ready = True
             self.query_one(SettingsForm).set_devices(options, self.app.draft.get("device", "auto"))
             self.show_hint()
@@ -296,7 +296,7 @@ class ParametersScreen(Screen):
 
     def longest_batch_need(self, *, on_cuda: bool) -> MemoryNeed | None:
         """Memory for the dataset's longest sample as the form's dtype, batch size and crop say."""
-        longest = self.app.longest_frames.get(str(self.app.draft.get("dataset_dir")))
+        longest = self.app.longest_frames.get(self.app.scan_key(self.app.draft.get("dataset_dir", "")))
         if self.model is None or longest is None:
             return None
         config, parameters = self.model
