@@ -417,3 +417,35 @@ async def test_the_run_log_wraps_again_when_the_terminal_narrows(checkpoint_root
         assert width < len(warning) and all(line.cell_length <= width for line in log.lines)
         shown = " ".join(line.text.strip() for line in log.lines)
         assert " ".join(warning.split()) in " ".join(shown.split())
+
+
+async def test_the_stop_question_follows_the_run_it_asks_about(checkpoint_root, dataset_dir):
+    """Asked while setting up, it kept saying "No batch has run yet" over batches, and stayed open after the
+    run ended (whose results then did not open: the question was in front)."""
+    run = RunScreen(EstimateRequest(checkpoint_root, "turbo", dataset_dir, batches=3))
+    forward, gates = run.estimator.on_event, {"files": threading.Event(), "batch": threading.Event()}
+    reached = {name: threading.Event() for name in gates}
+
+    def held(event) -> None:
+        forward(event)
+        name = "files" if isinstance(event, StageProgress) else "batch" if isinstance(event, BatchDone) else None
+        if name is not None and not reached[name].is_set():
+            reached[name].set()
+            gates[name].wait(30)
+
+    run.estimator.on_event = held
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(run)
+        await wait_for(pilot, reached["files"].is_set)
+        await pilot.press("escape")
+        question = app.screen
+        assert isinstance(question, ConfirmScreen) and question.question.startswith("Stop setting up the run?")
+        gates["files"].set()
+        await wait_for(pilot, lambda: reached["batch"].is_set() and run.planned is not None)
+        assert question.question.startswith("Stop the run after the current batch?")
+        assert str(question.query_one("#question").render()) == question.question
+        gates["batch"].set()
+        await wait_for(pilot, lambda: isinstance(app.screen, ResultsScreen))
+        await settle(pilot)
+        assert question not in app.screen_stack and app.screen_stack[-2] is run

@@ -22,5 +22,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(self.question, classes="dialog-title", id="question")
             yield Label("y: yes · n or escape: no", classes="dialog-help")
+
+    def ask(self, question: str) -> None:
+        """The question anew, while open: what it is about has changed (a run's setup ended)."""
+        self.question = question
+        self.query_one("#question", Label).update(question)

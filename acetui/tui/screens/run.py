@@ -142,6 +142,8 @@ class RunScreen(Screen):
         self.shown_at = -math.inf
         self.show_timer: Timer | None = None
         self.stage = ""  # the setup step under way, which its progress is shown after
+        self.resuming = resume
+        self.stop_question: ConfirmScreen | None = None  # open while "Stop ...?" is asked
 
     @property
     def label(self) -> str:
@@ -222,6 +224,8 @@ class RunScreen(Screen):
         self.query_one("#stage", Static).update(stage)
         self.query_one("#progress", ProgressBar).update(total=event.total_batches, progress=event.first_batch)
         self.log_line(f"{stage}; loaded in {model.load_seconds:.1f} s")
+        if self.stop_question is not None:  # asked while setting up: stopping now keeps the batches done
+            self.stop_question.ask(self.stop_question_text())
         self.log_line(f"dataset: {event.dataset.summary()}")
         if event.first_batch:
             self.log_line(f"resuming after batch {event.first_batch}")
@@ -275,6 +279,7 @@ class RunScreen(Screen):
             self.query_one("#stats", Static).update(outcome_text(result, self.planned, self.elapsed, self.resumed_at))
 
     def ended(self, result: EstimateResult, message: str) -> None:
+        in_front = self.close_stop_question() or self.is_active
         self.running = False
         self.result = result
         self.show_outcome(result)
@@ -287,19 +292,21 @@ class RunScreen(Screen):
         self.record_changed()
         if not ranked:
             self.notify("No batch completed, so there is no ranking", severity="warning")
-        elif self.is_active:
+        elif in_front:
             self.app.push_screen(ResultsScreen(result, self.app.score))
         else:
             self.notify(f"run {result.run_id} {result.status}: open it from History or the Run screen", timeout=10)
 
     def stopped_setting_up(self, message: str) -> None:
         """Cancelled before the first batch: no record was started (a resumed one is as it was)."""
+        self.close_stop_question()
         self.running = False
         self.show_outcome(None)
         self.query_one("#stage", Static).update(Text(message, style="bold"))
         self.log_line(message)
 
     def failed(self, message: str, result: EstimateResult | None) -> None:
+        self.close_stop_question()
         self.running = False
         self.result = result
         self.show_outcome(result)
@@ -322,14 +329,30 @@ class RunScreen(Screen):
             return self.result is not None and bool(self.result.included_batches)
         return True
 
+    def stop_question_text(self) -> str:
+        """What stopping does now: while setting up nothing has run (a resumed run's batches stay as they are)."""
+        if self.planned is not None:
+            return "Stop the run after the current batch? The partial result is kept and can be resumed."
+        if self.resuming is not None:
+            kept = self.resuming.completed_batches
+            return f"Stop setting up run {self.resuming.run_id}? Its {kept} batches stay as they are."
+        return "Stop setting up the run? No batch has run yet."
+
     def action_cancel(self) -> None:
-        if self.planned is None:
-            question = "Stop setting up the run? No batch has run yet."
-        else:
-            question = "Stop the run after the current batch? The partial result is kept and can be resumed."
-        self.app.push_screen(ConfirmScreen(question), self.confirm_cancel)
+        self.stop_question = ConfirmScreen(self.stop_question_text())
+        self.app.push_screen(self.stop_question, self.confirm_cancel)
+
+    def close_stop_question(self) -> bool:
+        """The run ended while asked whether to stop it: nothing left to stop, so the question goes. Whether it
+        was open (the screen was in front but for it)."""
+        question, self.stop_question = self.stop_question, None
+        if question is None or not question.is_attached:
+            return False
+        question.dismiss(None)
+        return True
 
     def confirm_cancel(self, stop: bool | None) -> None:
+        self.stop_question = None
         if stop and self.running:
             self.estimator.cancel()
             when = "the setup" if self.planned is None else "after the current batch"
