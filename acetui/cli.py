@@ -32,7 +32,7 @@ from acetui.history import (
     runs_table,
     shown_status,
 )
-from acetui.model.variants import own_root
+from acetui.model.variants import own_folder
 from acetui.profiles import (
     check_profile_ranges,
     delete_profile,
@@ -93,8 +93,9 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         values = load_profile(args.profile)
         check_profile_ranges(args.profile, {key: value for key, value in values.items() if key not in given})
     values.update(given)
-    if "checkpoint_dir" not in values and own_root(values.get("variant", "")) is not None:
-        values["checkpoint_dir"] = str(own_root(values["variant"]))
+    folder = own_folder(values.get("variant", ""))
+    if "checkpoint_dir" not in values and folder is not None:  # the root it is in stands in for one
+        values["checkpoint_dir"], values["variant"] = str(folder.parent), str(folder)
     missing = [
         flag
         for flag, key in (
@@ -217,9 +218,12 @@ def _inspect(args: argparse.Namespace) -> int:
         text, usable = variants_report(args.root.expanduser())
     else:
         folder = args.dataset.expanduser()
-        root = args.checkpoint_dir or (own_root(args.variant) if args.variant else None)
+        root, variant = args.checkpoint_dir, args.variant
+        own = own_folder(variant) if variant and root is None else None
+        if own is not None:
+            root, variant = own.parent, str(own)
         with counted_on_terminal(f"scanning {folder}", "files") as on_file:
-            text, scan = dataset_report(folder, root, args.variant, every_file=args.all_files, on_file=on_file)
+            text, scan = dataset_report(folder, root, variant, every_file=args.all_files, on_file=on_file)
         usable = bool(scan.samples)
     sys.stdout.write(text)
     return 0 if usable else EXIT_ERROR
@@ -339,11 +343,19 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    """Each run named, deleted or refused on its own line (as ``rm`` goes on past a file it cannot remove)."""
+    """Each run named, deleted or refused on its own line (as ``rm`` goes on past a file it cannot remove);
+    the names are looked up first, so a run named twice (by its id and a prefix) is deleted once."""
     code = 0
+    records: dict[Path, None] = {}
     for reference in args.runs:
         try:
-            run = delete_run(find_run(reference))
+            records.setdefault(find_run(reference), None)
+        except AcetuiError as error:
+            print(f"acetui: {error}", file=sys.stderr)
+            code = EXIT_ERROR
+    for record in records:
+        try:
+            run = delete_run(record)
         except AcetuiError as error:
             print(f"acetui: {error}", file=sys.stderr)
             code = EXIT_ERROR

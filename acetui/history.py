@@ -15,6 +15,7 @@ from acetui.estimate.result import RECORD_SUFFIX, EstimateResult, OtherVersionRe
 from acetui.estimate.result import read_record as load_record
 from acetui.estimate.scores import rank_modules
 from acetui.model.checkpoint import DECODER_PREFIX
+from acetui.model.variants import variant_label
 from acetui.summary_cache import SummaryCache, file_key
 
 __all__ = [
@@ -214,10 +215,9 @@ def runs_table(runs: list[RunSummary]) -> str:
     """``acetui runs``: one aligned line per run with the app's History's facts (the top module last here,
     where a long name can run on)."""
     rows = [("run", "status", "variant", "dataset", "batches", "top module")]
-    rows += [
-        (run.run_id, run.status, run.request.variant, Path(run.request.dataset_dir).name, run.batches, run.top)
-        for run in runs
-    ]
+    for run in runs:
+        dataset = Path(run.request.dataset_dir).name
+        rows.append((run.run_id, run.status, variant_label(run.request.variant), dataset, run.batches, run.top))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
     return "\n".join(lines) + "\n"

@@ -62,11 +62,16 @@ def test_estimate_writes_json_csv_and_peft(checkpoint_root, dataset_dir, tmp_pat
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_a_fine_tune_given_by_its_path_needs_no_checkpoint_root(checkpoint_root, dataset_dir, capsys):
+def test_a_fine_tune_given_by_its_path_needs_no_checkpoint_root(checkpoint_root, dataset_dir, capsys, monkeypatch):
     folder = checkpoint_root / "acestep-v15-turbo"
     args = ["estimate", "-q", "-M", str(folder), "-d", str(dataset_dir), "--estimate-batches", "1"]
     code, out, err = run_cli(capsys, *args)
     assert code == 0 and out.startswith("rank") and err == ""
+    monkeypatch.chdir(checkpoint_root.parent)  # a relative path through a folder, as a shell completes it
+    args[3] = f"{checkpoint_root.name}/acestep-v15-turbo"
+    assert run_cli(capsys, *args)[0] == 0
+    listed = run_cli(capsys, "runs")[1].splitlines()[1:]
+    assert [row.split()[2] for row in listed] == ["turbo", "turbo"]  # by its folder's name, not its path
     code, out, _ = run_cli(capsys, "scan", str(dataset_dir), "-M", str(folder))
     assert code == 0 and "give --checkpoint-dir" not in out  # the widths were checked against it
     code, _, err = run_cli(capsys, "estimate", "-M", "turbo", "-d", str(dataset_dir))

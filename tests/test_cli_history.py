@@ -56,7 +56,7 @@ def test_delete_removes_each_run_named_and_says_which_it_could_not(
     ]
     assert sorted(path.name for path in isolated_app_dirs.runs.iterdir()) == [f"{newer.run_id}.json"]  # no lock
     assert elsewhere.is_file()
-    assert run_cli(capsys, "delete", newer.run_id) == (
+    assert run_cli(capsys, "delete", newer.run_id, newer.run_id[:-3]) == (  # named twice, deleted once
         0,
         f"deleted run {newer.run_id} (cancelled, 1/4 batches, {dataset_dir.name})\n",
         "",

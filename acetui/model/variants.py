@@ -33,6 +33,12 @@ def short_name(folder_name: str) -> str:
     return short if folder_name.startswith(FOLDER_PREFIX) and short in OFFICIAL_VARIANTS else folder_name
 
 
+def variant_label(variant: str) -> str:
+    """A run's variant where space is short (tables, headings): a fine-tune given by its path goes by its
+    folder's name (``/data/ft/acestep-v15-base`` -> ``base``), so its path does not fill the table."""
+    return short_name(Path(variant).name) or variant
+
+
 def variant_folders(root: Path) -> list[Path]:
     """Every sub-folder of ``root`` holding a config.json, and everything named like an official variant
     folder (``acestep-v15-...``) even when it is not one (a dangling link, a config.json that is a folder),
@@ -51,11 +57,14 @@ def variant_folders(root: Path) -> list[Path]:
     return sorted(folders, key=lambda f: (order.get(short_name(f.name), len(order)), short_name(f.name)))
 
 
-def own_root(variant: str) -> Path | None:
-    """The root a variant given by its absolute path (a fine-tune stored elsewhere) stands in, which needs
-    no ``--checkpoint-dir``: its parent folder. None for a variant named under a root."""
-    path = Path(variant)
-    return path.parent if path.is_absolute() else None
+def own_folder(variant: str) -> Path | None:
+    """The folder of a variant given by its path (a fine-tune stored elsewhere), which needs no checkpoints
+    root: an absolute path, or a relative one through a folder that is there (``ckpt/acestep-v15-base``),
+    made absolute. None for a variant named under a root (``turbo``, ``my-finetune``)."""
+    path = Path(variant).expanduser()
+    if path.is_absolute() or (len(path.parts) > 1 and path.is_dir()):
+        return path.absolute()
+    return None
 
 
 def resolve_variant(root: Path, variant: str) -> Path:

@@ -25,6 +25,7 @@ from acetui.estimate.sidestep import (
 )
 from acetui.estimate.stats import RankingStats, result_stats
 from acetui.history import shown_status
+from acetui.model.variants import variant_label
 
 SUFFIXES = {"json": ".json", "csv": ".csv", "targets": ".txt", "peft": "-peft.json", "peft-suffix": "-peft-suffix.json"}
 RUN_FORMATS = {"fisher-map": "fisher_map.json (Side-Step v2)", "peft-ranks": "PEFT with rank_pattern"}
@@ -73,7 +74,8 @@ class RunRanking:
         self.result = result
         self.scores = SCORES
         self.top_k = result.request.top_k
-        self.label = f"{result.run_id} ({result.request.variant}, {Path(result.request.dataset_dir).name})"
+        variant = variant_label(result.request.variant)
+        self.label = f"{result.run_id} ({variant}, {Path(result.request.dataset_dir).name})"
         self.stem = f"acetui-{result.run_id}"
         # what the engine warned about while running (few samples, checkpointing turned on, ...)
         self.warnings: tuple[str, ...] = tuple(str(warning) for warning in result.metadata.get("warnings", ()))
@@ -98,7 +100,7 @@ class RunRanking:
             batches = Text(f"{done} ({shown_status(result)})", style="yellow")
         return [
             Text(result.run_id, style="bold"),
-            Text(f"{request.variant} on {Path(request.dataset_dir).name}"),
+            Text(f"{variant_label(request.variant)} on {Path(request.dataset_dir).name}"),
             batches,
             Text(f"{score} · {request.granularity}", style="dim"),
             *stability_phrases(result, score, stats),

@@ -18,6 +18,7 @@ from acetui.errors import AcetuiError
 from acetui.estimate import EstimateResult
 from acetui.estimate.imported import ImportedRanking
 from acetui.history import HistoryProblem, RunSummary, delete_run, history_record, list_runs
+from acetui.model.variants import variant_label
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.confirm import ConfirmScreen
@@ -181,7 +182,7 @@ class HistoryScreen(RecordFollowingScreen):
             Text(run.run_id),
             Text(run.status, style=STATUS_STYLES.get(run.status, "")),
             Text(run.top, style="dim"),
-            Text(run.request.variant),
+            Text(variant_label(run.request.variant)),
             Text(Path(run.request.dataset_dir).name),
             Text(run.batches, justify="right"),
         )
