@@ -46,8 +46,9 @@ def test_mixed_folder_lists_every_problem_and_other_file(tmp_path):
 CORRUPT = "not a valid torch file (corrupt, truncated or not written by torch.save)"
 
 
-def test_problems_are_grouped_by_reason_in_order_of_first_file(tmp_path):
-    """500 truncated files printed 500 lines; a reason met by many files is one line with its count."""
+def test_problems_are_grouped_by_reason_the_largest_group_first(tmp_path):
+    """500 truncated files printed 500 lines; a reason met by many files is one line with its count, and the
+    reason of most files comes first (then the order of each reason's first file)."""
     paths = write_dataset(tmp_path, count=2, condition_width=16, frames=(30, 30), condition_length=(4, 4))
     head = paths[0].read_bytes()[:100]
     for index in range(6):
@@ -61,13 +62,13 @@ def test_problems_are_grouped_by_reason_in_order_of_first_file(tmp_path):
 
     missing = "missing key 'context_latents'"
     assert [(group.reason, [path.name for path in group.paths]) for group in groups] == [
-        (missing, ["a_missing.pt", "c_missing.pt"]),
         (CORRUPT, [f"bad_{index}.pt" for index in range(6)]),
+        (missing, ["a_missing.pt", "c_missing.pt"]),
         (groups[2].reason, ["narrow\x1b[2J.pt"]),
     ]
     assert [str(group) for group in groups] == [
-        f"2 files: {missing}: a_missing.pt, c_missing.pt",
         f"6 files: {CORRUPT}: bad_0.pt, bad_1.pt, bad_2.pt and 3 more",
+        f"2 files: {missing}: a_missing.pt, c_missing.pt",
         f"narrow\\x1b[2J.pt: {groups[2].reason}",
     ]
     assert groups[2].reason.startswith("'encoder_hidden_states' has 8 channels, expected 16")

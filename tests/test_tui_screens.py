@@ -66,12 +66,16 @@ async def test_bad_dataset_lists_each_reason_with_its_files(checkpoint_root, dat
         summary = str(app.screen.query_one("#summary").render())
         assert "2 valid samples" in summary and "22 invalid" in summary
         problems = app.screen.query_one("#problem-list")
-        assert str(problems.render()).splitlines() == [
-            "21 files  not a valid torch file (corrupt, truncated or not written by torch.save)",
-            "  " + ", ".join(f"bad_{index:02d}.pt" for index in range(20)) + ", garbage\\x1b[2J.pt",
-            "missing.pt  missing keys 'context_latents', 'encoder_hidden_states'",
-        ]
+        corrupt = "21 files  not a valid torch file (corrupt, truncated or not written by torch.save)"
+        missing = "missing.pt  missing keys 'context_latents', 'encoder_hidden_states'"
+        few = "  bad_00.pt, bad_01.pt, bad_02.pt and 18 more"
+        assert str(problems.render()).splitlines() == [corrupt, few, missing]
         assert app.screen.query_one("#problems").max_scroll_y == 0  # all of it in view at 80x24
+        await pilot.press("ctrl+f")  # every name, to find the files to mend
+        every = "  " + ", ".join(f"bad_{index:02d}.pt" for index in range(20)) + ", garbage\\x1b[2J.pt"
+        assert str(problems.render()).splitlines() == [corrupt, every, missing]
+        await pilot.press("ctrl+f")
+        assert len(str(problems.render()).splitlines()) == 3 and "and 18 more" in str(problems.render())
         await pilot.press("ctrl+n")
         await settle(pilot)
         assert isinstance(app.screen, ParametersScreen)

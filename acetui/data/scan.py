@@ -112,11 +112,13 @@ class DatasetScan:
         return tuple(info.path for info in self.samples)
 
     def problem_groups(self) -> tuple[ProblemGroup, ...]:
-        """The problems grouped by reason, in order of each reason's first file, for the CLI and the app alike."""
+        """The problems grouped by reason, for the CLI and the app alike: the largest group first (3,000 files
+        made for another model come before two truncated ones), then in order of each reason's first file."""
         groups: dict[str, list[Path]] = {}
         for problem in self.problems:
             groups.setdefault(problem.reason, []).append(problem.path)
-        return tuple(ProblemGroup(reason, tuple(paths)) for reason, paths in groups.items())
+        ordered = sorted(groups.items(), key=lambda group: -len(group[1]))  # stable: ties keep file order
+        return tuple(ProblemGroup(reason, tuple(paths)) for reason, paths in ordered)
 
     def require_samples(self) -> None:
         """Raise DatasetError when there is nothing to estimate on, naming the first problem."""

@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from acetui.data import DatasetScan, scan_dataset
+from acetui.data.scan import FILES_NAMED
 from acetui.model.checkpoint import decoder_config
 from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.path_step import PathStepScreen
@@ -35,18 +36,24 @@ def scan_text(scan: DatasetScan) -> Text:
     return text
 
 
-def problems_text(scan: DatasetScan) -> Text:
-    """Each reason with its file, or with its count and every file's name (``acetui scan`` groups the same
-    way): reasons are long, so a wrapping list rather than a table, and 500 truncated files take one entry
-    rather than 500."""
+def problems_text(scan: DatasetScan, every_name: bool = False) -> Text:
+    """Each reason with its file, or with its count and the first files' names, or ``every_name`` (``acetui
+    scan`` groups the same way, the largest group first): reasons are long, so a wrapping list rather than a
+    table; 500 truncated files take one entry rather than 500, and a reason that explains 3,000 files is not
+    buried under the names of another's."""
     text = Text()
     for group in scan.problem_groups():
         text.append(group.label, style="bold")
         text.append(f"  {group.reason}\n", style="red")
-        names = group.names(None)  # every one: the pane scrolls, and the user must find the files to mend
+        names = group.names(None if every_name else FILES_NAMED)
         if names:
             text.append(f"  {names}\n", style="dim")
     return text
+
+
+def names_cut(scan: DatasetScan) -> bool:
+    """Whether a group has more files than it names by default."""
+    return any(len(group.paths) > FILES_NAMED for group in scan.problem_groups())
 
 
 HELP = (
@@ -67,12 +74,21 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
     HANDS_ON = ("checkpoint_dir", "variant", "dataset_dir")  # the scan checks samples against the variant
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: parameters", priority=True, tooltip="Use this dataset", id="next"),
+        Binding(
+            "ctrl+f",
+            "every_name",
+            "All names",
+            priority=True,
+            tooltip="Name every invalid file, or a few per reason",
+            id="all-names",
+        ),  # fmt: skip
         Binding("escape", "app.pop_screen", "Back", tooltip="Back to the checkpoint", id="back"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.scan: DatasetScan | None = None
+        self.every_name = False
 
     def compose_pane(self) -> ComposeResult:
         yield Static(f"for {self.app.draft.get('variant', '?')}", classes="section", id="variant")
@@ -84,6 +100,7 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
         self.scan = None
         self.query_one("#problem-list", Static).update("")
         self.query_one("#variant", Static).update(f"for {self.app.draft.get('variant', '?')}")
+        self.refresh_bindings()
 
     def read(self, path: Path) -> DatasetScan:
         draft = self.app.draft
@@ -100,7 +117,21 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
         if result.samples:  # for the parameters step's memory estimate
             self.app.longest_frames[self.app.scan_key(result.folder)] = max(info.frames for info in result.samples)
         self.status(scan_text(result))
-        self.query_one("#problem-list", Static).update(problems_text(result))
+        self.show_problems()
+        self.refresh_bindings()
+
+    def show_problems(self) -> None:
+        if self.scan is not None:
+            self.query_one("#problem-list", Static).update(problems_text(self.scan, self.every_name))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "every_name":
+            return self.scan is not None and names_cut(self.scan) or None
+        return True
+
+    def action_every_name(self) -> None:
+        self.every_name = not self.every_name
+        self.show_problems()
 
     def action_next(self) -> None:
         if self.scan is None or not self.scan.samples:
