@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import textwrap
 
+import pytest
 import torch
 
 from acetui.estimate.memory import activation_bytes, maxrss_bytes, memory_stats, needs_activation_checkpointing
@@ -55,3 +57,26 @@ def test_memory_figures_without_the_resource_module():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "True", "True"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_the_memory_a_run_freed_goes_back_to_the_system():
+    """glibc kept what a run's thread freed: an app session grew by ~400 MB with each CPU run of a 109 M model.
+    Here 190 MB of small tensors freed on a thread of their own, as a run's, in a fresh process."""
+    code = textwrap.dedent(
+        """
+        import threading, torch
+        from acetui.estimate.memory import process_rss, release_freed_memory
+        def run():
+            kept = [torch.ones(4096) for _ in range(12000)]  # 16 KiB each: the thread's arena, not mmap
+            del kept
+        worker = threading.Thread(target=run)
+        worker.start()
+        worker.join()
+        before = process_rss()
+        print(release_freed_memory(), before - process_rss())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    released, returned = done.stdout.split()
+    assert released == "True" and int(returned) > 100 * 2**20

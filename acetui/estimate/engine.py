@@ -37,7 +37,7 @@ from acetui.estimate.events import (
     StageProgress,
 )
 from acetui.estimate.gradients import GradientProbe
-from acetui.estimate.memory import memory_stats
+from acetui.estimate.memory import memory_stats, release_freed_memory
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
 from acetui.estimate.ownership import RunClaim, claim_run, process_owner
 from acetui.estimate.preparation import (
@@ -228,6 +228,7 @@ class Estimator:
             if self._held is not None:
                 self._held.release()
                 self._held = None
+            release_freed_memory()  # the model and activations of ``_run`` are gone by now
         return self._result
 
     def _setup_stopped_text(self) -> str:
