@@ -192,3 +192,11 @@ def test_a_terminal_sees_setup_progress_on_a_line_the_next_stage_replaces(checkp
 def test_a_log_gets_the_stages_without_setup_progress(checkpoint_root, dataset_dir, capsys):
     code, _, err = run_cli(capsys, *estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "1", quiet=False))
     assert code == 0 and "scanning " in err and " of 6 files" not in err and "\r" not in err
+
+
+def test_a_log_gets_a_batch_line_every_ten_seconds_not_every_batch(checkpoint_root, dataset_dir, capsys):
+    """A 3,000-batch run under nohup wrote 3,000 lines; its first and last batch are always there."""
+    args = estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "12", quiet=False)
+    code, _, err = run_cli(capsys, *args)
+    batches = [line.split("batch ")[1].split()[0] for line in err.splitlines() if line.startswith("|")]
+    assert code == 0 and batches == ["1/12", "12/12"]  # 12 tiny batches take far less than ten seconds
