@@ -339,3 +339,16 @@ async def test_keys_the_tree_is_bound_to_still_work_there(tmp_path, monkeypatch)
         assert tree.path == tmp_path.parent
         await pilot.press("a")
         assert app.screen.query_one("#path", Input).value == "a"
+
+
+async def test_a_path_typed_after_the_dataset_scan_replaces_the_one_read(checkpoint_root, dataset_dir, tmp_path):
+    """The dataset step kept its path focused with the cursor at the end: a new path typed on coming back to
+    it was appended to the one remembered (as the checkpoint step focuses its table, it focuses its pane)."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await to_dataset_step(pilot, checkpoint_root)
+        await submit(pilot, "path", str(dataset_dir))
+        assert "6 valid samples" in text_of(pilot, "summary")
+        assert app.screen.focused is app.screen.query_one("#problems")
+        await pilot.press(*str(tmp_path / "elsewhere"))
+        assert app.screen.query_one("#path", Input).value == str(tmp_path / "elsewhere")

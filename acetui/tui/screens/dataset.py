@@ -119,6 +119,9 @@ class DatasetScreen(PathStepScreen[DatasetScan]):
         self.status(scan_text(result))
         self.show_problems()
         self.refresh_bindings()
+        # as the checkpoint step focuses its table: the path stays as read until a key starts another (on a
+        # focused path, a path typed on coming back was appended to the one remembered)
+        self.query_one("#problems").focus()
 
     def show_problems(self) -> None:
         if self.scan is not None:
