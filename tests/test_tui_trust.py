@@ -143,7 +143,7 @@ async def test_memory_hint_when_the_app_opens_at_the_parameters_step(checkpoint_
         hint = str(app.screen.query_one("#hint", Static).render())
         assert "the longest batch needs" in hint and "fits" in hint, hint
         longest = max(info.frames for info in scan_dataset(dataset_dir, condition_width=TINY.condition_width).samples)
-        assert app.longest_frames == {str(dataset_dir): longest}
+        assert app.longest_frames == {app.scan_key(dataset_dir): longest}  # for the dataset and its model
 
 
 def test_memory_hint_says_when_a_run_does_not_fit():

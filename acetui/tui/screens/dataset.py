@@ -15,20 +15,22 @@ from acetui.data.scan import FILES_NAMED
 from acetui.model.checkpoint import decoder_config
 from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.path_step import PathStepScreen
-from acetui.units import plural
+from acetui.units import format_duration, plural
 
 
 def scan_text(scan: DatasetScan) -> Text:
     low, high = scan.condition_lengths
     text = Text()
-    text.append(plural(len(scan.samples), "valid sample"), style="bold green" if scan.samples else "bold red")
+    valid = f"{len(scan.samples):,} valid sample{'' if len(scan.samples) == 1 else 's'}"  # as the scan counted
+    text.append(valid, style="bold green" if scan.samples else "bold red")
     if scan.problems:
-        text.append(f", {len(scan.problems)} invalid", style="bold red")
+        text.append(f", {len(scan.problems):,} invalid", style="bold red")
     if scan.other_files:
         text.append(f", {plural(len(scan.other_files), 'other file')}", style="dim")
     if scan.samples:
         text.append(
-            f"\nduration {scan.total_seconds:.1f} s total, {scan.min_seconds:.1f}-{scan.max_seconds:.1f} s each"
+            f"\nduration {format_duration(scan.total_seconds)} total, "
+            f"{scan.min_seconds:.1f}-{scan.max_seconds:.1f} s each"
             f"\ncondition length {low}-{high} tokens"
         )
     for note in scan.notes:
