@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import torch
-from textual.widgets import DataTable, HelpPanel, Input, ProgressBar
+from textual.widgets import DataTable, Input, ProgressBar
 
 from acetui import paths
 from acetui.history import list_runs
@@ -17,6 +17,7 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.export import ExportScreen
 from acetui.tui.screens.history import HistoryScreen
+from acetui.tui.screens.keys import KeysScreen
 from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
@@ -312,11 +313,20 @@ async def test_palette_offers_the_screens_commands(checkpoint_root, dataset_dir,
         assert app.screen.score == "relative"
 
 
-async def test_f1_shows_and_hides_the_keys_of_the_screen(checkpoint_root):
+async def test_f1_lists_every_key_of_the_screen_its_own_first(checkpoint_root, dataset_dir):
+    """Textual's keys panel listed the focused field's editing keys first: at 80x24 the screen's own were cut."""
+    result = record_run(checkpoint_root, dataset_dir, batches=1)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+        await open_screen(pilot, ResultsScreen(result))
         await pilot.press("f1")
-        assert len(app.screen.query(HelpPanel)) == 1
+        assert isinstance(app.screen, KeysScreen)
+        table = app.screen.query_one("#keys", DataTable)
+        rows = [tuple(str(cell) for cell in table.get_row_at(index))[:2] for index in range(table.row_count)]
+        keys = [key for key, _ in rows]
+        assert rows[0] == ("s", "Score") and ("e", "Export") in rows and ("y", "Copy") in rows  # y: off the footer
+        assert ("o", "Sort") in rows and ("O", "Reverse") in rows  # the ranking table's, which is ours
+        assert keys.index("o") > keys.index("esc") and keys[-1] == "^p"  # the screen's, the table's, the app's
+        assert "home" not in keys and "r" not in keys  # no field's editing keys; resume: the run is complete
         await pilot.press("f1")
-        assert len(app.screen.query(HelpPanel)) == 0
+        assert isinstance(app.screen, ResultsScreen)

@@ -12,7 +12,6 @@ from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import HelpPanel
 
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, EstimateResult
@@ -24,6 +23,7 @@ from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.dataset import DatasetScreen
 from acetui.tui.screens.history import HistoryScreen
+from acetui.tui.screens.keys import KeysScreen, screen_keys
 from acetui.tui.screens.parameters import ParametersScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
@@ -47,7 +47,7 @@ class AcetuiApp(App[list[str]]):
     COMMANDS = App.COMMANDS | {ScreenCommands}
     BINDINGS = [
         Binding("ctrl+g", "history", "History", tooltip="Past runs: open, compare, resume", id="history"),
-        Binding("f1", "toggle_keys", "Keys", show=False, tooltip="Show or hide this screen's keys", id="keys"),
+        Binding("f1", "show_keys", "Keys", show=False, tooltip="Every key of this screen and what it does", id="keys"),
     ]
 
     def __init__(self, draft: dict[str, Any], *, open_parameters: bool, problems: Iterable[str] = ()) -> None:
@@ -64,12 +64,10 @@ class AcetuiApp(App[list[str]]):
         profile loaded later may name another, for which the same files may all be invalid)."""
         return str(dataset), str(self.draft.get("checkpoint_dir")), str(self.draft.get("variant"))
 
-    def action_toggle_keys(self) -> None:
-        """F1, as most terminal apps have it: the keys panel the palette's "Keys" opens, or closed again."""
-        if self.screen.query(HelpPanel):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+    def action_show_keys(self) -> None:
+        """F1, as most terminal apps have it: every key of the screen in front, with what it does (the keys
+        screen closes itself on f1)."""
+        self.push_screen(KeysScreen(self.screen.title or self.title, screen_keys(self.screen)))
 
     def on_mount(self) -> None:
         for problem in self.problems:
