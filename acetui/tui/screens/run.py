@@ -346,7 +346,7 @@ class RunScreen(Screen):
         """The run ended while asked whether to stop it: nothing left to stop, so the question goes. Whether it
         was open (the screen was in front but for it)."""
         question, self.stop_question = self.stop_question, None
-        if question is None or not question.is_attached:
+        if question is None or question is not self.app.screen:  # answered, or replaced by the quit question
             return False
         question.dismiss(None)
         return True
