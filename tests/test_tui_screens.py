@@ -8,7 +8,9 @@ import torch
 from textual.widgets import DataTable, Input, ProgressBar
 
 from acetui import paths
+from acetui.data import write_dataset
 from acetui.history import list_runs
+from acetui.model.synthetic import TINY
 from acetui.profiles import load_last, profile_path
 from acetui.tui.app import make_app
 from acetui.tui.screens.checkpoint import CheckpointScreen
@@ -330,3 +332,31 @@ async def test_f1_lists_every_key_of_the_screen_its_own_first(checkpoint_root, d
         assert "home" not in keys and "r" not in keys  # no field's editing keys; resume: the run is complete
         await pilot.press("f1")
         assert isinstance(app.screen, ResultsScreen)
+
+
+async def test_history_filters_runs_by_any_of_their_cells(checkpoint_root, dataset_dir, tmp_path):
+    """Dozens of runs over several datasets: / narrows the list as typed, enter goes back to the runs (whose
+    keys act on what is shown), escape shows every run again and then goes back."""
+    other = tmp_path / "vocals"
+    write_dataset(other, count=5, condition_width=TINY.condition_width, seed=4, frames=(9, 20))
+    stopped = record_run(checkpoint_root, dataset_dir, batches=3, stop_after=1)  # the oldest: the last row
+    first = record_run(checkpoint_root, dataset_dir, batches=1)
+    vocals = record_run(checkpoint_root, other, batches=1)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        history = app.screen
+        table = history.query_one("#runs", DataTable)
+        assert table.row_count == 3 and table.has_focus
+        await pilot.press("slash", *"vocals")
+        assert [run.run_id for run in history.shown] == [vocals.run_id] and table.row_count == 1
+        assert "1 of 3 runs match" in str(history.query_one("#problems").render())
+        await pilot.press("enter")  # ends the filter: enter again opens the run shown
+        assert table.has_focus and isinstance(app.screen, HistoryScreen)
+        await pilot.press("escape")
+        assert table.row_count == 3 and not history.query_one("#filter", Input).value
+        await pilot.press("slash", *"cancel", "enter", "r")  # a status; r resumes the run shown, not row 1's
+        await settle(pilot)
+        resumed = next(screen for screen in app.screen_stack if isinstance(screen, RunScreen))
+        assert resumed.estimator.resume.run_id == stopped.run_id != first.run_id

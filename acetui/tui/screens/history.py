@@ -1,5 +1,6 @@
-"""Every recorded run: open its results, resume a partial one, mark two and compare them, or delete one. A run
-of this app updates its row as it goes (the app routes its record changes here)."""
+"""Every recorded run: open its results, resume a partial one, mark two and compare them, or delete one; ``/``
+filters the runs by any of their cells. A run of this app updates its row as it goes (the app routes its
+record changes here)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from acetui.errors import AcetuiError
@@ -25,6 +26,7 @@ from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.following import RecordFollowingScreen, read_records
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
+from acetui.tui.widgets.ranking_table import module_filter
 from acetui.tui.widgets.table_place import kept_place
 from acetui.tui.widgets.whole_columns import WholeColumnTable
 
@@ -57,10 +59,12 @@ class HistoryScreen(RecordFollowingScreen):
         Binding("enter", "open", "Open", priority=True, tooltip="Open the run's results", id="open"),
         Binding("space", "mark", "Mark", tooltip="Mark up to two runs to compare", id="mark"),
         Binding("c", "compare", "Compare", tooltip="Compare the two marked runs", id="compare"),
+        # off the footer, which has room for the filter then; f1 and the palette offer it
         Binding(
             "f",
             "compare_file",
             "Vs file",
+            show=False,
             tooltip="Compare the run with a Side-Step or acetui export",
             id="compare-file",
         ),
@@ -68,12 +72,22 @@ class HistoryScreen(RecordFollowingScreen):
         Binding("d", "delete", "Delete…", tooltip="Remove the run from the history for good (asks)", id="delete"),
         # off the footer (at 80 columns it hid "Back"): rows follow this app's runs; the palette offers it
         Binding("ctrl+l", "reload", "Reload", show=False, id="reload"),
-        Binding("escape", "app.pop_screen", "Back", id="back"),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            key_display="/",
+            tooltip="Show the runs whose cells match (substring or regex)",
+            id="filter",
+        ),  # fmt: skip
+        Binding("escape", "clear_filter", "Clear", tooltip="Clear the filter: every run again", id="clear-filter"),
+        Binding("escape", "back", "Back", id="back"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.runs: list[RunSummary] = []
+        self.shown: list[RunSummary] = []  # the runs the filter lets through, as the table lists them
         self.marked: list[str] = []
         self.skipped = Text()  # the records the last reading could not list
         self.reading_all = False
@@ -82,6 +96,8 @@ class HistoryScreen(RecordFollowingScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="problems")
+        yield Input(placeholder="filter: dataset, variant, status, top module or id (substring or regex)",
+                    compact=True, id="filter")  # fmt: skip
         yield WholeColumnTable(cursor_type="row", zebra_stripes=True, fixed_columns=FIXED, id="runs")
         yield Footer(compact=True)
 
@@ -89,8 +105,10 @@ class HistoryScreen(RecordFollowingScreen):
         table = self.query_one("#runs", DataTable)
         for label, key in COLUMNS:
             table.add_column(label, key=key)
+        table.focus()  # the keys are the runs' (d, c, r), not the filter's until / is pressed
 
     def palette_commands(self) -> Iterator[PaletteCommand]:
+        yield "compare with a file", "Compare the run with a Side-Step or acetui export (f)", self.action_compare_file
         yield (
             "view: reload the history",
             "Read every run record again, for runs of other processes (ctrl+l)",
@@ -136,11 +154,15 @@ class HistoryScreen(RecordFollowingScreen):
 
     def show_notice(self) -> None:
         """Above the table: that the history is being read while nothing is listed yet (hundreds of long runs
-        take seconds), that it is empty, or the records it could not list."""
+        take seconds), that it is empty, the records it could not list, and how many runs the filter shows."""
         if self.reading_all and not self.runs:
             text = Text("reading the run history ...", style="dim")
         else:
             text = self.skipped if self.runs or self.reading_all else Text("No runs recorded yet.", style="dim")
+        if self.query_one("#filter", Input).value and self.runs:
+            text = Text.assemble(
+                text, "\n" if text.plain else "", (f"{len(self.shown)} of {len(self.runs)} runs match", "dim")
+            )
         notice = self.query_one("#problems", Static)
         notice.update(text)
         notice.display = bool(text.plain)
@@ -153,13 +175,16 @@ class HistoryScreen(RecordFollowingScreen):
         self.fill()
 
     def fill(self) -> None:
-        """The table anew from ``runs``, the cursor kept on its run (back from its results, or as a run is added)."""
+        """The table anew from ``runs`` through the filter, the cursor kept on its run (back from its results,
+        or as a run is added)."""
         ids = {run.run_id for run in self.runs}
         self.marked = [run_id for run_id in self.marked if run_id in ids]
+        matches = module_filter(self.query_one("#filter", Input).value)
+        self.shown = [run for run in self.runs if matches(" ".join(cell.plain for cell in self.cells(run)[1:]))]
         table = self.query_one("#runs", DataTable)
         with kept_place(table):
             table.clear()
-            for run in self.runs:
+            for run in self.shown:
                 table.add_row(*self.cells(run), key=run.run_id)
         self.show_notice()
 
@@ -172,6 +197,10 @@ class HistoryScreen(RecordFollowingScreen):
             self.fill()
             return
         self.runs[index] = run
+        if all(shown.run_id != run.run_id for shown in self.shown):  # filtered out: it may match now
+            self.fill()
+            return
+        self.shown = [run if shown.run_id == run.run_id else shown for shown in self.shown]
         table = self.query_one("#runs", DataTable)
         for (_, key), value in zip(COLUMNS, self.cells(run)):
             table.update_cell(run.run_id, key, value)
@@ -189,9 +218,9 @@ class HistoryScreen(RecordFollowingScreen):
 
     def current(self) -> RunSummary | None:
         table = self.query_one("#runs", DataTable)
-        if not self.runs or not 0 <= table.cursor_row < len(self.runs):
+        if not self.shown or not 0 <= table.cursor_row < len(self.shown):
             return None
-        return self.runs[table.cursor_row]
+        return self.shown[table.cursor_row]
 
     @on(DataTable.RowSelected, "#runs")
     def row_selected(self) -> None:
@@ -226,7 +255,7 @@ class HistoryScreen(RecordFollowingScreen):
         else:
             self.marked = [*self.marked, run.run_id][-2:]
         table = self.query_one("#runs", DataTable)
-        for row in self.runs:
+        for row in self.shown:
             table.update_cell(row.run_id, "mark", Text("✔" if row.run_id in self.marked else " ", style="bold green"))
 
     def action_compare(self) -> None:
@@ -274,3 +303,42 @@ class HistoryScreen(RecordFollowingScreen):
         self.runs = [shown for shown in self.runs if shown.run_id != run.run_id]
         self.fill()
         self.notify(f"deleted run {run.run_id}")
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self) -> None:
+        self.fill()
+        self.refresh_bindings()
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()  # enter opens a run, or ends the filter
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self.query_one("#runs", DataTable).focus()
+
+    @property
+    def filtering(self) -> bool:
+        """Whether escape belongs to the filter (being typed, or narrowing the list) rather than going back."""
+        field = self.query_one("#filter", Input)
+        return field.has_focus or bool(field.value)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open":  # enter in the filter keeps it and goes to the runs, as the results' filter does
+            return not self.query_one("#filter", Input).has_focus
+        if action == "clear_filter":
+            return self.filtering
+        if action == "back":
+            return not self.filtering
+        return True
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        """Escape empties the filter and hands the keys back to the table (enter keeps the filter)."""
+        self.query_one("#filter", Input).value = ""
+        self.query_one("#runs", DataTable).focus()
+        self.refresh_bindings()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
