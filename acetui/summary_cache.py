@@ -15,12 +15,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from acetui import paths
+from acetui import __version__, paths
 from acetui.atomic import write_text_atomic
 from acetui.errors import AcetuiError
 
 CACHE_VERSION = 1
 FileKey = tuple[int, int, int]
+
+
+def made_by() -> str:
+    """What wrote the summaries: another version of acetui may summarise a run otherwise (rank it by a
+    mended score), so its summaries are read again, not shown."""
+    return f"{CACHE_VERSION}/acetui {__version__}"
 
 
 def cache_file() -> Path:
@@ -51,7 +57,7 @@ class SummaryCache:
             data = json.loads(cache_file().read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             return cls({})
-        valid = isinstance(data, dict) and data.get("version") == CACHE_VERSION and isinstance(data.get("runs"), dict)
+        valid = isinstance(data, dict) and data.get("version") == made_by() and isinstance(data.get("runs"), dict)
         return cls(data["runs"] if valid else {})
 
     def get(self, path: Path, key: FileKey | None) -> dict[str, Any] | None:
@@ -72,7 +78,7 @@ class SummaryCache:
         if not self.changed and len(kept) == len(self.entries):
             return
         try:
-            write_text_atomic(cache_file(), json.dumps({"version": CACHE_VERSION, "runs": kept}))
+            write_text_atomic(cache_file(), json.dumps({"version": made_by(), "runs": kept}))
         except AcetuiError:  # a read-only or full cache folder: the next listing reads the records again
             return
         finally:

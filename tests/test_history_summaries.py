@@ -8,7 +8,7 @@ import os
 
 from acetui.estimate.ownership import claim_run, process_owner
 from acetui.history import list_runs, load_record
-from acetui.summary_cache import cache_file
+from acetui.summary_cache import cache_file, made_by
 from tests.tui_support import record_run
 
 
@@ -54,10 +54,14 @@ def test_a_broken_or_foreign_cache_is_rebuilt_and_a_bad_entry_read_again(
 ):
     run = record_run(checkpoint_root, dataset_dir, batches=1, seed=1)
     expected, _ = list_runs()
-    for garbage in ("{ truncated", json.dumps({"version": 0, "runs": {}}), json.dumps([1, 2])):
+    data = json.loads(cache_file().read_text())
+    (entry,) = data["runs"].values()
+    entry["summary"]["top"] = "layers.99.self_attn.q_proj"  # as another version might have ranked it
+    older = json.dumps({**data, "version": "1/acetui 0.0.1"})
+    for garbage in ("{ truncated", older, json.dumps([1, 2])):
         cache_file().write_text(garbage)
         assert list_runs() == (expected, [])
-        assert json.loads(cache_file().read_text())["version"] == 1
+        assert json.loads(cache_file().read_text())["version"] == made_by()
     data = json.loads(cache_file().read_text())
     (entry,) = data["runs"].values()
     entry["summary"]["request"]["batches"] = -3  # no request: read from the record again
