@@ -25,7 +25,17 @@ from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen
 from acetui.tui.widgets.ranking_table import RankingTable
 from tests.test_tui_run_flow import palette
-from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit, to_dataset_step
+from tests.tui_support import (
+    SIZE,
+    fill,
+    open_history,
+    open_screen,
+    pick_to_parameters,
+    record_run,
+    settle,
+    submit,
+    to_dataset_step,
+)
 
 
 async def test_cancel_keeps_the_partial_result(checkpoint_root, dataset_dir):
@@ -242,10 +252,7 @@ async def test_history_deletes_a_run_once_asked_and_keeps_the_others_marks(check
     runs_dir = paths.app_dirs().runs
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("ctrl+g")
-        await settle(pilot)
-        history = app.screen
-        table = history.query_one("#runs", DataTable)
+        history, table = await open_history(pilot)
         await pilot.press("down", "space", "up", "d")  # older marked; the cursor on the newer
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.question == (
@@ -344,10 +351,7 @@ async def test_history_filters_runs_by_any_of_their_cells(checkpoint_root, datas
     vocals = record_run(checkpoint_root, other, batches=1)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("ctrl+g")
-        await settle(pilot)
-        history = app.screen
-        table = history.query_one("#runs", DataTable)
+        history, table = await open_history(pilot)
         assert table.row_count == 3 and table.has_focus
         await pilot.press("slash", *"vocals")
         assert [run.run_id for run in history.shown] == [vocals.run_id] and table.row_count == 1

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, ProgressBar
 
 from acetui import paths
@@ -118,3 +119,11 @@ async def focused_tree(pilot) -> FolderTree:
     tree = pilot.app.screen.query_one(FolderTree)
     tree.focus()
     return tree
+
+
+async def open_history(pilot) -> tuple[Screen, DataTable]:
+    """History, opened with ctrl+g and read, and its table of runs."""
+    await pilot.press("ctrl+g")
+    await settle(pilot)
+    history = pilot.app.screen
+    return history, history.query_one("#runs", DataTable)

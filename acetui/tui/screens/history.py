@@ -23,6 +23,7 @@ from acetui.model.variants import variant_label
 from acetui.tui.commands import PaletteCommand
 from acetui.tui.screens.compare import CompareScreen
 from acetui.tui.screens.confirm import ConfirmScreen
+from acetui.tui.screens.filtering import FilteringScreen
 from acetui.tui.screens.following import RecordFollowingScreen, read_records
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
@@ -51,9 +52,10 @@ COLUMNS = (
 FIXED = 2
 
 
-class HistoryScreen(RecordFollowingScreen):
+class HistoryScreen(RecordFollowingScreen, FilteringScreen):
     CSS_PATH = "history.tcss"
     TITLE = "History"
+    LIST = "#runs"
     BINDINGS = [
         # priority: the table's own (hidden) enter binding would otherwise keep "Open" out of the footer
         Binding("enter", "open", "Open", priority=True, tooltip="Open the run's results", id="open"),
@@ -312,33 +314,7 @@ class HistoryScreen(RecordFollowingScreen):
     def on_descendant_focus(self) -> None:
         self.refresh_bindings()  # enter opens a run, or ends the filter
 
-    @on(Input.Submitted, "#filter")
-    def filter_done(self) -> None:
-        self.query_one("#runs", DataTable).focus()
-
-    @property
-    def filtering(self) -> bool:
-        """Whether escape belongs to the filter (being typed, or narrowing the list) rather than going back."""
-        field = self.query_one("#filter", Input)
-        return field.has_focus or bool(field.value)
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open":  # enter in the filter keeps it and goes to the runs, as the results' filter does
             return not self.query_one("#filter", Input).has_focus
-        if action == "clear_filter":
-            return self.filtering
-        if action == "back":
-            return not self.filtering
-        return True
-
-    def action_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
-
-    def action_clear_filter(self) -> None:
-        """Escape empties the filter and hands the keys back to the table (enter keeps the filter)."""
-        self.query_one("#filter", Input).value = ""
-        self.query_one("#runs", DataTable).focus()
-        self.refresh_bindings()
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
+        return super().check_action(action, parameters)

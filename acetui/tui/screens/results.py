@@ -29,6 +29,7 @@ from acetui.tui.commands import PaletteCommand
 from acetui.tui.ranking_source import Shown, ranking_source
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.export import ExportScreen
+from acetui.tui.screens.filtering import FilteringScreen
 from acetui.tui.screens.following import RecordFollowingScreen
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.widgets.heat_map import HeatMap
@@ -41,9 +42,10 @@ VIEWS = ("ranking", "heat-map", "summary")
 IMPORT_TITLE = "Open a Side-Step or acetui JSON export, or a fisher_map.json"  # fits the 64-cell dialog
 
 
-class ResultsScreen(RecordFollowingScreen):
+class ResultsScreen(RecordFollowingScreen, FilteringScreen):
     CSS_PATH = "results.tcss"
     TITLE = "5 · Results"
+    LIST = "#table"
     BINDINGS = [
         Binding("s", "next_score", "Score", tooltip="Switch between grad-norm, fisher and relative", id="score"),
         Binding("v", "next_view", "View", tooltip="Ranking, heat map or summary", id="view"),
@@ -170,27 +172,13 @@ class ResultsScreen(RecordFollowingScreen):
     def table_rendered(self, event: RankingTable.Rendered) -> None:
         self.query_one("#table-status", Static).update(event.status)
 
-    @on(Input.Submitted, "#filter")
-    def filter_done(self) -> None:
-        self.query_one(RankingTable).focus()
-
-    @property
-    def filtering(self) -> bool:
-        """Whether escape belongs to the filter (being typed, or narrowing the table) rather than going back."""
-        field = self.query_one("#filter", Input)
-        return field.has_focus or bool(field.value)
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next_score":
             return len(self.source.scores) > 1 or None
         if action == "resume":  # only a stopped run's results offer it, not while this app is running it
             result = self.source.result
             return result is not None and result.partial and result.run_id not in self.app.running_runs()
-        if action == "clear_filter":
-            return self.filtering
-        if action == "back":
-            return not self.filtering
-        return True
+        return super().check_action(action, parameters)
 
     def action_next_score(self) -> None:
         scores = self.source.scores
@@ -225,16 +213,7 @@ class ResultsScreen(RecordFollowingScreen):
 
     def action_filter(self) -> None:
         self.query_one(TabbedContent).active = "ranking"
-        self.query_one("#filter", Input).focus()
-
-    def action_clear_filter(self) -> None:
-        """Escape empties the filter and hands the keys back to the table (enter keeps the filter)."""
-        self.query_one("#filter", Input).value = ""
-        self.query_one(RankingTable).focus()
-        self.refresh_bindings()
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
+        super().action_filter()
 
     def action_resume(self) -> None:
         if self.source.result is not None:
