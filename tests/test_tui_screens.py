@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 
 import torch
+from textual import events
 from textual.widgets import DataTable, Input, ProgressBar
 
 from acetui import paths
 from acetui.data import write_dataset
-from acetui.history import list_runs
+from acetui.history import history_record, list_runs
 from acetui.model.synthetic import TINY
 from acetui.profiles import load_last, profile_path
 from acetui.tui.app import make_app
@@ -329,9 +330,8 @@ async def test_f1_lists_every_key_of_the_screen_its_own_first(checkpoint_root, d
     async with app.run_test(size=SIZE) as pilot:
         await open_screen(pilot, ResultsScreen(result))
         await pilot.press("f1")
-        assert isinstance(app.screen, KeysScreen)
-        table = app.screen.query_one("#keys", DataTable)
-        rows = [tuple(str(cell) for cell in table.get_row_at(index))[:2] for index in range(table.row_count)]
+        assert isinstance(app.screen, KeysScreen) and app.screen.title_text == "5 · Results"
+        rows = [(key, name) for key, name, _ in app.screen.rows]
         keys = [key for key, _ in rows]
         assert rows[0] == ("s", "Score") and ("e", "Export") in rows and ("y", "Copy") in rows  # y: off the footer
         assert ("o", "Sort") in rows and ("O", "Reverse") in rows  # the ranking table's, which is ours
@@ -339,6 +339,9 @@ async def test_f1_lists_every_key_of_the_screen_its_own_first(checkpoint_root, d
         assert "home" not in keys and "r" not in keys  # no field's editing keys; resume: the run is complete
         await pilot.press("f1")
         assert isinstance(app.screen, ResultsScreen)
+        await pilot.press("e", "f1")  # a dialog's keys too (app keys do not reach past a dialog otherwise)
+        assert isinstance(app.screen, KeysScreen) and app.screen.title_text == "this dialog"
+        assert app.screen.rows[0][:2] == ("esc", "Cancel")  # the export dialog's own key first
 
 
 async def test_history_filters_runs_by_any_of_their_cells(checkpoint_root, dataset_dir, tmp_path):
@@ -358,9 +361,33 @@ async def test_history_filters_runs_by_any_of_their_cells(checkpoint_root, datas
         assert "1 of 3 runs match" in str(history.query_one("#problems").render())
         await pilot.press("enter")  # ends the filter: enter again opens the run shown
         assert table.has_focus and isinstance(app.screen, HistoryScreen)
+        await pilot.press("space", "slash", *"drum[", "enter")  # vocals marked; an invalid regex
+        notice = str(history.query_one("#problems").render())
+        assert "0 of 3 runs match (invalid regex, matching as text)" in notice
+        assert "1 marked run hidden by the filter (c compares them)" in notice
         await pilot.press("escape")
         assert table.row_count == 3 and not history.query_one("#filter", Input).value
         await pilot.press("slash", *"cancel", "enter", "r")  # a status; r resumes the run shown, not row 1's
         await settle(pilot)
         resumed = next(screen for screen in app.screen_stack if isinstance(screen, RunScreen))
         assert resumed.estimator.resume.run_id == stopped.run_id != first.run_id
+
+
+async def test_a_filter_typed_in_a_burst_after_the_slash_is_text_not_commands(checkpoint_root, dataset_dir):
+    """Keys sent together (SSH) reached the list before the filter had the focus: "/day" in History deleted
+    the highlighted run (d asked, y answered); in Results it copied the target modules (y)."""
+    runs = [record_run(checkpoint_root, dataset_dir, batches=1, seed=seed) for seed in (1, 2)]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        history, table = await open_history(pilot)
+        for key, character in (("slash", "/"), ("d", "d"), ("a", "a"), ("y", "y")):  # all queued at once
+            app.post_message(events.Key(key, character))
+        await settle(pilot)
+        assert app.screen is history and history.query_one("#filter", Input).value == "day"
+        assert all(history_record(run.run_id).is_file() for run in runs)
+        results = ResultsScreen(runs[0])
+        await open_screen(pilot, results)
+        for key, character in (("slash", "/"), ("c", "c"), ("r", "r"), ("y", "y")):
+            app.post_message(events.Key(key, character))
+        await settle(pilot)
+        assert results.query_one("#filter", Input).value == "cry" and app.clipboard == ""

@@ -47,7 +47,11 @@ class AcetuiApp(App[list[str]]):
     COMMANDS = App.COMMANDS | {ScreenCommands}
     BINDINGS = [
         Binding("ctrl+g", "history", "History", tooltip="Past runs: open, compare, resume", id="history"),
-        Binding("f1", "show_keys", "Keys", show=False, tooltip="Every key of this screen and what it does", id="keys"),
+        # priority: dialogs (modal) keep app keys from their questions, and f1 answers there too
+        Binding(
+            "f1", "show_keys", "Keys", show=False, priority=True, tooltip="Every key here and what it does", id="keys"
+        ),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, tooltip=QUIT_HELP, id="quit"),
     ]
 
     def __init__(self, draft: dict[str, Any], *, open_parameters: bool, problems: Iterable[str] = ()) -> None:
@@ -65,9 +69,12 @@ class AcetuiApp(App[list[str]]):
         return str(dataset), str(self.draft.get("checkpoint_dir")), str(self.draft.get("variant"))
 
     def action_show_keys(self) -> None:
-        """F1, as most terminal apps have it: every key of the screen in front, with what it does (the keys
-        screen closes itself on f1)."""
-        self.push_screen(KeysScreen(self.screen.title or self.title, screen_keys(self.screen)))
+        """F1, as most terminal apps have it: every key of the screen in front, with what it does; on the keys,
+        f1 closes them."""
+        if isinstance(self.screen, KeysScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(KeysScreen(self.screen.TITLE or "this dialog", screen_keys(self.screen)))
 
     def on_mount(self) -> None:
         for problem in self.problems:

@@ -27,7 +27,7 @@ from acetui.tui.screens.filtering import FilteringScreen
 from acetui.tui.screens.following import RecordFollowingScreen, read_records
 from acetui.tui.screens.open_ranking import OpenRankingScreen
 from acetui.tui.screens.results import ResultsScreen
-from acetui.tui.widgets.ranking_table import module_filter
+from acetui.tui.widgets.ranking_table import filter_regex, module_filter
 from acetui.tui.widgets.table_place import kept_place
 from acetui.tui.widgets.whole_columns import WholeColumnTable
 
@@ -161,10 +161,15 @@ class HistoryScreen(RecordFollowingScreen, FilteringScreen):
             text = Text("reading the run history ...", style="dim")
         else:
             text = self.skipped if self.runs or self.reading_all else Text("No runs recorded yet.", style="dim")
-        if self.query_one("#filter", Input).value and self.runs:
-            text = Text.assemble(
-                text, "\n" if text.plain else "", (f"{len(self.shown)} of {len(self.runs)} runs match", "dim")
-            )
+        pattern = self.query_one("#filter", Input).value
+        if pattern and self.runs:
+            count = f"{len(self.shown)} of {len(self.runs)} runs match"
+            if filter_regex(pattern) is None:
+                count += " (invalid regex, matching as text)"
+            hidden = len(set(self.marked) - {run.run_id for run in self.shown})
+            if hidden:
+                count += f"; {hidden} marked run{'s' if hidden > 1 else ''} hidden by the filter (c compares them)"
+            text = Text.assemble(text, "\n" if text.plain else "", (count, "dim"))
         notice = self.query_one("#problems", Static)
         notice.update(text)
         notice.display = bool(text.plain)
@@ -199,7 +204,7 @@ class HistoryScreen(RecordFollowingScreen, FilteringScreen):
             self.fill()
             return
         self.runs[index] = run
-        if all(shown.run_id != run.run_id for shown in self.shown):  # filtered out: it may match now
+        if self.query_one("#filter", Input).value:  # it may match now, or no longer ("running" once done)
             self.fill()
             return
         self.shown = [run if shown.run_id == run.run_id else shown for shown in self.shown]
@@ -259,6 +264,7 @@ class HistoryScreen(RecordFollowingScreen, FilteringScreen):
         table = self.query_one("#runs", DataTable)
         for row in self.shown:
             table.update_cell(row.run_id, "mark", Text("✔" if row.run_id in self.marked else " ", style="bold green"))
+        self.show_notice()  # how many marked runs the filter hides
 
     def action_compare(self) -> None:
         if len(self.marked) != 2:
@@ -310,9 +316,6 @@ class HistoryScreen(RecordFollowingScreen, FilteringScreen):
     def filter_changed(self) -> None:
         self.fill()
         self.refresh_bindings()
-
-    def on_descendant_focus(self) -> None:
-        self.refresh_bindings()  # enter opens a run, or ends the filter
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open":  # enter in the filter keeps it and goes to the runs, as the results' filter does

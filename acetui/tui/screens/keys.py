@@ -4,11 +4,12 @@ below its end."""
 
 from __future__ import annotations
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Label
+from textual.widgets import Label, Static
 
 KeyRow = tuple[str, str, str]  # the key as shown, its name, what it does
 
@@ -42,7 +43,7 @@ def screen_keys(screen: Screen) -> list[KeyRow]:
 
 class KeysScreen(ModalScreen[None]):
     CSS_PATH = "dialog.tcss"
-    BINDINGS = [Binding("escape,f1", "dismiss(None)", "Close", id="close")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close", id="close")]  # and f1, the app's
 
     def __init__(self, title: str, rows: list[KeyRow]) -> None:
         super().__init__()
@@ -50,14 +51,17 @@ class KeysScreen(ModalScreen[None]):
         self.rows = rows
 
     def compose(self) -> ComposeResult:
+        table = Table(box=None, expand=True, header_style="bold")
+        table.add_column("key", no_wrap=True, style="bold")
+        table.add_column("does", no_wrap=True)
+        table.add_column("", ratio=1, style="dim")  # wraps: at 80 columns it was cut
+        for row in self.rows:
+            table.add_row(*row)
         with Vertical(classes="dialog"):
             yield Label(f"Keys of {self.title_text}", classes="dialog-title")
-            yield DataTable(cursor_type="row", zebra_stripes=True, id="keys")
+            with VerticalScroll(id="keys"):
+                yield Static(table)
             yield Label("up/down scroll · escape or f1: close", classes="dialog-help")
 
     def on_mount(self) -> None:
-        table = self.query_one("#keys", DataTable)
-        table.add_columns("key", "does", "")
-        for key, name, what in self.rows:
-            table.add_row(key, name, what)
-        table.focus()
+        self.query_one("#keys").focus()
