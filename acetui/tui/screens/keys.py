@@ -30,8 +30,8 @@ def screen_keys(screen: Screen) -> list[KeyRow]:
     seen: set[str] = set()
     for active in screen.active_bindings.values():
         binding, node = active.binding, active.node
-        group = 2 if node in (screen, app) else -1  # Textual's own (tab) and the app's (quit, history)
-        if ours(node, binding):
+        group = 2 if node in (screen, app) else -1  # the app's (history, quit) and Textual's own (tab)
+        if ours(node, binding) and node is not app:
             group = 0 if node is screen else 1
         if group < 0 or not active.enabled or binding.action in seen:
             continue
