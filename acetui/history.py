@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from acetui import paths
 from acetui.atomic import remove_leftovers
 from acetui.errors import AcetuiError
-from acetui.estimate.ownership import run_left_alone, run_owner_alive
+from acetui.estimate.ownership import being_taken_up, run_left_alone, run_owner_alive
 from acetui.estimate.request import EstimateRequest
 from acetui.estimate.result import RECORD_SUFFIX, EstimateResult, OtherVersionRecord, record_file
 from acetui.estimate.result import read_record as load_record
@@ -103,6 +103,7 @@ def list_runs() -> tuple[list[RunSummary], list[HistoryProblem]]:
             cache.put(path, key, summary.to_dict())
         runs.append(summary)
     cache.save(set(records))
+    runs = [_resuming(run) for run in runs]
     runs.sort(key=RunSummary.age, reverse=True)
     return runs, problems
 
@@ -121,6 +122,14 @@ def delete_run(record: Path) -> EstimateResult:
         except OSError as error:
             raise AcetuiError(f"{record}: cannot delete ({error.strerror or error})") from None
     return run
+
+
+def _resuming(run: RunSummary) -> RunSummary:
+    """A stopped run that a process is taking up (setting up, before its record says it runs) is shown as
+    resuming, not as stopped: resuming or deleting it is refused meanwhile."""
+    if run.status in ("running", "complete") or not being_taken_up(history_record(run.run_id)):
+        return run
+    return replace(run, status="resuming")
 
 
 def _move_aside(path: Path, reason: str) -> HistoryProblem:

@@ -85,3 +85,18 @@ def test_a_running_record_is_read_at_every_listing(checkpoint_root, dataset_dir,
         claim.release()
     assert [listed.status for listed in list_runs()[0]] == ["interrupted"]
     assert not cache_file().exists()
+
+
+def test_a_stopped_run_being_taken_up_is_listed_as_resuming(checkpoint_root, dataset_dir, isolated_app_dirs):
+    """A process taking a run up holds its lock from the start, but its record names it only once the model is
+    loaded: meanwhile listings said "cancelled" while resume and delete said "already being taken up"."""
+    stopped = record_run(checkpoint_root, dataset_dir, batches=3, stop_after=1)
+    path = isolated_app_dirs.runs / f"{stopped.run_id}.json"
+    assert [run.status for run in list_runs()[0]] == ["cancelled"]
+    claim = claim_run(load_record(path), path)  # as a resume holds it while it scans and loads
+    try:
+        assert [run.status for run in list_runs()[0]] == ["resuming"]
+    finally:
+        claim.release()
+    assert [run.status for run in list_runs()[0]] == ["cancelled"]
+    assert not path.with_suffix(".lock").exists()  # the claim removed it; the listings only looked

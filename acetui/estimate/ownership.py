@@ -163,6 +163,28 @@ def _lock_idle(result: EstimateResult, record: Path) -> tuple[EstimateResult, Ru
     return current, lock
 
 
+def being_taken_up(record: Path) -> bool:
+    """Whether a process holds the lock beside ``record`` (POSIX): it is taking the run up, still setting up
+    (scanning, loading) before its record names it as the owner, so a listing does not show the run as
+    merely interrupted. Asked with a shared lock, let go at once: a claim in that very instant is refused
+    ("already being taken up") and can be tried again."""
+    if os.name == "nt":
+        return False
+    try:
+        descriptor = os.open(record.with_suffix(LOCK_SUFFIX), os.O_RDONLY)
+    except OSError:  # no lock file: nobody holds it
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a filesystem without locks: nothing to tell
+        return False
+    finally:
+        os.close(descriptor)  # closing lets go of a lock just taken
+    return False
+
+
 def check_incomplete(result: EstimateResult) -> None:
     """AcetuiError for a complete run: there is nothing left to resume."""
     if result.status == "complete":

@@ -37,6 +37,7 @@ STATUS_STYLES = {
     "interrupted": "yellow",
     "failed": "red",
     "running": "cyan",
+    "resuming": "cyan",
 }
 # The mark and run id stay in view (FIXED) and the rest scroll by whole columns; the top module comes next to
 # the status, so that at 80 columns it reads in full (after them it was cut to "lay").
