@@ -13,17 +13,30 @@ is how a cancelled run or an abandoned scan stops before its next file or tensor
 SHOW_INTERVAL = 0.2  # seconds between two updates of the same line
 
 
+class Pace:
+    """At most once every ``interval`` seconds, the first time at once: ``due`` says whether now is such a
+    time (and counts it as one)."""
+
+    def __init__(self, interval: float = SHOW_INTERVAL) -> None:
+        self.interval = interval
+        self.last = -math.inf
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+
 class Paced:
-    """Pass (done, total) on to ``show`` at most every ``interval`` seconds, the first at once: a scan of
-    thousands of small files would otherwise send thousands of updates to one line of a screen."""
+    """Pass (done, total) on to ``show`` at the pace of ``Pace``: a scan of thousands of small files would
+    otherwise send thousands of updates to one line of a screen."""
 
     def __init__(self, show: Progress, interval: float = SHOW_INTERVAL) -> None:
         self.show = show
-        self.interval = interval
-        self.shown_at = -math.inf
+        self.pace = Pace(interval)
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self.shown_at >= self.interval:
-            self.shown_at = now
+        if self.pace.due():
             self.show(done, total)

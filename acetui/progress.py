@@ -6,7 +6,6 @@ import argparse
 import math
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,7 +39,7 @@ from acetui.estimate.sidestep import (
     export_fisher_map,
 )
 from acetui.estimate.stats import RankingStats, result_stats
-from acetui.pace import Paced, Progress
+from acetui.pace import Pace, Paced, Progress
 from acetui.units import block_bar, format_bytes, format_duration, progress_text, session_timing
 
 PROGRESS_WIDTH = 20
@@ -77,7 +76,7 @@ def counted_on_terminal(what: str, unit: str, stream: TextIO | None = None) -> I
 
 
 class ConsoleReporter:
-    """Engine event callback for the CLI: a progress line for batches (``batch_line_due``), notes for stops and
+    """Engine event callback for the CLI: a progress line for batches (``batch_pace``), notes for stops and
     failures."""
 
     def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
@@ -85,7 +84,10 @@ class ConsoleReporter:
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
         self.last_batch: BatchDone | None = None
-        self.batch_shown_at = -math.inf
+        # a batch's line: on a terminal at most ten a second (fast GPU batches rewrote the line a hundred times a
+        # second over SSH), in a log every ten seconds (a 3,000-batch run under nohup wrote 3,000 lines); the
+        # first batch, the last and an excluded one always
+        self.batch_pace = Pace(TERMINAL_INTERVAL if self.interactive else LOG_INTERVAL)
         self.resumed_at = 0
 
     def note(self, text: str) -> None:
@@ -117,7 +119,7 @@ class ConsoleReporter:
             )
         elif isinstance(event, BatchDone):
             self.last_batch = event
-            if event.index + 1 < event.total and not event.excluded and not self.batch_line_due():
+            if event.index + 1 < event.total and not event.excluded and not self.batch_pace.due():
                 return
             loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
             bar = block_bar((event.index + 1) / event.total, PROGRESS_WIDTH)
@@ -137,16 +139,6 @@ class ConsoleReporter:
             self.note(event.message)
         elif isinstance(event, RunWarning):
             self.note(f"warning: {event.message}")
-
-    def batch_line_due(self) -> bool:
-        """Whether a batch's line is due: on a terminal at most ten a second (fast GPU batches rewrote the
-        line a hundred times a second over SSH), in a log every ten seconds (a 3,000-batch run under nohup
-        wrote 3,000 lines); the first batch, the last and an excluded one always."""
-        now = time.monotonic()
-        if now - self.batch_shown_at < (TERMINAL_INTERVAL if self.interactive else LOG_INTERVAL):
-            return False
-        self.batch_shown_at = now
-        return True
 
     def _timing(self, done: int) -> str:
         """How long this session's batches took and the peak memory, for the closing line."""
