@@ -22,8 +22,9 @@ def progress_text(done: int, total: int, unit: str) -> str:
 
 
 def plural(count: int, noun: str) -> str:
-    """``1 valid sample``, ``2 valid samples``: the count with its noun, pluralised in English's regular way."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    """``1 valid sample``, ``3,000 valid samples``: the count with its noun, pluralised in English's regular
+    way (thousands separated, as the scan's progress counts them)."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def format_duration(seconds: float) -> str:

@@ -61,7 +61,7 @@ class ProblemGroup:
     @property
     def label(self) -> str:
         """What the line starts with: the file's name when it is alone (as a SampleProblem), else the count."""
-        return printable(self.paths[0].name) if len(self.paths) == 1 else f"{len(self.paths)} files"
+        return printable(self.paths[0].name) if len(self.paths) == 1 else plural(len(self.paths), "file")
 
     def names(self, limit: int | None = FILES_NAMED) -> str:
         """The first ``limit`` names and "and N more", or every name with None; "" for one file, which

@@ -21,8 +21,7 @@ from acetui.units import format_duration, plural
 def scan_text(scan: DatasetScan) -> Text:
     low, high = scan.condition_lengths
     text = Text()
-    valid = f"{len(scan.samples):,} valid sample{'' if len(scan.samples) == 1 else 's'}"  # as the scan counted
-    text.append(valid, style="bold green" if scan.samples else "bold red")
+    text.append(plural(len(scan.samples), "valid sample"), style="bold green" if scan.samples else "bold red")
     if scan.problems:
         text.append(f", {len(scan.problems):,} invalid", style="bold red")
     if scan.other_files:

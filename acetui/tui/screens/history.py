@@ -30,6 +30,7 @@ from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.ranking_table import filter_regex, module_filter
 from acetui.tui.widgets.table_place import kept_place
 from acetui.tui.widgets.whole_columns import WholeColumnTable
+from acetui.units import plural
 
 STATUS_STYLES = {
     "complete": "green",
@@ -169,7 +170,7 @@ class HistoryScreen(RecordFollowingScreen, FilteringScreen):
                 count += " (invalid regex, matching as text)"
             hidden = len(set(self.marked) - {run.run_id for run in self.shown})
             if hidden:
-                count += f"; {hidden} marked run{'s' if hidden > 1 else ''} hidden by the filter (c compares them)"
+                count += f"; {plural(hidden, 'marked run')} hidden by the filter (c compares them)"
             text = Text.assemble(text, "\n" if text.plain else "", (count, "dim"))
         notice = self.query_one("#problems", Static)
         notice.update(text)
