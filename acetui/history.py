@@ -14,9 +14,10 @@ from acetui.estimate.request import EstimateRequest
 from acetui.estimate.result import RECORD_SUFFIX, EstimateResult, OtherVersionRecord, record_file
 from acetui.estimate.result import read_record as load_record
 from acetui.estimate.scores import rank_modules
+from acetui.file_cache import file_key
 from acetui.model.checkpoint import DECODER_PREFIX
 from acetui.model.variants import variant_label
-from acetui.summary_cache import SummaryCache, file_key
+from acetui.summary_cache import load_summaries
 
 __all__ = [
     "HistoryProblem",
@@ -72,13 +73,13 @@ def find_run(reference: str) -> Path:
 
 def list_runs() -> tuple[list[RunSummary], list[HistoryProblem]]:
     """Every readable run, newest first, summarised (one record held at a time, and only the records
-    changed since the last listing read: ``SummaryCache``); unreadable records are renamed to ``*.bad``
+    changed since the last listing read: ``summary_cache``); unreadable records are renamed to ``*.bad``
     and reported."""
     folder = paths.app_dirs().runs
     if not folder.is_dir():
         return [], []
     runs, problems = [], []
-    cache = SummaryCache.load()
+    cache = load_summaries()
     records = sorted(folder.glob(f"*{RECORD_SUFFIX}"), reverse=True)
     for path in records:
         key = file_key(path)  # before the read: a record replaced meanwhile is read again next time

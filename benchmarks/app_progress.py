@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,15 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from scratch import temporary_user_folders  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=300, help="batches per run (default 300)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as work:
-        root = Path(work)
-        for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
-            os.environ[name] = str(root / name.lower())  # the runs' records go to this temporary history
+    with temporary_user_folders() as root:
         engine, app = measure(root, args.batches)
     print(f"{args.batches} batches of the tiny model on the CPU (1 thread)")
     print(f"  engine alone    {engine:7.1f} batches/s")

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +23,8 @@ HERE = Path(__file__).resolve().parent
 for folder in (HERE.parent, HERE):  # acetui, and record_saving's model and dataset
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+from scratch import temporary_user_folders  # noqa: E402
 
 REPEATS = 3
 
@@ -75,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=3000, help="batches per record (default 3000)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as work:
-        root = Path(work)
-        for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
-            os.environ[name] = str(root / name.lower())  # the records go to this temporary history
+    with temporary_user_folders() as root:
         write_history(root, args.runs, args.batches)
         size = sum(path.stat().st_size for path in root.glob("xdg_data_home/acetui/runs/*.json"))
         every, read_all = listing_seconds(keep_summaries=False)

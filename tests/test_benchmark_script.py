@@ -140,3 +140,14 @@ def test_history_listing_script_compares_kept_summaries_with_reading_every_recor
     results = json.loads(out.read_text())
     assert (results["runs"], results["batches"]) == (3, 6) and results["every_record"] > 0 and results["kept"] > 0
     assert "3 records of 6 batches" in done.stdout and "summaries kept" in done.stdout
+
+
+def test_dataset_scan_script_compares_a_kept_scan_with_reading_every_sample(tmp_path):
+    out = tmp_path / "scan.json"
+    command = [sys.executable, str(SCRIPT.with_name("dataset_scan.py")), "--samples", "3", "--seconds", "2"]
+    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert results["samples"] == 3 and results["every_sample"] > 0 and results["kept"] > 0
+    assert results["cache_bytes"] > 0
+    assert "3 samples of 2 s" in done.stdout and "scan kept" in done.stdout

@@ -12,7 +12,7 @@ def test_round_trip_through_scan(tmp_path):
     assert [path.name for path in paths] == [f"sample_{i:03d}.pt" for i in range(5)]
     scan = scan_dataset(tmp_path, condition_width=24)
     assert scan.problems == () and scan.other_files == ()
-    assert scan.sample_paths == tuple(paths)
+    assert [info.path for info in scan.samples] == paths
     assert all(10 <= info.frames <= 30 and 4 <= info.condition_length <= 9 for info in scan.samples)
     assert {info.condition_width for info in scan.samples} == {24}
 

@@ -4,24 +4,13 @@ again, a changed, new or gone one is, and a cache that cannot be used changes no
 from __future__ import annotations
 
 import json
-import os
 
+from acetui.atomic import write_text_atomic
 from acetui.estimate.ownership import claim_run, process_owner
+from acetui.file_cache import made_by
 from acetui.history import list_runs, load_record
-from acetui.summary_cache import cache_file, made_by
+from acetui.summary_cache import CACHE_VERSION, cache_file
 from tests.tui_support import record_run
-
-
-def _rewrite_in_place(path, old: str, new: str) -> None:
-    """The record's bytes changed, its file identity (inode, size, modification time) kept: what only a
-    listing that does not read the record again cannot see."""
-    assert len(old) == len(new)
-    status = path.stat()
-    text = path.read_text()
-    assert text.index(old) < text.index('"metadata"')  # the request's, which comes first
-    with open(path, "r+", encoding="utf-8") as handle:
-        handle.write(text.replace(old, new, 1))
-    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
 
 
 def test_an_unchanged_record_is_listed_from_its_summary_and_a_saved_one_read_again(
@@ -31,11 +20,14 @@ def test_an_unchanged_record_is_listed_from_its_summary_and_a_saved_one_read_aga
     path = isolated_app_dirs.runs / f"{run.run_id}.json"
     (listed,), _ = list_runs()
     assert listed.request.seed == 1 and cache_file().is_file()
-    _rewrite_in_place(path, '"seed": 1,', '"seed": 7,')
-    assert list_runs()[0] == [listed]  # not read again: its summary says seed 1
-    path.write_text(path.read_text())  # a save: another file in its place
+    data = json.loads(cache_file().read_text())
+    (entry,) = data["files"].values()
+    entry["value"]["request"]["seed"] = 7  # what only a listing that does not read the record again shows
+    cache_file().write_text(json.dumps(data))
     (again,), _ = list_runs()
-    assert again.request.seed == 7
+    assert again.request.seed == 7 and again.run_id == listed.run_id
+    write_text_atomic(path, path.read_text())  # a save, as the engine's: another file in its place
+    assert list_runs()[0] == [listed]
 
 
 def test_a_new_run_is_added_and_a_deleted_one_forgotten(checkpoint_root, dataset_dir, isolated_app_dirs):
@@ -45,7 +37,7 @@ def test_a_new_run_is_added_and_a_deleted_one_forgotten(checkpoint_root, dataset
     assert [run.run_id for run in list_runs()[0]] == [second.run_id, first.run_id]
     (isolated_app_dirs.runs / f"{first.run_id}.json").unlink()
     assert [run.run_id for run in list_runs()[0]] == [second.run_id]
-    kept = json.loads(cache_file().read_text())["runs"]
+    kept = json.loads(cache_file().read_text())["files"]
     assert list(kept) == [str(isolated_app_dirs.runs / f"{second.run_id}.json")]
 
 
@@ -55,16 +47,16 @@ def test_a_broken_or_foreign_cache_is_rebuilt_and_a_bad_entry_read_again(
     run = record_run(checkpoint_root, dataset_dir, batches=1, seed=1)
     expected, _ = list_runs()
     data = json.loads(cache_file().read_text())
-    (entry,) = data["runs"].values()
-    entry["summary"]["top"] = "layers.99.self_attn.q_proj"  # as another version might have ranked it
+    (entry,) = data["files"].values()
+    entry["value"]["top"] = "layers.99.self_attn.q_proj"  # as another version might have ranked it
     older = json.dumps({**data, "version": "1/acetui 0.0.1"})
     for garbage in ("{ truncated", older, json.dumps([1, 2])):
         cache_file().write_text(garbage)
         assert list_runs() == (expected, [])
-        assert json.loads(cache_file().read_text())["version"] == made_by()
+        assert json.loads(cache_file().read_text())["version"] == made_by(CACHE_VERSION)
     data = json.loads(cache_file().read_text())
-    (entry,) = data["runs"].values()
-    entry["summary"]["request"]["batches"] = -3  # no request: read from the record again
+    (entry,) = data["files"].values()
+    entry["value"]["request"]["batches"] = -3  # no request: read from the record again
     cache_file().write_text(json.dumps(data))
     assert list_runs() == (expected, []) and expected[0].run_id == run.run_id
 

@@ -2,8 +2,8 @@
 
 from acetui.data.batching import Batch, batch_plan, collate
 from acetui.data.cache import SampleCache
-from acetui.data.samples import LATENT_FRAMES_PER_SECOND, Sample, SampleFileError, load_sample
-from acetui.data.scan import DatasetScan, SampleInfo, SampleProblem, scan_dataset
+from acetui.data.samples import LATENT_FRAMES_PER_SECOND, Sample, SampleFileError, SampleInfo, load_sample
+from acetui.data.scan import DatasetScan, SampleProblem, scan_dataset
 from acetui.data.synthetic import write_dataset
 
 __all__ = [

@@ -8,6 +8,7 @@ tensors made for another model) is reported as one line naming the file, so a sc
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import warnings
@@ -75,17 +76,36 @@ class Sample:
         )
 
 
+@dataclass(frozen=True)
+class SampleInfo:
+    """The sizes of one valid sample and a digest of its values; the tensors themselves are not kept."""
+
+    path: Path
+    frames: int
+    condition_length: int
+    condition_width: int
+    size_bytes: int
+    content: str  # a digest of the values as loaded (``scan._content_digest``), which a resume checks
+
+    @property
+    def seconds(self) -> float:
+        """Audio duration, derived from the latent frames (``metadata.duration`` is often 0)."""
+        return self.frames / LATENT_FRAMES_PER_SECOND
+
+
 def load_sample(
     path: Path,
     *,
     condition_width: int | None = None,
     context_channels: int = 128,
     latent_channels: int = 64,
+    status: os.stat_result | None = None,
 ) -> Sample:
-    """Load and check one sample; raise SampleFileError (a DatasetError) saying what is wrong with it."""
+    """Load and check one sample; raise SampleFileError (a DatasetError) saying what is wrong with it.
+    ``status`` is the file's ``regular_file`` stat when the caller has taken it (a file is looked at once)."""
     if path.name.endswith(".tmp.pt"):
         raise SampleFileError(path, "pass-1 intermediate, not a sample (left by an interrupted preprocessing run)")
-    data, size = _read(path)
+    data, size = _read(path, status)
     if not isinstance(data, dict):
         raise SampleFileError(path, f"expected a dict of tensors, found {type(data).__name__}")
     missing = [key for key in _REQUIRED if key not in data]
@@ -118,10 +138,10 @@ def load_sample(
     )
 
 
-def _read(path: Path) -> tuple[object, int]:
+def _read(path: Path, status: os.stat_result | None) -> tuple[object, int]:
     """``torch.load`` with weights_only, and the file's size, turning every failure into a reason a user can
     act on. Anything but a regular file is refused before it is opened (opening a named pipe would block)."""
-    found = regular_file(path)
+    found = regular_file(path) if status is None else status
     if isinstance(found, str):
         raise SampleFileError(path, found)
     try:

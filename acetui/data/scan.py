@@ -12,29 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from acetui.data.files import folder_entries, read_optional_json
+from acetui.data.files import folder_entries, read_optional_json, regular_file
 from acetui.data.manifest import MANIFEST, read_manifest
-from acetui.data.samples import LATENT_FRAMES_PER_SECOND, Sample, SampleFileError, load_sample
+from acetui.data.samples import Sample, SampleFileError, SampleInfo, load_sample
+from acetui.data.scan_cache import ScanCache
 from acetui.errors import DatasetError, printable
+from acetui.file_cache import FileKey
 from acetui.pace import Progress
 from acetui.units import first_few, format_duration, plural
-
-
-@dataclass(frozen=True)
-class SampleInfo:
-    """The sizes of one valid sample and a digest of its values; the tensors themselves are not kept."""
-
-    path: Path
-    frames: int
-    condition_length: int
-    condition_width: int
-    size_bytes: int
-    content: str = ""  # ``_content_digest`` of the loaded tensors, from a scan asked for digests; else empty
-
-    @property
-    def seconds(self) -> float:
-        """Audio duration, derived from the latent frames (``metadata.duration`` is often 0)."""
-        return self.frames / LATENT_FRAMES_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -107,10 +92,6 @@ class DatasetScan:
         lengths = [info.condition_length for info in self.samples]
         return (min(lengths), max(lengths)) if lengths else (0, 0)
 
-    @property
-    def sample_paths(self) -> tuple[Path, ...]:
-        return tuple(info.path for info in self.samples)
-
     def problem_groups(self) -> tuple[ProblemGroup, ...]:
         """The problems grouped by reason, for the CLI and the app alike: the largest group first (3,000 files
         made for another model come before two truncated ones), then in order of each reason's first file."""
@@ -150,13 +131,11 @@ def scan_dataset(
     *,
     condition_width: int | None = None,
     context_channels: int = 128,
-    digests: bool = False,
     on_file: Progress | None = None,
 ) -> DatasetScan:
     """Validate every top-level ``*.pt`` in name order; raise DatasetError only if the folder itself is unusable.
-    With ``digests`` each sample's ``content`` is filled in: a run's record keeps them for its resume to check,
-    while the app's dataset step and ``acetui scan`` only show the scan and need not pay for them.
-    ``on_file`` is told (files scanned, files to scan) before each file is read."""
+    A sample unchanged since an earlier scan for the same widths is taken from ``ScanCache``, not read.
+    ``on_file`` is told (files scanned, files to scan) before each file is looked at."""
     entries = folder_entries(folder)
     # every *.pt name is a candidate whatever it is: load_sample names a link, folder or pipe as a problem
     candidates = [entry for entry in entries if entry.name.endswith(".pt")]
@@ -174,22 +153,44 @@ def scan_dataset(
         raise DatasetError(f"{folder}: no .pt files (found {plural(len(others), 'other file')})")
     samples: list[SampleInfo] = []
     problems: list[SampleProblem] = []
-    for number, path in enumerate(candidates):
-        if on_file is not None:
-            on_file(number, len(candidates))
-        try:
-            sample = load_sample(path, condition_width=condition_width, context_channels=context_channels)
-        except SampleFileError as error:
-            problems.append(SampleProblem(path, error.reason))
-            continue
-        width = sample.encoder_hidden_states.shape[1]
-        sizes = (sample.frames, sample.condition_length, width, sample.size_bytes)
-        samples.append(SampleInfo(path, *sizes, _content_digest(sample) if digests else ""))
+    cache = ScanCache(folder, condition_width, context_channels)
+    try:
+        for number, path in enumerate(candidates):
+            if on_file is not None:
+                on_file(number, len(candidates))
+            found = _scan_file(path, cache, condition_width, context_channels)
+            if isinstance(found, SampleProblem):
+                problems.append(found)
+            else:
+                samples.append(found)
+    finally:  # what a stopped scan read is kept too
+        cache.save(candidates)
     variant, meta_note = _preprocessed_variant(folder)
     notes += [meta_note] if meta_note else []
     long_note = _long_samples_note(samples)
     notes += [long_note] if long_note else []
     return DatasetScan(folder, tuple(samples), tuple(problems), others, variant, tuple(notes))
+
+
+def _scan_file(
+    path: Path, cache: ScanCache, condition_width: int | None, context_channels: int
+) -> SampleInfo | SampleProblem:
+    """The sizes of a valid sample, from ``cache`` while its file is unchanged, or why it cannot be used."""
+    found = regular_file(path)
+    if isinstance(found, str):
+        return SampleProblem(path, found)
+    key = FileKey.of(found)  # before the read: a file replaced meanwhile is read again next time
+    cached = cache.get(path, key)
+    if cached is not None:
+        return cached
+    try:
+        sample = load_sample(path, condition_width=condition_width, context_channels=context_channels, status=found)
+    except SampleFileError as error:
+        return SampleProblem(path, error.reason)
+    width = sample.encoder_hidden_states.shape[1]
+    info = SampleInfo(path, sample.frames, sample.condition_length, width, sample.size_bytes, _content_digest(sample))
+    cache.put(key, info)
+    return info
 
 
 def _content_digest(sample: Sample) -> str:

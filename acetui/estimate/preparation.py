@@ -72,7 +72,6 @@ def prepare(
         request.dataset_dir,
         condition_width=config.condition_width,
         context_channels=config.context_channels,
-        digests=True,  # the record's fingerprint of the samples' contents, which a resume checks
         on_file=progress("files"),
     )
     scan.require_samples()
