@@ -23,7 +23,7 @@ from acetui.tui.screens.export import ExportScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.heat_map import HeatMap
 from acetui.tui.widgets.ranking_table import RankingTable
-from tests.tui_support import SIZE, open_screen, record_run, settle, submit, two_runs
+from tests.tui_support import SIZE, open_screen, record_run, settle, shown_modules, submit, two_runs
 
 
 def shown_lines(widget) -> list[str]:
@@ -66,7 +66,7 @@ async def test_own_json_export_reopens_with_its_top_k_and_statistics(checkpoint_
         heading = " ".join(shown_lines(screen.query_one("#heading")))
         assert "top-8" in heading and "statistics from the file" in heading and "no per-batch data" not in heading
         table = screen.query_one(RankingTable)
-        marked = [str(table.get_cell(m.module, "rank")).startswith("●") for m in table.visible]
+        marked = [str(table.get_cell(m.module, "rank")).startswith("●") for m in shown_modules(table)]
         assert marked == [True] * 8 + [False] * 24
         for module in rank_modules(result)[:3]:
             unit = stats[module.module]
@@ -94,7 +94,7 @@ async def test_a_one_batch_export_and_a_side_step_file_show_no_statistics(checkp
             await submit(pilot, "path", str(path))
             table = app.screen.query_one(RankingTable)
             assert app.screen.source.top_k == top_k
-            assert {str(table.get_cell(m.module, "p_top_k")) for m in table.visible} == {"–"}
+            assert {str(table.get_cell(m.module, "p_top_k")) for m in shown_modules(table)} == {"–"}
             assert "no per-batch data" in " ".join(shown_lines(app.screen.query_one("#heading")))
 
 

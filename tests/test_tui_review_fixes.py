@@ -19,7 +19,7 @@ from acetui.tui.screens.history import HistoryScreen
 from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.heat_map import COLD, HOT, HeatMap
 from acetui.tui.widgets.ranking_table import RankingTable, short_module
-from tests.tui_support import SIZE, open_screen, record_run, start_long_run, two_runs, wait_for
+from tests.tui_support import SIZE, open_screen, record_run, shown_modules, start_long_run, two_runs, wait_for
 
 
 def cursor_line(table: DataTable) -> str:
@@ -45,7 +45,7 @@ async def test_module_names_stay_in_view_when_tables_scroll_right(checkpoint_roo
         await open_screen(pilot, results)
         table = results.query_one(RankingTable)
         line = await scrolled_right(pilot, table)
-        assert short_module(table.visible[table.cursor_row].module) in line
+        assert short_module(shown_modules(table)[table.cursor_row].module) in line
         compare = CompareScreen(first, second)
         await open_screen(pilot, compare)
         pairs = compare.query_one("#pairs", DataTable)

@@ -241,6 +241,9 @@ async def test_results_filter_and_sort_say_what_they_do(checkpoint_root, dataset
         await pilot.press("slash", *"layers.(1")
         await pilot.pause()
         assert text(screen, "#table-status").startswith("invalid regex, matching as text · 0 of 32 modules")
+        await pilot.press("enter")  # back in the table, empty as it is: escape there clears the filter
+        assert table.has_focus and table.row_count == 0 and key_label(app, "escape") == "Clear filter"
+        await pilot.press("slash")
         screen.query_one("#filter", Input).value = "cross_attn"
         await pilot.pause()
         assert text(screen, "#table-status").startswith("16 of 32 modules")

@@ -34,6 +34,7 @@ from tests.tui_support import (
     pick_to_parameters,
     record_run,
     settle,
+    shown_modules,
     submit,
     to_dataset_step,
 )
@@ -181,10 +182,10 @@ async def test_filter_and_sort(checkpoint_root, dataset_dir):
         await open_screen(pilot, ResultsScreen(result))
         table = app.screen.query_one(RankingTable)
         await pilot.press("slash", *"cross_attn")
-        assert table.row_count == 16 and all(m.kind == "cross_attn" for m in table.visible)
+        assert table.row_count == 16 and all(m.kind == "cross_attn" for m in shown_modules(table))
         app.screen.query_one("#filter", Input).value = r"layers\.(0|3)\.self"
         await pilot.pause()
-        assert {(m.layer, m.kind) for m in table.visible} == {(0, "self_attn"), (3, "self_attn")}
+        assert {(m.layer, m.kind) for m in shown_modules(table)} == {(0, "self_attn"), (3, "self_attn")}
         app.screen.query_one("#filter", Input).value = "q_proj["
         await pilot.pause()
         assert table.row_count == 0
@@ -195,10 +196,10 @@ async def test_filter_and_sort(checkpoint_root, dataset_dir):
         chances = [row.stats.p_top_k for row in table.rows_shown()]
         assert chances == sorted(chances, reverse=True) and chances[0] > chances[-1]
         await pilot.press("3")
-        values = [m.sensitivity for m in table.visible]
+        values = [m.sensitivity for m in shown_modules(table)]
         assert values == sorted(values, reverse=True)
         await pilot.press("3")
-        assert [m.sensitivity for m in table.visible] == sorted(values)
+        assert [m.sensitivity for m in shown_modules(table)] == sorted(values)
         await pilot.press("s")
         assert app.screen.score == "fisher"
         await pilot.press("v")

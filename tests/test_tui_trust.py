@@ -29,7 +29,7 @@ from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.screens.run import RunScreen, stability_text
 from acetui.tui.widgets.ranking_table import BAR_WIDTH, RankingTable
 from tests.fisher_map_schema import fisher_map_problems
-from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, submit
+from tests.tui_support import SIZE, fill, open_screen, pick_to_parameters, record_run, settle, shown_modules, submit
 
 
 def cell(table: RankingTable, module: str, column: str) -> str:
@@ -55,7 +55,7 @@ async def test_statistics_and_effective_rank_columns(checkpoint_root, dataset_di
         assert cell(table, first.module, "effective_rank") == str(expected) and expected > 0
         await pilot.press("s")
         fisher = result_stats(result, "fisher").by_name()
-        shown = {module.module: cell(table, module.module, "p_top_k") for module in table.visible}
+        shown = {module.module: cell(table, module.module, "p_top_k") for module in shown_modules(table)}
         assert shown == {name: f"{unit.p_top_k:.2f}" for name, unit in fisher.items()}
 
 
@@ -180,7 +180,7 @@ async def test_open_side_step_files_in_the_results_view(checkpoint_root, dataset
         assert isinstance(app.screen, ResultsScreen) and app.screen.source.result is None
         table = app.screen.query_one(RankingTable)
         top = rank_modules(result)[0].module
-        assert table.row_count == 32 and table.visible[0].module == top
+        assert table.row_count == 32 and shown_modules(table)[0].module == top
         assert {cell(table, top, key) for key in ("p_top_k", "stderr", "ci", "effective_rank")} == {"–"}
         await pilot.press("s")
         assert app.screen.score == "sensitivity"

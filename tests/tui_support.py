@@ -127,3 +127,8 @@ async def open_history(pilot) -> tuple[Screen, DataTable]:
     await settle(pilot)
     history = pilot.app.screen
     return history, history.query_one("#runs", DataTable)
+
+
+def shown_modules(table) -> list:
+    """The modules a ranking table shows, in its order (what its filter and sort leave)."""
+    return [row.item for row in table.rows_shown()]

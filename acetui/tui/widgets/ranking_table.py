@@ -208,10 +208,6 @@ class RankingTable(WholeColumnTable):
         matches = module_filter(self.pattern)
         return self.order.sorted(self.row(item) for item in self.ranking if matches(item.module))
 
-    @property
-    def visible(self) -> list[RankedModule]:
-        return [row.item for row in self.rows_shown()]
-
     def render_rows(self) -> None:
         self.clear()
         self.order.label(self, ((column.key, column.label) for column in COLUMNS))
