@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from acetui import __version__
-from acetui.estimate import SCORES
+from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS, SCORES
 from acetui.estimate.sidestep import DEFAULT_BASE_RANK, DEFAULT_RANK_MAX, DEFAULT_RANK_MIN
 
 
@@ -40,15 +40,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--max-batches", type=int, help="upper limit for --estimate-batches auto (default 50)")
     add("--stability-target", type=float, help="top-k stability at which 'auto' stops (default 0.9)")
     add("--top-k", type=int, help="modules highlighted and exported as targets (default 16)")
-    add("--granularity", choices=("module", "layer"), help="rank projections or attention blocks (default module)")
+    add("--granularity", choices=GRANULARITIES, help="rank projections or attention blocks (default module)")
     add("--seed", type=int, help="seed for batch order, noise and timesteps (default 42)")
     add("--batch-size", type=int, help="samples per batch (default 1)")
     add("--device", help="auto, cpu, cuda or cuda:N (default auto)")
-    add("--dtype", choices=("auto", "bf16", "fp16", "fp32"), help="auto = bf16 on CUDA, fp32 on CPU")
+    add("--dtype", choices=("auto", *DTYPES), help="auto = bf16 on CUDA, fp32 on CPU")
     add("--timestep-focus", help="balanced, texture, structure or LOW,HIGH (default balanced)")
-    add("--modules", choices=("attention", "attention+mlp"), help="which projections to score")
+    add("--modules", choices=MODULE_SETS, help="which projections to score")
     add("--crop-frames", type=int, help="crop samples to this many latent frames (25 per second)")
-    add("--activation-checkpointing", choices=("auto", "on", "off"), help="recompute activations to save memory")
+    add("--activation-checkpointing", choices=CHECKPOINTING, help="recompute activations to save memory")
     add("--strict", action="store_true", default=None, help="any bad sample file is an error")
     # Unset, it must leave a --profile given before the subcommand in place: argparse copies every value of
     # the subcommand's namespace over the top-level one's, so a default of None would erase it.
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SCORES,
         help="score used for run records (default: the one an acetui JSON export names, else grad-norm)",
     )
-    compare.add_argument("--granularity", choices=("module", "layer"), help="for run records (default: the run's)")
+    compare.add_argument("--granularity", choices=GRANULARITIES, help="for run records (default: the run's)")
     compare.add_argument("--top", type=int, default=10, help="rows of modules that differ most (default 10)")
     compare.add_argument("--top-k", type=int, default=16, help="size of the top sets compared (default 16)")
     compare.add_argument("--output", "-o", type=Path, help="also write the full comparison as JSON")

@@ -1,5 +1,5 @@
-"""The ``acetui`` command: the TUI by default; ``estimate``, ``resume``, ``runs``, ``show``, ``compare``,
-``variants``, ``scan``, ``demo`` and ``locate``.
+"""The ``acetui`` command: the TUI by default; ``estimate``, ``resume``, ``runs``, ``delete``, ``show``,
+``compare``, ``variants``, ``scan``, ``profiles``, ``demo`` and ``locate``.
 
 Every user-facing failure exits non-zero with one line on stderr, never a traceback.
 """

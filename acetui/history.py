@@ -18,6 +18,7 @@ from acetui.file_cache import file_key
 from acetui.model.checkpoint import DECODER_PREFIX
 from acetui.model.variants import variant_label
 from acetui.summary_cache import load_summaries
+from acetui.units import aligned_lines
 
 __all__ = [
     "HistoryProblem",
@@ -228,6 +229,4 @@ def runs_table(runs: list[RunSummary]) -> str:
     for run in runs:
         dataset = Path(run.request.dataset_dir).name
         rows.append((run.run_id, run.status, variant_label(run.request.variant), dataset, run.batches, run.top))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
-    return "\n".join(lines) + "\n"
+    return aligned_lines(rows)

@@ -19,6 +19,7 @@ from acetui import paths
 from acetui.atomic import write_text_atomic
 from acetui.errors import AcetuiError
 from acetui.estimate.request import REQUEST_DEFAULTS, EstimateRequest, check_settings
+from acetui.units import aligned_lines
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,9 +128,7 @@ def profiles_table() -> str:
         batches = "auto" if values["auto_batches"] else str(values["batches"])
         dataset = Path(values["dataset_dir"]).name if "dataset_dir" in values else "-"
         rows.append((name, str(values.get("variant", "-")), dataset, batches, missing_folders(values)))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
-    return "\n".join(line.rstrip() for line in lines) + "\n"
+    return aligned_lines(rows)
 
 
 def saved_profile(name: str) -> Path:

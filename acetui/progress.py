@@ -34,13 +34,13 @@ from acetui.estimate.sidestep import (
     DEFAULT_BASE_RANK,
     DEFAULT_RANK_MAX,
     DEFAULT_RANK_MIN,
-    FISHER_MAP_NAME,
     check_rank_budget,
     export_fisher_map,
+    fisher_map_path,
 )
 from acetui.estimate.stats import RankingStats, result_stats
 from acetui.pace import Pace, Paced, Progress
-from acetui.units import block_bar, format_bytes, format_duration, progress_text, session_timing
+from acetui.units import block_bar, figure, format_bytes, format_duration, progress_text, session_timing
 
 PROGRESS_WIDTH = 20
 TERMINAL_INTERVAL = 0.1  # seconds between two batch lines on a terminal
@@ -164,11 +164,11 @@ def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:
     )
     for item in ranking[: request.top_k]:
         unit = figures[item.module]
-        interval = f"{_figure(unit.ci_low)} .. {_figure(unit.ci_high)}"
+        interval = f"{figure(unit.ci_low)} .. {figure(unit.ci_high)}"
         chance = f"{unit.p_top_k:.0%}" if math.isfinite(unit.p_top_k) else "n/a"
         stream.write(
             f"{item.rank:>4}  {item.module:<{width}}  {item.sensitivity:>12.6g}  {item.share:>6.1%}  "
-            f"{_figure(unit.stderr):>9}  {interval:>21}  {chance:>9}\n"
+            f"{figure(unit.stderr):>9}  {interval:>21}  {chance:>9}\n"
         )
     stream.write(stability_line(result, stats) + "\n")
     excluded = len(result.excluded_batches)
@@ -179,10 +179,6 @@ def print_ranking(result: EstimateResult, score: str, stream: TextIO) -> None:
         + (f", {skipped} bad sample files skipped" if skipped else "")
         + f'; --target-modules "{target_modules_string(ranking, request.top_k)}"\n'
     )
-
-
-def _figure(value: float) -> str:
-    return f"{value:.3g}" if math.isfinite(value) else "n/a"
 
 
 def stability_line(result: EstimateResult, stats: RankingStats) -> str:
@@ -354,9 +350,7 @@ def fisher_map_target(request: EstimateRequest, args: argparse.Namespace) -> Pat
     if value is None:
         return None
     check_rank_budget(args.base_rank, args.rank_min, args.rank_max)
-    target = Path(value).expanduser() if value else request.dataset_dir / FISHER_MAP_NAME
-    if target.is_dir():
-        target = target / FISHER_MAP_NAME
+    target = fisher_map_path(request.dataset_dir, value or None)
     if target.exists() and not args.force:
         raise OutputExistsError(target)
     return target

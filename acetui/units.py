@@ -60,3 +60,16 @@ def session_timing(ran: int, resumed_at: int, elapsed: float | None) -> str:
     """`` in 3.2 s``, or for a resumed run `` (16 now, 384 before) in 0.8 s``: the time is this session's."""
     before = f" ({ran} now, {resumed_at} before)" if resumed_at else ""
     return before + (f" in {format_duration(elapsed)}" if elapsed is not None else "")
+
+
+def aligned_lines(rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table for the CLI: each column but the last padded to its widest cell, two spaces
+    apart; the last column runs on (a long module name or reason), and no line ends in spaces."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def figure(value: float) -> str:
+    """Three significant figures, or "n/a" for a NaN or infinite ratio, correlation or score."""
+    return f"{value:.3g}" if math.isfinite(value) else "n/a"

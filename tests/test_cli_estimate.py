@@ -199,4 +199,5 @@ def test_a_log_gets_a_batch_line_every_ten_seconds_not_every_batch(checkpoint_ro
     args = estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "12", quiet=False)
     code, _, err = run_cli(capsys, *args)
     batches = [line.split("batch ")[1].split()[0] for line in err.splitlines() if line.startswith("|")]
-    assert code == 0 and batches == ["1/12", "12/12"]  # 12 tiny batches take far less than ten seconds
+    assert code == 0 and batches[0] == "1/12" and batches[-1] == "12/12"
+    assert len(batches) < 4  # 12 tiny batches take far less than ten seconds, even on a busy machine

@@ -11,7 +11,6 @@ from acetui.cli import main
 from acetui.errors import AcetuiError
 from acetui.estimate import EstimateRequest, Estimator
 from acetui.estimate.compare import (
-    canonical_name,
     compare_sensitivities,
     difference,
     load_operand,
@@ -19,7 +18,7 @@ from acetui.estimate.compare import (
     result_sensitivities,
     spearman,
 )
-from acetui.estimate.exports import estimate_json
+from acetui.estimate.exports import decoder_name, estimate_json
 from acetui.estimate.scores import rank_modules
 from tests.support import one_error_line, run_cli
 
@@ -68,7 +67,8 @@ def test_ratios_names_and_missing_modules():
     second.pop("layers.5.self_attn.q_proj")
     second["layers.9.mlp.up_proj"] = 1.0
     comparison = compare_sensitivities(MODULES, second, top_k=2)
-    assert canonical_name("layers.1.cross_attn.v_proj") == "decoder.layers.1.cross_attn.v_proj"
+    assert decoder_name("layers.1.cross_attn.v_proj") == "decoder.layers.1.cross_attn.v_proj"
+    assert decoder_name("decoder.layers.1.cross_attn.v_proj") == "decoder.layers.1.cross_attn.v_proj"
     assert all(change.ratio == 2.0 for change in comparison.modules)
     assert comparison.spearman == pytest.approx(1.0)
     assert comparison.only_a == ["decoder.layers.5.self_attn.q_proj"]
@@ -272,3 +272,11 @@ def test_cli_compare_takes_run_ids_and_unique_prefixes(run, tmp_path, capsys, is
     assert one_error_line(err) == "acetui: 20250101: ambiguous run id (2 runs match)"
     code, out, err = run_cli(capsys, "compare", "2024", "20250101-000000-aaaaaa")
     assert one_error_line(err) == f"acetui: 2024: no such run id in {runs} and no such file"
+
+
+def test_a_record_of_another_version_is_named_as_such(tmp_path):
+    """Compare reads run records as the history does: another version's is not called a bad ranking file."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"format": "acetui-run/2", "run_id": "x"}))
+    with pytest.raises(AcetuiError, match="a run record of another acetui version"):
+        load_operand(path)

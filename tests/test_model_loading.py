@@ -282,7 +282,7 @@ def test_index_not_json(tmp_path):
     folder = write_checkpoint(tmp_path / "acestep-v15-base", TINY, dtype=torch.float32, shards=3)
     (folder / "model.safetensors.index.json").write_text('{"weight_map": {', encoding="utf-8")
     message = _load_error(tmp_path, "base")
-    assert f"{folder / 'model.safetensors.index.json'}: shard index is not valid JSON" in message
+    assert f"{folder / 'model.safetensors.index.json'}: not valid JSON" in message
 
 
 def test_index_without_weight_map(tmp_path):

@@ -143,17 +143,6 @@ def test_budget_ranks_centre_on_base_rank_and_clamp():
         budget_ranks(scores, rank_min=64, rank_max=32)
 
 
-def test_external_rank_mapping_must_cover_every_targeted_module(mlp_result):
-    plain = build_fisher_map(mlp_result, effective={})
-    ranks = {key: 12 for key in plain["rank_pattern"]}
-    data = build_fisher_map(mlp_result, effective={}, ranks=ranks)
-    assert data["rank_pattern"] == ranks and set(data["alpha_pattern"].values()) == {24}
-    assert {entry["effective_rank"] for entry in data["modules"]} == {-1}
-    ranks.pop(next(iter(ranks)))
-    with pytest.raises(AcetuiError, match="no rank for"):
-        build_fisher_map(mlp_result, effective={}, ranks=ranks)
-
-
 def test_problems_name_what_side_step_would_mishandle(mlp_result):
     data = build_fisher_map(mlp_result, effective={})
     broken = json.loads(json.dumps(data))
@@ -291,18 +280,3 @@ def test_selection_follows_the_chosen_score_and_modules_stay_in_fisher_order(mlp
     assert data["target_modules"] == sorted({_suffix(item.module) for item in top})
     scores = [entry["fisher_score"] for entry in data["modules"]]
     assert scores == sorted(scores, reverse=True) and fisher_map_problems(data) == []
-
-
-def test_ranks_from_the_rank_budget_module_plug_in(mlp_result):
-    rank_budget = pytest.importorskip("acetui.estimate.rank_budget")
-    plain = build_fisher_map(mlp_result, effective={})
-    chosen = [
-        item
-        for item in rank_modules(mlp_result, "fisher")
-        if item.module.removeprefix("decoder.") in plain["rank_pattern"]
-    ]
-    ranks = rank_budget.assign_ranks(
-        chosen, rank_budget.result_shapes(mlp_result), base_rank=16, min_rank=8, max_rank=48
-    )
-    data = build_fisher_map(mlp_result, effective={}, ranks=ranks, base_rank=16, rank_min=8, rank_max=48)
-    assert data["rank_pattern"] == ranks and fisher_map_problems(data) == []

@@ -14,7 +14,7 @@ from acetui.estimate import EstimateRequest, rank_modules
 from acetui.estimate.effective_rank import effective_ranks
 from acetui.estimate.exports import export
 from acetui.estimate.memory import MemoryNeed
-from acetui.estimate.sidestep import default_fisher_map_path, export_fisher_map
+from acetui.estimate.sidestep import export_fisher_map, fisher_map_path
 from acetui.estimate.stats import result_stats
 from acetui.model import load_decoder
 from acetui.model.synthetic import TINY
@@ -222,7 +222,7 @@ async def test_fisher_map_and_rank_pattern_exports(checkpoint_root, dataset_dir,
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await open_screen(pilot, ResultsScreen(result))
-        assert await export_as(pilot, "fisher-map", target) == str(default_fisher_map_path(result))
+        assert await export_as(pilot, "fisher-map", target) == str(fisher_map_path(result.request.dataset_dir))
         written = json.loads(target.read_text())
         assert fisher_map_problems(written) == [] and written["modules"][0]["effective_rank"] > 0
         target.write_text("keep me")

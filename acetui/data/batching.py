@@ -40,10 +40,6 @@ class Batch:
     def size(self) -> int:
         return self.target_latents.shape[0]
 
-    @property
-    def frames(self) -> int:
-        return self.target_latents.shape[1]
-
 
 def collate(
     samples: Sequence[Sample],

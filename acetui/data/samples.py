@@ -21,6 +21,7 @@ from acetui.data.files import regular_file
 from acetui.errors import DatasetError, printable
 
 LATENT_FRAMES_PER_SECOND = 25
+LATENT_CHANNELS = 64  # the VAE's, the same for every variant
 _REQUIRED = ("target_latents", "context_latents", "encoder_hidden_states")
 # torch names the refused global as "Unsupported global: GLOBAL x.y" (an unknown class) or "unsupported
 # GLOBAL posix.system whose module posix is blocked" (a function that would run code)
@@ -98,7 +99,6 @@ def load_sample(
     *,
     condition_width: int | None = None,
     context_channels: int = 128,
-    latent_channels: int = 64,
     status: os.stat_result | None = None,
 ) -> Sample:
     """Load and check one sample; raise SampleFileError (a DatasetError) saying what is wrong with it.
@@ -113,7 +113,7 @@ def load_sample(
         names = ", ".join(map(repr, missing))
         raise SampleFileError(path, f"missing key{'s' if len(missing) > 1 else ''} {names}")
     checker = _Checker(path, data)
-    target = checker.matrix("target_latents", "T", latent_channels)
+    target = checker.matrix("target_latents", "T", LATENT_CHANNELS)
     context = checker.matrix("context_latents", "T", context_channels)
     condition = checker.matrix("encoder_hidden_states", "L", condition_width)
     frames, length = target.shape[0], condition.shape[0]

@@ -133,7 +133,8 @@ def scan_dataset(
     context_channels: int = 128,
     on_file: Progress | None = None,
 ) -> DatasetScan:
-    """Validate every top-level ``*.pt`` in name order; raise DatasetError only if the folder itself is unusable.
+    """Validate every top-level ``*.pt`` in name order (or the samples a ``manifest.json`` lists, in its order);
+    raise DatasetError only if the folder itself is unusable.
     A sample unchanged since an earlier scan for the same widths is taken from ``ScanCache``, not read.
     ``on_file`` is told (files scanned, files to scan) before each file is looked at."""
     entries = folder_entries(folder)

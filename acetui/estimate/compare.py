@@ -6,9 +6,9 @@ lists and fisher maps compare alike. Definitions, for the modules present in bot
 
 * **rank**: 1 = most sensitive within its own map (ties: the order of the map);
 * **rank change** = rank in A - rank in B: positive means the module moved *up* in B;
-* **ratio** = sensitivity in B / sensitivity in A (NaN when A is 0); **share ratio** divides the two
-  shares of each map's total, which removes an overall scale difference between the runs (a dataset with
-  a larger loss gives larger gradients everywhere);
+* **ratio** = sensitivity in B / sensitivity in A (infinite when only A is 0, NaN when both are);
+  **share ratio** divides the two shares of each map's total, which removes an overall scale difference
+  between the runs (a dataset with a larger loss gives larger gradients everywhere);
 * **Spearman** rank correlation: Pearson correlation of the (tie-averaged) ranks over the common modules;
   1 = same order, -1 = reversed, NaN with fewer than two common modules or a constant map;
 * **top-k overlap**: |top-k of A & top-k of B| / k over the common modules;
@@ -29,21 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from acetui.errors import AcetuiError
+from acetui.estimate.exports import decoder_name
 from acetui.estimate.imported import ranking_from_data
 from acetui.estimate.request import SCORES
-from acetui.estimate.result import RECORD_FORMAT, EstimateResult
+from acetui.estimate.result import EstimateResult, is_record, record_from_data
 from acetui.estimate.scores import module_parts, rank_modules
 from acetui.estimate.sidestep import FISHER_MAP_NAME
 from acetui.history import find_run
 from acetui.jsonfile import read_json
-from acetui.model.checkpoint import DECODER_PREFIX
+from acetui.units import figure
 
 _RUN_REFERENCE = re.compile(r"[\w.-]+")  # what a run id (or a prefix of one) can look like
-
-
-def canonical_name(name: str) -> str:
-    """PEFT-style ``layers.3.self_attn.q_proj`` and ``decoder.layers.3...`` name the same module."""
-    return DECODER_PREFIX + name if name.startswith("layers.") else name
 
 
 def ranks_of(values: Mapping[str, float]) -> dict[str, int]:
@@ -178,8 +174,8 @@ def compare_sensitivities(
     """Compare two ``{module: sensitivity}`` maps (names with or without ``decoder.``); AcetuiError for a
     ``top_k`` below 1."""
     positive_count(top_k, "--top-k")
-    a = {canonical_name(name): float(value) for name, value in first.items()}
-    b = {canonical_name(name): float(value) for name, value in second.items()}
+    a = {decoder_name(name): float(value) for name, value in first.items()}
+    b = {decoder_name(name): float(value) for name, value in second.items()}
     common = [name for name in a if name in b]
     a_common = {name: a[name] for name in common}
     b_common = {name: b[name] for name in common}
@@ -239,11 +235,8 @@ def load_operand(path: str | Path, *, granularity: str | None = None) -> Operand
     Side-Step fisher map, read once. AcetuiError naming the file otherwise."""
     path = ranking_path(path)
     data = read_json(path)
-    if isinstance(data, dict) and data.get("format") == RECORD_FORMAT:
-        try:
-            result = EstimateResult.from_dict(data)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise AcetuiError(f"{path}: not a valid run record ({error})") from None
+    if is_record(data):
+        result = record_from_data(data, path)
         if not result.included_batches:
             raise AcetuiError(f"{path}: run {result.run_id} has no included batches")
         return Operand(run=result, granularity=granularity)
@@ -292,7 +285,7 @@ def comparison_text(comparison: Comparison, rows: int = 10) -> str:
         for change in changes:
             lines.append(
                 f"{change.module:<{width}}  {change.rank_a:>6}  {change.rank_b:>6}  {change.rank_change:>+6}  "
-                f"{_fmt(change.ratio):>8}  {_fmt(change.share_ratio):>9}"
+                f"{figure(change.ratio):>8}  {figure(change.share_ratio):>9}"
             )
     return "\n".join(lines) + "\n"
 
@@ -325,7 +318,3 @@ def _granularity_of(names: list[str]) -> str | None:
 
 def _count_and_first(names: list[str]) -> str:
     return f"{len(names)}, e.g. {names[0]}" if names else "0"
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.3g}" if math.isfinite(value) else "n/a"

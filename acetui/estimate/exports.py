@@ -106,6 +106,12 @@ def peft_name(module: str) -> str:
     return module.removeprefix(DECODER_PREFIX)
 
 
+def decoder_name(name: str) -> str:
+    """The inverse of ``peft_name``: PEFT-style ``layers.3.self_attn.q_proj`` and ``decoder.layers.3...``
+    name the same module; any other name is left as it is."""
+    return DECODER_PREFIX + name if name.startswith("layers.") else name
+
+
 def _exact_names(item: RankedModule) -> list[str]:
     base = peft_name(item.module)
     if item.projection:

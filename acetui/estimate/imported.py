@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from acetui.errors import AcetuiError
-from acetui.estimate.exports import UNCERTAINTY_KEYS
+from acetui.estimate.exports import UNCERTAINTY_KEYS, decoder_name
 from acetui.estimate.request import SCORES
 from acetui.estimate.scores import RankedModule, module_parts
 from acetui.estimate.sidestep import FISHER_MAP_KEYS
 from acetui.estimate.stats import UnitStats
 from acetui.jsonfile import read_json
-from acetui.model.checkpoint import DECODER_PREFIX
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,6 @@ class ImportedRanking:
             share = value / total if total > 0 else math.nan
             rows.append(RankedModule(position, name, value, share, layer, kind, projection))
         return rows
-
-
-def _decoder_name(name: str) -> str:
-    return name if name.startswith(DECODER_PREFIX) or not name.startswith("layers.") else DECODER_PREFIX + name
 
 
 def _number(value: Any, where: str, what: str = "score") -> float:
@@ -150,7 +145,7 @@ def _estimate_ranking(data: list[Any], path: Path) -> ImportedRanking:
         value = entry.get("sensitivity", entry.get("score"))
         if not isinstance(name, str) or value is None:
             raise AcetuiError(f"{where} has no module/name and sensitivity/score")
-        name, value = _decoder_name(name), _number(value, where)
+        name, value = decoder_name(name), _number(value, where)
         pairs.append((name, value))
         if _top_k_flag(entry, where):
             flagged[name] = index
@@ -188,7 +183,7 @@ def _fisher_map_ranking(data: dict[str, Any], path: Path) -> ImportedRanking:
     if not isinstance(pattern, dict) or not pattern:
         raise AcetuiError(f"{path}: fisher map has no modules or rank_pattern entries")
     where = f"{path}: rank_pattern"
-    pairs = [(_decoder_name(str(key)), _number(value, f"{where} {key}")) for key, value in pattern.items()]
+    pairs = [(decoder_name(str(key)), _number(value, f"{where} {key}")) for key, value in pattern.items()]
     return ImportedRanking(path, "fisher_map", "assigned_rank", _sorted_scores(pairs, path), metadata)
 
 
@@ -203,5 +198,5 @@ def _module_scores(modules: Any, path: Path) -> dict[str, float]:
         where = f"{path}: modules entry {index}"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise AcetuiError(f"{where} has no name")
-        pairs.append((_decoder_name(entry["name"]), _number(entry.get("fisher_score"), where)))
+        pairs.append((decoder_name(entry["name"]), _number(entry.get("fisher_score"), where)))
     return _sorted_scores(pairs, path)

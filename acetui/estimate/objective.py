@@ -49,10 +49,6 @@ class TimestepFocus:
             raise AcetuiError(f"timestep focus range {low},{high} must satisfy 0 <= LOW < HIGH <= 1")
         return cls(f"{low:g},{high:g}", low, high)
 
-    @property
-    def range(self) -> tuple[float, float]:
-        return (self.low, self.high)
-
 
 def batch_generator(seed: int, batch_index: int) -> torch.Generator:
     """An independent, reproducible stream per batch (a fixed odd multiplier keeps seeds apart)."""

@@ -80,15 +80,12 @@ def assign_ranks(
     min_rank: int,
     max_rank: int,
     budget_params: int | None = None,
-    step: int = 1,
 ) -> dict[str, int]:
     """``{module name without decoder.: rank}`` for every module in ``ranking`` (pass ``ranking[:k]`` to
     adapt only the top-k), most sensitive first. ``shapes`` maps names (with or without ``decoder.``) to
     ``(out, in)`` or numel. Raises AcetuiError for a budget below ``min_rank`` everywhere or bad limits."""
-    if min_rank < 1 or max_rank < min_rank or base_rank < 1 or step < 1:
-        raise AcetuiError(f"ranks need 1 <= min ({min_rank}) <= max ({max_rank}), base >= 1 ({base_rank}), step >= 1")
-    if min_rank % step or max_rank % step:
-        raise AcetuiError(f"min rank {min_rank} and max rank {max_rank} must be multiples of the step {step}")
+    if min_rank < 1 or max_rank < min_rank or base_rank < 1:
+        raise AcetuiError(f"ranks need 1 <= min ({min_rank}) <= max ({max_rank}) and base >= 1 ({base_rank})")
     shapes = {peft_name(name): shape for name, shape in shapes.items()}
     weights: dict[str, float] = {}
     for item in ranking:
@@ -109,7 +106,7 @@ def assign_ranks(
         return {name: min(max_rank, max(min_rank, scale * weight)) for name, weight in weights.items()}
 
     def rounded(values: dict[str, float]) -> dict[str, int]:
-        return {name: max(min_rank, int(value // step) * step) for name, value in values.items()}
+        return {name: max(min_rank, int(value)) for name, value in values.items()}
 
     def spent(ranks: dict[str, int]) -> int:
         return sum(ranks[name] * cost[name] for name in ranks)
@@ -130,9 +127,9 @@ def assign_ranks(
     left = budget - spent(ranks)
     order = sorted(weights, key=lambda name: (-(goal[name] - ranks[name]), -weights[name]))
     for name in order:
-        if ranks[name] + step <= max_rank and step * cost[name] <= left:
-            ranks[name] += step
-            left -= step * cost[name]
+        if ranks[name] < max_rank and cost[name] <= left:
+            ranks[name] += 1
+            left -= cost[name]
     return ranks
 
 
@@ -172,11 +169,6 @@ def check_budget_floor(request: EstimateRequest, budget: int, base_rank: int, mi
 def alpha_pattern(ranks: Mapping[str, int]) -> dict[str, int]:
     """alpha = 2 x rank, so every adapter keeps the same scaling alpha / r."""
     return {name: 2 * rank for name, rank in ranks.items()}
-
-
-def parameter_count(ranks: Mapping[str, int], shapes: Mapping[str, Shape]) -> int:
-    shapes = {peft_name(name): shape for name, shape in shapes.items()}
-    return sum(lora_parameters(shapes[name], rank) for name, rank in ranks.items())
 
 
 def peft_rank_config(ranks: Mapping[str, int], base_rank: int) -> dict:

@@ -196,6 +196,17 @@ def read_record(path: Path) -> EstimateResult:
     data = read_json(path)
     if isinstance(data, list):
         raise AcetuiError(f"{path}: a ranking export, not a run record (compare and the app's Open file take it)")
+    return record_from_data(data, path)
+
+
+def is_record(data: Any) -> bool:
+    """Whether parsed JSON says it is a run record, of this acetui version or another."""
+    return isinstance(data, dict) and isinstance(data.get("format"), str) and data["format"].startswith(RECORD_FAMILY)
+
+
+def record_from_data(data: Any, path: Path) -> EstimateResult:
+    """The run record ``data`` read from ``path``; OtherVersionRecord for another version's, AcetuiError
+    naming the file for anything that does not fit together."""
     kind = data.get("format") if isinstance(data, dict) else None
     if isinstance(kind, str) and kind.startswith(RECORD_FAMILY) and kind != RECORD_FORMAT:
         raise OtherVersionRecord(

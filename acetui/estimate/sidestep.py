@@ -143,15 +143,11 @@ def build_fisher_map(
     rank_min: int = DEFAULT_RANK_MIN,
     rank_max: int = DEFAULT_RANK_MAX,
     effective: dict[str, int] | None = None,
-    ranks: dict[str, int] | None = None,
-    dataset_dir: str | Path | None = None,
-    timestep_params: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The fisher_map dict (schema version 2) for a run with at least one included batch.
 
     ``score`` ranks the modules for the top-k (``top_k`` defaults to the run's); ``effective`` maps
-    ``decoder.`` names to effective ranks (missing: -1, and factor 1 in the budget); ``ranks`` optionally
-    replaces the built-in budget: ``{name without decoder.: rank}`` covering every selected module.
+    ``decoder.`` names to effective ranks (missing: -1, and factor 1 in the budget).
     """
     check_rank_budget(base_rank, rank_min, rank_max)
     if not result.included_batches:
@@ -169,34 +165,23 @@ def build_fisher_map(
     errors = (fisher.values.std(dim=0) / math.sqrt(count)).tolist() if count > 1 else [0.0] * len(fisher.names)
     fisher_errors = dict(zip(fisher.names, errors))
 
-    if ranks is None:
-        chosen = set(selected)
-        chosen_scores = {item.module: item.sensitivity for item in ranking if item.module in chosen}
-        assigned = {
-            peft_name(name): rank
-            for name, rank in budget_ranks(
-                chosen_scores, effective, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max
-            ).items()
-        }
-    else:
-        missing = [peft_name(name) for name in selected if peft_name(name) not in ranks]
-        if missing:
-            raise AcetuiError(f"rank pattern has no rank for {missing[0]} ({len(missing)} targeted modules missing)")
-        assigned = {peft_name(name): int(ranks[peft_name(name)]) for name in selected}
-    rank_pattern = {peft_name(name): assigned[peft_name(name)] for name in selected}
+    chosen = set(selected)
+    chosen_scores = {item.module: item.sensitivity for item in ranking if item.module in chosen}
+    assigned = budget_ranks(chosen_scores, effective, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max)
+    rank_pattern = {peft_name(name): assigned[name] for name in selected}
     focus = TimestepFocus.parse(result.request.timestep_focus)
     return {
         "version": SCHEMA_VERSION,
         "model_variant": short_name(variant_folder_name(result.request.variant)),
         "timestep_focus": focus.name,
         "timestep_range": [focus.low, focus.high],
-        "timestep_params": dict(timestep_params or _timestep_params(result)),
+        "timestep_params": _timestep_params(result),
         "num_runs": 1,
         "batches_per_run": count,
         "total_batches": count,
         "base_rank": base_rank,
         "rank_budget": {"min": rank_min, "max": rank_max},
-        "dataset_hash": dataset_hash(dataset_dir if dataset_dir is not None else result.request.dataset_dir),
+        "dataset_hash": dataset_hash(result.request.dataset_dir),
         "target_modules": suffixes,
         "rank_pattern": rank_pattern,
         "alpha_pattern": {key: 2 * rank for key, rank in rank_pattern.items()},
@@ -215,23 +200,17 @@ def build_fisher_map(
     }
 
 
-def write_fisher_map(path: str | Path, fisher_map: dict[str, Any], *, force: bool = False) -> Path:
-    """Write atomically; an existing file is only replaced with ``force`` (the TUI asks first)."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / FISHER_MAP_NAME
+def write_fisher_map(path: Path, fisher_map: dict[str, Any], *, force: bool = False) -> Path:
+    """Write atomically to the file ``path`` (``fisher_map_path`` names it); an existing file is only
+    replaced with ``force`` (the TUI asks first)."""
     write_text_atomic(path, json.dumps(fisher_map, indent=2) + "\n", replace=force)
     return path
 
 
-def default_fisher_map_path(result: EstimateResult) -> Path:
-    """``<dataset-dir>/fisher_map.json``, where Side-Step's training looks for it."""
-    return result.request.dataset_dir / FISHER_MAP_NAME
-
-
-def fisher_map_path(result: EstimateResult, path: str | Path | None = None) -> Path:
-    """The file a map for ``result`` goes to: ``path`` (a folder gets ``fisher_map.json``) or the default."""
-    target = Path(path).expanduser() if path is not None else default_fisher_map_path(result)
+def fisher_map_path(dataset_dir: Path, path: str | Path | None = None) -> Path:
+    """The file a map goes to: ``path`` (a folder gets ``fisher_map.json``), by default
+    ``<dataset-dir>/fisher_map.json``, where Side-Step's training looks for it."""
+    target = Path(path).expanduser() if path is not None else dataset_dir / FISHER_MAP_NAME
     return target / FISHER_MAP_NAME if target.is_dir() else target
 
 
@@ -244,7 +223,6 @@ def export_fisher_map(
     base_rank: int = DEFAULT_BASE_RANK,
     rank_min: int = DEFAULT_RANK_MIN,
     rank_max: int = DEFAULT_RANK_MAX,
-    ranks: dict[str, int] | None = None,
     effective: dict[str, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
@@ -252,13 +230,13 @@ def export_fisher_map(
     """Build and write the map (default path: the run's dataset folder). Effective ranks come from the
     per-checkpoint cache (computed on first use, reporting ``progress(done, todo)``) unless given; an
     unreadable checkpoint leaves them -1 and tells ``warn`` why."""
-    target = fisher_map_path(result, path)
+    target = fisher_map_path(result.request.dataset_dir, path)
     if target.exists() and not force:
         raise OutputExistsError(target)
     if effective is None:
         effective = cached_effective_ranks(result, progress, warn)
     fisher_map = build_fisher_map(
-        result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max, effective=effective, ranks=ranks
+        result, score=score, base_rank=base_rank, rank_min=rank_min, rank_max=rank_max, effective=effective
     )
     return write_fisher_map(target, fisher_map, force=force)
 

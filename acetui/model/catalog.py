@@ -54,7 +54,8 @@ def describe_variant(folder: Path) -> VariantInfo:
 
 
 def list_variants(root: Path) -> list[VariantInfo]:
-    """Every sub-folder of ``root`` that holds a config.json, described; official names first.
+    """Every folder of ``root`` that ``variant_folders`` finds (a config.json, or an official variant's
+    name), described; official names first.
 
     A broken variant is listed with ``problem`` set; it never hides the others. A missing root gives [].
     """

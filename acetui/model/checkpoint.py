@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import torch
 
 from acetui.errors import ModelLoadError
+from acetui.jsonfile import read_json
 from acetui.model.config import DecoderConfig
 from acetui.model.decoder import AceStepDecoder
 from acetui.model.variants import resolve_variant
@@ -79,16 +80,7 @@ def weight_files(folder: Path) -> tuple[dict[str, Path], bool]:
     """
     index_path = folder / SHARD_INDEX
     if index_path.is_file():
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as error:
-            raise ModelLoadError(f"{index_path}: cannot read shard index ({error})") from None
-        except json.JSONDecodeError as error:
-            raise ModelLoadError(
-                f"{index_path}: shard index is not valid JSON ({error.msg}, line {error.lineno})"
-            ) from None
-        except RecursionError:
-            raise ModelLoadError(f"{index_path}: shard index is not valid JSON (nested too deeply)") from None
+        index = read_json(index_path, ModelLoadError)
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             raise ModelLoadError(f"{index_path}: shard index has no 'weight_map' object of tensor -> file name")

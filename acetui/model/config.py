@@ -123,7 +123,7 @@ class DecoderConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields in config.json spelling, for writing synthetic checkpoints and run records."""
+        """The fields in config.json spelling, for writing synthetic checkpoints."""
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
         values["layer_types"] = list(self.layer_types)
         return values

@@ -20,8 +20,8 @@ from acetui.estimate.sidestep import (
     DEFAULT_BASE_RANK,
     DEFAULT_RANK_MAX,
     DEFAULT_RANK_MIN,
-    default_fisher_map_path,
     export_fisher_map,
+    fisher_map_path,
 )
 from acetui.estimate.stats import RankingStats, result_stats
 from acetui.history import shown_status
@@ -108,7 +108,7 @@ class RunRanking:
 
     def export_formats(self) -> ExportFormats:
         formats = ranking_formats(self.stem)
-        formats["fisher-map"] = (RUN_FORMATS["fisher-map"], str(default_fisher_map_path(self.result)))
+        formats["fisher-map"] = (RUN_FORMATS["fisher-map"], str(fisher_map_path(self.result.request.dataset_dir)))
         formats["peft-ranks"] = (RUN_FORMATS["peft-ranks"], f"{self.stem}-peft-ranks.json")
         return formats
 
