@@ -7,6 +7,7 @@ Every user-facing failure exits non-zero with one line on stderr, never a traceb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -126,10 +127,12 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
     else:
         estimator = Estimator(request, on_event=reporter, resume=resume, record_dir=paths.app_dirs().runs)
     previous = {}
+    received: list[int] = []  # the first stop signal gives the exit code, 128 + its number as a shell's kill
 
     def stop(signum, frame) -> None:
         if estimator.stopping:
-            _abort()
+            _abort(128 + signum)
+        received.append(signum)
         estimator.cancel("interrupted")
         when = "after the current batch" if reporter.last_batch is not None else "the setup"
         reporter.note(f"{signal.Signals(signum).name}: stopping {when} (again to abort)")
@@ -151,30 +154,31 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
         _report(result, args)
     record = None if result is None else estimator.record_path(result.run_id)
     hopeless = result is not None and result.status == "failed" and bool(result.batches) and not result.included_batches
+    stopped = 128 + received[0] if received else EXIT_INTERRUPTED
     if result is None and estimator.stopping:  # while setting up: nothing ran, a resumed run is as it was
         if resume is not None:
             _announce_resume(resume.run_id, "not resumed")
-        return EXIT_INTERRUPTED
-    return _finish(result, announce=record is not None and record.is_file() and not hopeless)
+        return stopped
+    return _finish(result, stopped, announce=record is not None and record.is_file() and not hopeless)
 
 
-def _abort() -> NoReturn:
+def _abort(code: int) -> NoReturn:
     """A second stop signal: leave at once. Raising KeyboardInterrupt from the handler unwound through
     whatever was running (torch, a finaliser) and could end in a traceback; every finished batch is in the
     record already (written atomically), and the OS releases the run's lock."""
     print("acetui: aborted", file=sys.stderr, flush=True)
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(code)
 
 
-def _finish(result: EstimateResult | None, announce: bool) -> int:
-    """Exit code for how the run ended; a kept partial run (``announce``: its record was saved) also
-    gets the command that resumes it."""
+def _finish(result: EstimateResult | None, stopped: int, announce: bool) -> int:
+    """Exit code for how the run ended (``stopped`` for a run a signal stopped); a kept partial run
+    (``announce``: its record was saved) also gets the command that resumes it."""
     if result is None or result.status == "failed":
         code = EXIT_ERROR
     elif result.status == "complete":
         return 0
     else:
-        code = EXIT_INTERRUPTED
+        code = stopped
     if result is not None and announce:
         _announce_resume(result.run_id, result.status)
     return code
@@ -380,9 +384,23 @@ def _profiles(args: argparse.Namespace) -> int:
 
 
 def _report(result: EstimateResult, args: argparse.Namespace) -> None:
-    """The ranking on stdout and the files the options ask for: the end of a run, or of a re-export."""
-    print_ranking(result, args.score or result.request.score, sys.stdout)
-    write_outputs(result, args)
+    """The files the options ask for, then the ranking on stdout and the files' names: the end of a run, or
+    of a re-export. Files first, so that a terminal gone with its SSH connection (the SIGHUP that stopped
+    the run; every write to it fails) cannot cost them."""
+    written = write_outputs(result, args)
+    try:
+        print_ranking(result, args.score or result.request.score, sys.stdout)
+        sys.stdout.flush()
+        for path in [] if args.quiet else written:
+            print(f"acetui: wrote {path}", file=sys.stderr)
+    except OSError as error:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left in its buffer goes nowhere
+        with contextlib.suppress(OSError):
+            print(
+                f"acetui: the ranking could not be shown ({error.strerror or error}); its files are written, "
+                f"and acetui show {result.run_id} shows it",
+                file=sys.stderr,
+            )
 
 
 def _spawn(args: argparse.Namespace, argv: Sequence[str] | None, request: EstimateRequest) -> int | None:

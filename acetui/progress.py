@@ -201,17 +201,17 @@ def stability_line(result: EstimateResult, stats: RankingStats) -> str:
     return text
 
 
-def write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
-    """The files the user asked for, each written atomically and named on stderr (unless ``--quiet``). One
-    that cannot be written once the run is over (a full disk) says how to write them again from the record."""
+def write_outputs(result: EstimateResult, args: argparse.Namespace) -> list[Path]:
+    """The files the user asked for, each written atomically; returned for the caller to name. One that
+    cannot be written once the run is over (a full disk) says how to write them again from the record."""
     try:
-        _write_outputs(result, args)
+        return _write_outputs(result, args)
     except AcetuiError as error:
         again = f"the run is kept: acetui show {result.run_id} with the same output options writes them again"
         raise AcetuiError(f"{error} ({again})") from None
 
 
-def _write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
+def _write_outputs(result: EstimateResult, args: argparse.Namespace) -> list[Path]:
     written: list[Path] = []
     score = args.score or result.request.score
     ranking = rank_modules(result, score, result.request.granularity)
@@ -250,9 +250,7 @@ def _write_outputs(result: EstimateResult, args: argparse.Namespace) -> None:
             warn=lambda text: print(f"acetui: warning: {text}", file=sys.stderr),
         )
         written.append(fisher_map)
-    if not args.quiet:
-        for path in written:
-            print(f"acetui: wrote {path}", file=sys.stderr)
+    return written
 
 
 def effective_rank_progress(stream: TextIO):

@@ -233,7 +233,7 @@ def test_a_signal_during_setup_ends_the_run_before_its_first_batch(tmp_path, che
             break
     out, rest = process.communicate(timeout=60)
     err = "".join(seen) + rest
-    assert process.returncode == 130, err
+    assert process.returncode == 128 + signal.SIGTERM, err
     assert "acetui: SIGTERM: stopping the setup (again to abort)" in err
     # the scan stops at its next file: no model is loaded and no record started, so nothing to resume
     assert "acetui: interrupted while setting up, before the first batch: nothing to keep" in err
@@ -261,7 +261,8 @@ def test_an_ignored_sighup_stays_ignored(tmp_path, checkpoint_root, dataset_dir)
     finally:
         process.kill()
         process.wait()
-    assert process.returncode == 130 and "SIGHUP" not in err and "SIGTERM: stopping after the current batch" in err
+    assert process.returncode == 128 + signal.SIGTERM and "SIGHUP" not in err
+    assert "SIGTERM: stopping after the current batch" in err
     assert json.loads(path.read_text())["status"] == "interrupted"
 
 
@@ -292,3 +293,33 @@ def test_options_that_change_nothing_are_said_to_be_ignored(checkpoint_root, dat
         "acetui: warning: --force: lets --fisher-map replace a map, and --fisher-map is not given; ignored",
         "acetui: warning: --max-batches, --stability-target: used by --estimate-batches auto only; ignored",
     ]
+
+
+def test_a_terminal_gone_before_the_ranking_is_shown_costs_no_file(tmp_path, checkpoint_root, dataset_dir):
+    """An SSH connection that drops stops the run (SIGHUP) and every write to its terminal fails: the files
+    the options ask for were written after the ranking was printed, so none was."""
+    out = tmp_path / "out.json"
+    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, "-o", str(out), "--csv", str(tmp_path / "o.csv"))]
+    process = _start(tmp_path, command)
+    process.stdout.close()  # the reading end: every write to stdout fails (EPIPE), as to a terminal gone (EIO)
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 0, err
+    assert json.loads(out.read_text())[0]["module"].startswith("decoder.") and (tmp_path / "o.csv").is_file()
+    (record,) = subprocess_runs_dir(tmp_path).glob("*.json")
+    shown = f"acetui show {record.stem} shows it"
+    assert (
+        err.splitlines()[-1]
+        == f"acetui: the ranking could not be shown (Broken pipe); its files are written, and {shown}"
+    )
+    assert "Exception ignored" not in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="only POSIX removes a process's current folder")
+def test_a_deleted_current_folder_is_named_not_taken_for_a_broken_install(tmp_path):
+    """torch's import aborts there with "Cannot load libtorch_cpu.so": the command says what is wrong first."""
+    gone = tmp_path / "gone"
+    script = f'mkdir "{gone}" && cd "{gone}" && rmdir "{gone}" && exec "$0" -m acetui runs'
+    env = subprocess_env(tmp_path)
+    done = subprocess.run(["sh", "-c", script, sys.executable], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == "acetui: the current folder no longer exists (deleted?); cd to another one\n"

@@ -1,9 +1,10 @@
 """Signals and kills on a real ``python -m acetui`` process, then ``acetui resume``.
 
-Ctrl+C (SIGINT), SIGTERM and SIGHUP stop the run after the current batch: exit 130, the partial result
-saved and marked. SIGKILL loses at most the batches the record did not hold yet (with batches this
-short and records this small, the batch in flight). Either way ``acetui resume RUN`` finishes
-the run, and the result equals an uninterrupted run with the same seed exactly (CPU, fp32, one thread).
+Ctrl+C (SIGINT), SIGTERM and SIGHUP stop the run after the current batch: exit 128 + the signal's number
+(130 for Ctrl+C, as a shell reports a command the signal killed), the partial result saved and marked.
+SIGKILL loses at most the batches the record did not hold yet (with batches this short and records this
+small, the batch in flight). Either way ``acetui resume RUN`` finishes the run, and the result equals an
+uninterrupted run with the same seed exactly (CPU, fp32, one thread).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def test_stop_signal_saves_a_partial_result(name, tmp_path, checkpoint_root, sho
     _wait_for_batches(tmp_path, process, 1)
     process.send_signal(getattr(signal, name))
     code, out, err = _finish(process)
-    assert code == 130, err
+    assert code == 128 + getattr(signal, name), err
     assert "Traceback" not in err
     path, record = _record(tmp_path)
     run_id = record["run_id"]
@@ -139,7 +140,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, checkpoint_ro
     _wait_for_batches(tmp_path, process, 2)
     process.send_signal(signal.SIGTERM)
     code, out, err = _finish(process)
-    assert code == 130 and "Traceback" not in err
+    assert code == 128 + signal.SIGTERM and "Traceback" not in err
     path, record = _record(tmp_path)
     assert record["status"] == "interrupted" and 2 <= len(record["batches"]) < BATCHES
 
