@@ -70,6 +70,8 @@ def write_text_atomic(path: Path, text: str, *, replace: bool = True) -> None:
         temporary = None
     except OSError as error:
         raise AcetuiError(f"{path}: cannot write ({error.strerror or error})") from None
+    except UnicodeEncodeError:  # a file name of other bytes than UTF-8, which TOML cannot hold, for one
+        raise AcetuiError(f"{path}: cannot write (a file or folder name in it is not valid UTF-8)") from None
     finally:
         if temporary is not None:
             temporary.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -323,3 +324,21 @@ def test_a_deleted_current_folder_is_named_not_taken_for_a_broken_install(tmp_pa
     done = subprocess.run(["sh", "-c", script, sys.executable], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr == "acetui: the current folder no longer exists (deleted?); cd to another one\n"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file names of any bytes are POSIX's")
+def test_a_dataset_folder_named_in_other_bytes_than_utf8(tmp_path, checkpoint_root, dataset_dir, capsys):
+    """Such a name prints and runs; a profile (TOML holds UTF-8 only) is refused in one line before the run,
+    and the fisher map's dataset hash counts the name's bytes (Side-Step's own hash fails on it)."""
+    folder = tmp_path / os.fsdecode(b"songs_\xff")
+    shutil.copytree(dataset_dir, folder)
+    args = estimate_args(checkpoint_root, folder)
+    code, out, err = run_cli(capsys, *args, "--save-profile", "odd")
+    assert (
+        code == 1
+        and out == ""
+        and one_error_line(err).endswith("odd.toml: cannot write (a file or folder name in it is not valid UTF-8)")
+    )
+    code, out, err = run_cli(capsys, *args, "--fisher-map")
+    assert code == 0, err
+    assert len(json.loads((folder / "fisher_map.json").read_text())["dataset_hash"]) == 12

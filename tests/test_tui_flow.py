@@ -38,3 +38,18 @@ async def test_whole_flow_to_export(checkpoint_root, dataset_dir, tmp_path):
         assert app.clipboard == app.screen.targets
     runs, problems = list_runs()
     assert [run.status for run in runs] == ["complete"] and not problems
+
+
+async def test_a_run_goes_ahead_when_its_settings_cannot_be_remembered(checkpoint_root, dataset_dir, isolated_app_dirs):
+    """ctrl+r saves the settings for the next start first; a config folder that cannot be written (here a
+    file in its place) ended the app with a traceback."""
+    isolated_app_dirs.config.write_text("a file where the config folder goes")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pick_to_parameters(pilot, checkpoint_root, dataset_dir)
+        fill(pilot, batches="2")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen) and app.screen.source.result.status == "complete"
+        (notice,) = [n for n in app._notifications if n.title == "Settings not remembered"]
+        assert notice.message == f"{isolated_app_dirs.last_settings}: cannot write (Not a directory)"

@@ -57,10 +57,11 @@ FISHER_MAP_KEYS = (
 def dataset_hash(folder: str | Path) -> str:
     """Side-Step's dataset fingerprint: the first 12 hex digits of the MD5 of the UTF-8 text made of
     ``name:size`` for every regular ``*.pt`` file directly in ``folder`` (size in bytes), sorted by
-    (name, size), joined with ``|`` and no separator at either end. An empty folder hashes ``""``."""
+    (name, size), joined with ``|`` and no separator at either end. An empty folder hashes ``""``. A name
+    that is not UTF-8 (where Side-Step's own hash fails) counts with its bytes as they are."""
     entries = sorted((file.name, file.stat().st_size) for file in Path(folder).glob("*.pt") if file.is_file())
     payload = "|".join(f"{name}:{size}" for name, size in entries)
-    return hashlib.md5(payload.encode("utf-8")).hexdigest()[:12]
+    return hashlib.md5(payload.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 def projection_suffix(module: str) -> str:

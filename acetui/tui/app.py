@@ -87,8 +87,12 @@ class AcetuiApp(App[list[str]]):
             self.push_screen(screen())
 
     def remember(self, request: EstimateRequest) -> None:
-        """The last used settings, restored at the next start."""
-        save_last(settings_of(request))
+        """The last used settings, restored at the next start. The run goes ahead without them when they
+        cannot be saved (a config folder that cannot be written, a path TOML cannot hold), and says so."""
+        try:
+            save_last(settings_of(request))
+        except AcetuiError as error:
+            self.notify(str(error), title="Settings not remembered", severity="warning")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """History is offered everywhere but on the history screen itself."""
