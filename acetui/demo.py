@@ -12,6 +12,7 @@ import torch
 
 from acetui import paths
 from acetui.data import write_dataset
+from acetui.errors import AcetuiError, first_line
 from acetui.estimate import EstimateRequest
 from acetui.model.synthetic import DEMO, write_checkpoint
 
@@ -24,8 +25,10 @@ def ensure_demo() -> tuple[str, str]:
     """Create the demo files if needed; return (checkpoint root, dataset folder)."""
     folder = paths.app_dirs().demo
     checkpoints, dataset = folder / "checkpoints", folder / "dataset"
-    if not (folder / _MARKER).exists():
-        shutil.rmtree(folder, ignore_errors=True)
+    if (folder / _MARKER).exists():
+        return str(checkpoints), str(dataset)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
         write_checkpoint(checkpoints / f"acestep-v15-{DEMO_VARIANT}", DEMO, seed=2026, dtype=torch.bfloat16)
         write_dataset(
             dataset,
@@ -36,6 +39,11 @@ def ensure_demo() -> tuple[str, str]:
             condition_length=(16, 48),
         )
         (folder / _MARKER).write_text("demo files complete\n", encoding="utf-8")
+    except (OSError, RuntimeError) as error:  # torch.save says a full disk with a RuntimeError
+        problem = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
+        raise AcetuiError(
+            f"{folder}: cannot write the demo files ({problem}); point XDG_CACHE_HOME at a folder you can write"
+        ) from None
     return str(checkpoints), str(dataset)
 
 

@@ -148,6 +148,15 @@ def test_demo_headless_creates_cache_once_and_runs(capsys, isolated_app_dirs):
     assert marker.stat().st_mtime_ns == stamp
 
 
+def test_a_demo_that_cannot_be_written_is_one_line(capsys, isolated_app_dirs):
+    isolated_app_dirs.cache.write_text("a file where the cache folder goes")
+    assert main(["demo", "--headless"]) == 1
+    assert capsys.readouterr().err == (
+        f"acetui: {isolated_app_dirs.demo}: cannot write the demo files (Not a directory); point XDG_CACHE_HOME "
+        "at a folder you can write\n"
+    )
+
+
 def test_an_unexpected_error_is_one_line_unless_debugging(monkeypatch, capsys):
     """A bug (here: unusable app folders) prints one line; ACETUI_DEBUG=1 gives the traceback instead."""
     from acetui import paths
