@@ -45,6 +45,9 @@ from acetui.units import block_bar, figure, format_bytes, format_duration, progr
 PROGRESS_WIDTH = 20
 TERMINAL_INTERVAL = 0.1  # seconds between two batch lines on a terminal
 LOG_INTERVAL = 10.0  # and in a log (stderr not a terminal)
+# what a batch line leaves out, in this order, on a terminal too narrow for all of it: a line that wraps
+# cannot be rewritten in place (the terminal scrolls instead), and the full line is ~115 columns
+NARROW_TERMINAL_DROPS = ("speed", "bar", "stability", "memory")  # "batch 3/200" and the ETA say the progress
 
 
 def memory_text(memory: MemoryStats) -> str:
@@ -73,6 +76,34 @@ def counted_on_terminal(what: str, unit: str, stream: TextIO | None = None) -> I
     finally:
         stream.write("\r\033[K")
         stream.flush()
+
+
+def batch_parts(event: BatchDone) -> dict[str, str]:
+    """The parts of a batch's progress line, by name (``NARROW_TERMINAL_DROPS``), in the order shown."""
+    loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
+    parts = {
+        "bar": f"|{block_bar((event.index + 1) / event.total, PROGRESS_WIDTH)}|",
+        "batch": f"batch {event.index + 1}/{event.total}",
+        "loss": loss,
+        "stability": "" if event.stability is None else f"stability {event.stability:.2f}",
+        "memory": memory_text(event.memory),
+        "speed": f"{event.seconds_per_batch:.2f} s/batch",
+        "eta": f"ETA {format_duration(event.eta_seconds)}",
+    }
+    return {name: text for name, text in parts.items() if text}
+
+
+def fitted(parts: dict[str, str], columns: int) -> str:
+    """``parts`` on one line narrower than ``columns``: without the ``NARROW_TERMINAL_DROPS``, in order, until
+    it fits, and cut at the edge as a last resort."""
+    shown = dict(parts)
+    line = "  ".join(shown.values())
+    for name in NARROW_TERMINAL_DROPS:
+        if len(line) < columns:
+            return line
+        shown.pop(name, None)
+        line = "  ".join(shown.values())
+    return line if len(line) < columns else line[: columns - 1]
 
 
 class ConsoleReporter:
@@ -121,15 +152,9 @@ class ConsoleReporter:
             self.last_batch = event
             if event.index + 1 < event.total and not event.excluded and not self.batch_pace.due():
                 return
-            loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
-            bar = block_bar((event.index + 1) / event.total, PROGRESS_WIDTH)
-            self._line(
-                f"|{bar}| batch {event.index + 1}/{event.total}  {loss}  "
-                + (f"stability {event.stability:.2f}  " if event.stability is not None else "")
-                + f"{memory_text(event.memory)}  "
-                f"{event.seconds_per_batch:.2f} s/batch  ETA {format_duration(event.eta_seconds)}",
-                final=event.index + 1 == event.total or not self.interactive,
-            )
+            parts = batch_parts(event)
+            line = fitted(parts, self._columns()) if self.interactive else "  ".join(parts.values())
+            self._line(line, final=event.index + 1 == event.total or not self.interactive)
         elif isinstance(event, RunFinished):
             done = event.result.completed_batches
             self._line(f"done: {done} batches{self._timing(done)}", final=True)
@@ -139,6 +164,13 @@ class ConsoleReporter:
             self.note(event.message)
         elif isinstance(event, RunWarning):
             self.note(f"warning: {event.message}")
+
+    def _columns(self) -> int:
+        """The terminal's width; unbounded when it is not known (a pseudo-terminal given no size)."""
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or sys.maxsize
+        except (OSError, ValueError, AttributeError):
+            return sys.maxsize
 
     def _timing(self, done: int) -> str:
         """How long this session's batches took and the peak memory, for the closing line."""

@@ -105,12 +105,17 @@ def subprocess_runs_dir(tmp_path: Path) -> Path:
 PYTHON = [sys.executable, "-m", "acetui"]
 
 
-def run_with_terminal_stderr(tmp_path: Path, *argv: str) -> tuple[int, str]:
-    """``acetui argv`` in a process whose stderr is a pseudo-terminal (POSIX): its exit code and all it wrote
-    there, control sequences included, as a user's terminal receives them."""
+def run_with_terminal_stderr(tmp_path: Path, *argv: str, columns: int = 0) -> tuple[int, str]:
+    """``acetui argv`` in a process whose stderr is a pseudo-terminal (POSIX) ``columns`` wide (0: of no
+    known size): its exit code and all it wrote there, control sequences included, as a user's terminal
+    receives them."""
+    import fcntl
     import pty
+    import struct
+    import termios
 
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     process = subprocess.Popen(
         [*PYTHON, *argv], cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL, stderr=terminal
     )

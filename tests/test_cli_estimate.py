@@ -210,3 +210,18 @@ def test_a_log_gets_a_batch_line_every_ten_seconds_not_every_batch(checkpoint_ro
     batches = [line.split("batch ")[1].split()[0] for line in err.splitlines() if line.startswith("|")]
     assert code == 0 and batches[0] == "1/12" and batches[-1] == "12/12"
     assert len(batches) < 4  # 12 tiny batches take far less than ten seconds, even on a busy machine
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+@pytest.mark.parametrize("columns", [80, 40])
+def test_a_batch_line_fits_the_terminal_it_is_rewritten_on(checkpoint_root, dataset_dir, tmp_path, columns):
+    """The whole line is ~115 columns: on an 80-column terminal it wrapped, and each rewrite scrolled a new
+    line up instead of replacing the last. It leaves out speed, the bar, stability, memory, then is cut."""
+    args = estimate_args(checkpoint_root, dataset_dir, "--estimate-batches", "3", quiet=False)
+    code, text = run_with_terminal_stderr(tmp_path, *args, columns=columns)
+    assert code == 0, text
+    lines = [part.split("\r\n")[0] for part in text.split("\r\x1b[K") if "batch 3/3" in part]
+    assert lines and all(len(line) < columns for line in lines)
+    if columns == 80:
+        assert lines[-1].startswith("batch 3/3  loss ") and " RSS " in lines[-1] and "ETA " in lines[-1]
+        assert "s/batch" not in lines[-1] and "|" not in lines[-1]
