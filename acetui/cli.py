@@ -204,7 +204,26 @@ def _open_app(request: EstimateRequest | None = None, profile: str | None = None
 
     if profile is not None:
         saved_profile(profile)
+    check_app_terminal()
     return _app_ended(make_app(request=request, profile=profile).run())
+
+
+def check_app_terminal() -> None:
+    """The full-screen app reads keys from a terminal and draws on one: without (``ssh host acetui`` with no
+    -t, output sent to a file, TERM=dumb) it drew escape codes into the file or pipe and waited for keys
+    that never came. Refused, saying what runs there instead."""
+    streams = {"input": sys.stdin, "output": sys.stdout}
+    not_terminals = [name for name, stream in streams.items() if stream is None or not stream.isatty()]
+    if not_terminals:
+        problem = f"its {' and '.join(not_terminals)} {'is' if len(not_terminals) == 1 else 'are'} not a terminal"
+    elif os.environ.get("TERM") == "dumb":
+        problem = "TERM=dumb cannot draw it"
+    else:
+        return
+    raise AcetuiError(
+        f"the app needs a terminal ({problem}): over SSH use ssh -t; without one, acetui estimate or "
+        "acetui demo --headless run the same estimator"
+    )
 
 
 def _app_ended(stopped: list[str] | None) -> int:

@@ -120,6 +120,12 @@ def run_with_terminal_stderr(tmp_path: Path, *argv: str, columns: int = 0) -> tu
         [*PYTHON, *argv], cwd=REPO, env=subprocess_env(tmp_path), stdout=subprocess.DEVNULL, stderr=terminal
     )
     os.close(terminal)
+    seen = read_terminal(controller)
+    return process.wait(timeout=120), seen.decode()
+
+
+def read_terminal(controller: int) -> bytes:
+    """All a process wrote to the pseudo-terminal whose controlling end is ``controller``, which is closed."""
     seen = b""
     while True:
         try:
@@ -130,4 +136,4 @@ def run_with_terminal_stderr(tmp_path: Path, *argv: str, columns: int = 0) -> tu
             break
         seen += chunk
     os.close(controller)
-    return process.wait(timeout=120), seen.decode()
+    return seen

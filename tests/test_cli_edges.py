@@ -20,6 +20,7 @@ from tests.support import (
     REPO,
     estimate_args,
     one_error_line,
+    read_terminal,
     run_cli,
     run_records,
     sample_dict,
@@ -342,3 +343,27 @@ def test_a_dataset_folder_named_in_other_bytes_than_utf8(tmp_path, checkpoint_ro
     code, out, err = run_cli(capsys, *args, "--fisher-map")
     assert code == 0, err
     assert len(json.loads((folder / "fisher_map.json").read_text())["dataset_hash"]) == 12
+
+
+def test_the_app_without_a_terminal_says_what_runs_there_instead(capsys):
+    """``ssh host acetui`` (no -t) or ``acetui > file``: the app drew escape codes into the pipe or file and
+    waited for keys that never came."""
+    code, out, err = run_cli(capsys, "demo")
+    assert code == 1 and out == ""
+    assert one_error_line(err) == (
+        "acetui: the app needs a terminal (its input and output are not a terminal): over SSH use ssh -t; "
+        "without one, acetui estimate or acetui demo --headless run the same estimator"
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_the_app_on_a_dumb_terminal_says_what_runs_there_instead(tmp_path):
+    import pty
+
+    controller, terminal = pty.openpty()
+    env = {**subprocess_env(tmp_path), "TERM": "dumb"}
+    process = subprocess.Popen([*PYTHON], cwd=REPO, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = read_terminal(controller)
+    assert process.wait(timeout=60) == 1
+    assert seen.decode().startswith("acetui: the app needs a terminal (TERM=dumb cannot draw it)")
