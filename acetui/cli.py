@@ -405,8 +405,19 @@ def _profiles(args: argparse.Namespace) -> int:
 def _report(result: EstimateResult, args: argparse.Namespace) -> None:
     """The files the options ask for, then the ranking on stdout and the files' names: the end of a run, or
     of a re-export. Files first, so that a terminal gone with its SSH connection (the SIGHUP that stopped
-    the run; every write to it fails) cannot cost them."""
-    written = write_outputs(result, args)
+    the run; every write to it fails) cannot cost them; a file that cannot be written (a full disk) is
+    reported after the ranking, which is shown all the same."""
+    try:
+        written = write_outputs(result, args)
+    except AcetuiError:
+        _show_ranking(result, args, [])
+        raise
+    _show_ranking(result, args, written)
+
+
+def _show_ranking(result: EstimateResult, args: argparse.Namespace, written: list[Path]) -> None:
+    """The ranking on stdout, then the files ``written`` on stderr; a terminal gone meanwhile (every write
+    to it fails) gets a line saying so, if even that can be written."""
     try:
         print_ranking(result, args.score or result.request.score, sys.stdout)
         sys.stdout.flush()

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scratch import temporary_user_folders  # noqa: E402
+from benchtools import temporary_user_folders  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scratch import temporary_user_folders  # noqa: E402
+from benchtools import median_seconds, temporary_user_folders  # noqa: E402
 
 from acetui.data import LATENT_FRAMES_PER_SECOND, DatasetScan, scan_dataset, write_dataset  # noqa: E402
 from acetui.data.scan_cache import SETTLED_SECONDS, cache_location  # noqa: E402
@@ -39,15 +38,11 @@ CONTEXT_CHANNELS = 128
 
 def scan_seconds(folder: Path, keep: bool) -> tuple[float, DatasetScan]:
     """The median time of a scan, with or without what the scan before it found."""
-    seconds = []
-    scan = scan_dataset(folder, condition_width=CONDITION_WIDTH)  # as after any earlier scan
-    for _ in range(REPEATS):
-        if not keep:
-            cache_location(folder, CONDITION_WIDTH, CONTEXT_CHANNELS).unlink(missing_ok=True)
-        started = time.perf_counter()
-        scan = scan_dataset(folder, condition_width=CONDITION_WIDTH)
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds), scan
+    scan_dataset(folder, condition_width=CONDITION_WIDTH)  # as after any earlier scan
+    forget = cache_location(folder, CONDITION_WIDTH, CONTEXT_CHANNELS).unlink
+    return median_seconds(
+        lambda: scan_dataset(folder, condition_width=CONDITION_WIDTH), REPEATS, None if keep else forget
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -24,7 +22,7 @@ for folder in (HERE.parent, HERE):  # acetui, and record_saving's model and data
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from scratch import temporary_user_folders  # noqa: E402
+from benchtools import median_seconds, temporary_user_folders  # noqa: E402
 
 REPEATS = 3
 
@@ -56,17 +54,11 @@ def listing_seconds(keep_summaries: bool) -> tuple[float, list]:
     from acetui.history import list_runs
     from acetui.summary_cache import cache_file
 
-    seconds, listed = [], []
     list_runs()  # the summaries exist, as after any earlier listing
-    for _ in range(REPEATS):
-        if not keep_summaries:
-            cache_file().unlink()
-        started = time.perf_counter()
-        listed, problems = list_runs()
-        seconds.append(time.perf_counter() - started)
-        if problems:
-            raise RuntimeError(f"unlisted records: {problems}")
-    return statistics.median(seconds), listed
+    seconds, (listed, problems) = median_seconds(list_runs, REPEATS, None if keep_summaries else cache_file().unlink)
+    if problems:
+        raise RuntimeError(f"unlisted records: {problems}")
+    return seconds, listed
 
 
 def main(argv: list[str] | None = None) -> int:

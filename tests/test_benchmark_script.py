@@ -113,13 +113,17 @@ def test_several_samples_per_batch_reach_both_variants(tmp_path):
     assert "3 batches of 2 each" in done.stdout
 
 
-def test_record_saving_script_compares_the_budget_with_saving_every_batch(tmp_path):
-    script = SCRIPT.with_name("record_saving.py")
-    out = tmp_path / "saving.json"
-    command = [sys.executable, str(script), "--batches", "12", "--json", str(out)]
+def run_script(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``benchmarks/<name> args --json FILE``, which must succeed: what it printed and the results it wrote."""
+    out = tmp_path / "results.json"
+    command = [sys.executable, str(SCRIPT.with_name(name)), *args, "--json", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    results = json.loads(out.read_text())
+    return done, json.loads(out.read_text())
+
+
+def test_record_saving_script_compares_the_budget_with_saving_every_batch(tmp_path):
+    done, results = run_script(tmp_path, "record_saving.py", "--batches", "12")
     assert results["every_batch"]["saves_after_batches"] == 12  # the baseline saves after each batch
     assert 1 <= results["budget"]["saves_after_batches"] <= 12
     assert "wall time per batch, every batch / budget" in done.stdout
@@ -133,21 +137,13 @@ def test_app_progress_script_compares_the_run_screen_with_the_engine_alone():
 
 
 def test_history_listing_script_compares_kept_summaries_with_reading_every_record(tmp_path):
-    out = tmp_path / "listing.json"
-    command = [sys.executable, str(SCRIPT.with_name("history_listing.py")), "--runs", "3", "--batches", "6"]
-    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    results = json.loads(out.read_text())
+    done, results = run_script(tmp_path, "history_listing.py", "--runs", "3", "--batches", "6")
     assert (results["runs"], results["batches"]) == (3, 6) and results["every_record"] > 0 and results["kept"] > 0
     assert "3 records of 6 batches" in done.stdout and "summaries kept" in done.stdout
 
 
 def test_dataset_scan_script_compares_a_kept_scan_with_reading_every_sample(tmp_path):
-    out = tmp_path / "scan.json"
-    command = [sys.executable, str(SCRIPT.with_name("dataset_scan.py")), "--samples", "3", "--seconds", "2"]
-    done = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    results = json.loads(out.read_text())
+    done, results = run_script(tmp_path, "dataset_scan.py", "--samples", "3", "--seconds", "2")
     assert results["samples"] == 3 and results["every_sample"] > 0 and results["kept"] > 0
     assert results["cache_bytes"] > 0
     assert "3 samples of 2 s" in done.stdout and "scan kept" in done.stdout
