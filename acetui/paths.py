@@ -36,6 +36,10 @@ class AppDirs:
     def effective_rank(self) -> Path:
         return self.cache / "effective-rank"
 
+    @property
+    def scans(self) -> Path:
+        return self.cache / "scans"
+
 
 def app_dirs() -> AppDirs:
     """The platform's per-user folders for acetui (tests monkeypatch this function)."""

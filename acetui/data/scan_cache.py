@@ -28,7 +28,7 @@ def cache_location(folder: Path, condition_width: int | None, context_channels: 
     """One cache file per folder and widths: a sample valid for one model may have the wrong width for
     another."""
     identity = json.dumps([str(folder.resolve()), condition_width, context_channels])
-    return paths.app_dirs().cache / "scans" / f"{hashlib.sha256(identity.encode()).hexdigest()[:16]}.json"
+    return paths.app_dirs().scans / f"{hashlib.sha256(identity.encode()).hexdigest()[:16]}.json"
 
 
 class ScanCache:
