@@ -173,13 +173,23 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, checkpoint_ro
     _assert_same_result(resumed, uninterrupted)
 
 
-def test_second_signal_aborts_at_once(tmp_path, checkpoint_root, short_dataset):
-    process = _start(tmp_path, _estimate_command(checkpoint_root, short_dataset, batches=200))
+def test_second_signal_aborts_at_once(tmp_path, checkpoint_root):
+    """The second Ctrl+C is sent once the first was heard (two sent together are one to the kernel and to
+    Python), in batches long enough (~0.2 s) for the run to be still in the one the first lets finish."""
+    slow = tmp_path / "slow"
+    write_dataset(slow, count=4, condition_width=TINY.condition_width, seed=8, frames=(3000, 3000))
+    command = [*_estimate_command(checkpoint_root, slow, batches=200), "--batch-size", "4"]
+    process = _start(tmp_path, command)
     _wait_for_batches(tmp_path, process, 1)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.005)
+    heard = []
+    for line in process.stderr:
+        heard.append(line)
+        if "SIGINT: stopping after the current batch" in line:
+            break
     process.send_signal(signal.SIGINT)
-    code, out, err = _finish(process)
+    code, out, rest = _finish(process)
+    err = "".join(heard) + rest
     assert code == 130 and "Traceback" not in err, err
     assert err.splitlines()[-1] == "acetui: aborted", err
     path, record = _record(tmp_path)
