@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list the run history, newest first (the app's History)")
     runs.add_argument("--limit", "-n", type=int, help="only the newest N runs")
+    runs.add_argument(
+        "--json",
+        action="store_true",
+        help="a JSON list for scripts: each run's id, status, batches, top module, creation time, settings "
+        "and record file",
+    )
 
     delete = commands.add_parser("delete", help="remove runs from the history for good (not a running one)")
     delete.add_argument("runs", nargs="+", metavar="run", help="run id (or unique prefix) from the history")

@@ -358,10 +358,13 @@ def _runs(args: argparse.Namespace) -> int:
     runs, problems = list_runs()
     for problem in problems:
         print(f"acetui: warning: {problem.reason} ({problem.fate})", file=sys.stderr)
-    if not runs:
+    if args.json:
+        listed = [{**run.to_dict(), "record": str(history_record(run.run_id))} for run in runs[: args.limit]]
+        print(json.dumps(listed, indent=2))
+    elif not runs:
         print(f"no runs recorded yet in {paths.app_dirs().runs}")
-        return 0
-    sys.stdout.write(runs_table(runs[: args.limit]))
+    else:
+        sys.stdout.write(runs_table(runs[: args.limit]))
     return 0
 
 

@@ -39,6 +39,24 @@ def test_runs_lists_the_history_newest_first(checkpoint_root, dataset_dir, capsy
     assert [row.split()[0] for row in run_cli(capsys, "runs", "-n", "1")[1].splitlines()[1:]] == [newer.run_id]
 
 
+def test_runs_json_is_for_scripts(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    """A script on a server picks runs by status and settings (resume the interrupted ones, say) from
+    ``runs --json`` instead of parsing the table."""
+    assert run_cli(capsys, "runs", "--json") == (0, "[]\n", "")
+    older = record_run(checkpoint_root, dataset_dir, batches=2, seed=1)
+    newer = record_run(checkpoint_root, dataset_dir, batches=4, seed=2, stop_after=1)
+    code, out, err = run_cli(capsys, "runs", "--json", "-n", "2")
+    listed = json.loads(out)
+    assert code == 0 and err == ""
+    assert [(run["run_id"], run["status"], run["batches"]) for run in listed] == [
+        (newer.run_id, "cancelled", "1/4"),
+        (older.run_id, "complete", "2/2"),
+    ]
+    assert listed[1]["top"] == rank_modules(older)[0].module.removeprefix("decoder.")
+    assert listed[0]["request"] == newer.request.to_dict()
+    assert listed[1]["record"] == str(history_record(older.run_id)) and load_record(listed[1]["record"]) == older
+
+
 def test_delete_removes_each_run_named_and_says_which_it_could_not(
     checkpoint_root, dataset_dir, tmp_path, capsys, isolated_app_dirs
 ):
