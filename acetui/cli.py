@@ -427,7 +427,8 @@ def _show_ranking(result: EstimateResult, args: argparse.Namespace, written: lis
         for path in [] if args.quiet else written:
             print(f"acetui: wrote {path}", file=sys.stderr)
     except OSError as error:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is left in its buffer goes nowhere
+        with contextlib.suppress(OSError, ValueError):  # what is left in stdout's buffer then goes nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         with contextlib.suppress(OSError):
             print(
                 f"acetui: the ranking could not be shown ({error.strerror or error}); its files are written, "
