@@ -53,9 +53,11 @@ from acetui.progress import (
     wants_outputs,
     write_outputs,
 )
+from acetui.units import plural
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports of a command whose output pipe closed
 DEBUG_VARIABLE = "ACETUI_DEBUG"
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 # Request settings an ``estimate`` flag of the same name sets (the batch count aside: one flag, two settings).
@@ -150,8 +152,7 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
             from acetui.estimate.distributed import shutdown
 
             shutdown()
-    if result is not None and world.main and result.included_batches:
-        _report(result, args)
+    shown = _report(result, args) if result is not None and world.main and result.included_batches else 0
     record = None if result is None else estimator.record_path(result.run_id)
     hopeless = result is not None and result.status == "failed" and bool(result.batches) and not result.included_batches
     stopped = 128 + received[0] if received else EXIT_INTERRUPTED
@@ -159,7 +160,7 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
         if resume is not None:
             _announce_resume(resume.run_id, "not resumed")
         return stopped
-    return _finish(result, stopped, announce=record is not None and record.is_file() and not hopeless)
+    return _finish(result, stopped, announce=record is not None and record.is_file() and not hopeless) or shown
 
 
 def _abort(code: int) -> NoReturn:
@@ -185,16 +186,23 @@ def _finish(result: EstimateResult | None, stopped: int, announce: bool) -> int:
 
 
 def _announce_resume(run_id: str, status: str) -> None:
-    print(f"acetui: run {run_id} {status}; resume with: acetui resume {run_id}", file=sys.stderr)
+    _say(f"run {run_id} {status}; resume with: acetui resume {run_id}")
+
+
+def _say(text: str) -> None:
+    """A line on stderr where a terminal gone with its SSH connection must not turn a kept run into a
+    failure: the line is lost, the exit code and the files stay."""
+    with contextlib.suppress(OSError):
+        print(f"acetui: {text}", file=sys.stderr, flush=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from acetui.demo import demo_request
 
-    request = demo_request()
     if args.headless:
-        return run_headless(request, build_parser().parse_args(["estimate"]))
-    return _open_app(request=request)
+        return run_headless(demo_request(), build_parser().parse_args(["estimate"]))
+    check_app_terminal()  # before the demo files are written for an app that cannot start
+    return _open_app(request=demo_request())
 
 
 def _open_app(request: EstimateRequest | None = None, profile: str | None = None) -> int:
@@ -209,13 +217,15 @@ def _open_app(request: EstimateRequest | None = None, profile: str | None = None
 
 
 def check_app_terminal() -> None:
-    """The full-screen app reads keys from a terminal and draws on one: without (``ssh host acetui`` with no
-    -t, output sent to a file, TERM=dumb) it drew escape codes into the file or pipe and waited for keys
-    that never came. Refused, saying what runs there instead."""
-    streams = {"input": sys.stdin, "output": sys.stdout}
+    """The full-screen app reads keys from standard input and draws on standard error (Textual's driver):
+    without a terminal there (``ssh host acetui`` with no -t, ``2> file``, TERM=dumb) it drew escape codes
+    into the file or pipe and waited for keys that never came. Refused, saying what runs there instead;
+    standard output may go anywhere (``acetui | tee log``)."""
+    streams = {"its input": sys.stdin, "its standard error (where it draws)": sys.stderr}
     not_terminals = [name for name, stream in streams.items() if stream is None or not stream.isatty()]
     if not_terminals:
-        problem = f"its {' and '.join(not_terminals)} {'is' if len(not_terminals) == 1 else 'are'} not a terminal"
+        verb = "is not a terminal" if len(not_terminals) == 1 else "are not terminals"
+        problem = f"{' and '.join(not_terminals)} {verb}"
     elif os.environ.get("TERM") == "dumb":
         problem = "TERM=dumb cannot draw it"
     else:
@@ -333,9 +343,7 @@ def _stored_exports(record: EstimateResult, args: argparse.Namespace) -> int:
     """A run's ranking and files from its record, without running anything: ``show``, and ``resume`` of a
     complete run with output options (its files may have failed or been lost the first time)."""
     check_outputs(record.request, args)
-    if world_from_env().main:
-        _report(record, args)
-    return 0
+    return _report(record, args) if world_from_env().main else 0
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -405,36 +413,37 @@ def _profiles(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(result: EstimateResult, args: argparse.Namespace) -> None:
+def _report(result: EstimateResult, args: argparse.Namespace) -> int:
     """The files the options ask for, then the ranking on stdout and the files' names: the end of a run, or
     of a re-export. Files first, so that a terminal gone with its SSH connection (the SIGHUP that stopped
     the run; every write to it fails) cannot cost them; a file that cannot be written (a full disk) is
-    reported after the ranking, which is shown all the same."""
+    reported after the ranking, which is shown all the same. The exit code of the showing (``_show_ranking``)."""
     try:
         written = write_outputs(result, args)
     except AcetuiError:
         _show_ranking(result, args, [])
         raise
-    _show_ranking(result, args, written)
+    return _show_ranking(result, args, written)
 
 
-def _show_ranking(result: EstimateResult, args: argparse.Namespace, written: list[Path]) -> None:
-    """The ranking on stdout, then the files ``written`` on stderr; a terminal gone meanwhile (every write
-    to it fails) gets a line saying so, if even that can be written."""
+def _show_ranking(result: EstimateResult, args: argparse.Namespace, written: list[Path]) -> int:
+    """The ranking on stdout, then the files ``written`` on stderr: 0. When stdout cannot take it, 141 for a
+    closed pipe (``| head``, as quiet as any command a pipe closes on) and 1 otherwise (a full disk, a
+    terminal gone), said on stderr when that can still be written."""
     try:
         print_ranking(result, args.score or result.request.score, sys.stdout)
         sys.stdout.flush()
-        for path in [] if args.quiet else written:
-            print(f"acetui: wrote {path}", file=sys.stderr)
     except OSError as error:
         with contextlib.suppress(OSError, ValueError):  # what is left in stdout's buffer then goes nowhere
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        with contextlib.suppress(OSError):
-            print(
-                f"acetui: the ranking could not be shown ({error.strerror or error}); its files are written, "
-                f"and acetui show {result.run_id} shows it",
-                file=sys.stderr,
-            )
+        if isinstance(error, BrokenPipeError):
+            return EXIT_BROKEN_PIPE
+        files = f"; {plural(len(written), 'file')} written" if written else ""
+        _say(f"the ranking could not be shown ({error.strerror or error}){files}; acetui show {result.run_id} shows it")
+        return EXIT_ERROR
+    for path in [] if args.quiet else written:
+        _say(f"wrote {path}")
+    return 0
 
 
 def _spawn(args: argparse.Namespace, argv: Sequence[str] | None, request: EstimateRequest) -> int | None:

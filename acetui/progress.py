@@ -47,7 +47,7 @@ TERMINAL_INTERVAL = 0.1  # seconds between two batch lines on a terminal
 LOG_INTERVAL = 10.0  # and in a log (stderr not a terminal)
 # what a batch line leaves out, in this order, on a terminal too narrow for all of it: a line that wraps
 # cannot be rewritten in place (the terminal scrolls instead), and the full line is ~115 columns
-NARROW_TERMINAL_DROPS = ("speed", "bar", "stability", "memory")  # "batch 3/200" and the ETA say the progress
+NARROW_TERMINAL_DROPS = ("speed", "bar", "stability", "memory", "loss")  # "batch 3/200" and the ETA stay
 
 
 def memory_text(memory: MemoryStats) -> str:
@@ -120,19 +120,29 @@ class ConsoleReporter:
         # first batch, the last and an excluded one always
         self.batch_pace = Pace(TERMINAL_INTERVAL if self.interactive else LOG_INTERVAL)
         self.resumed_at = 0
+        self.gone = False  # the stream failed (a terminal gone with its SSH connection): nothing more is written
 
     def note(self, text: str) -> None:
-        self.stream.write(("\n" if self.interactive else "") + f"acetui: {text}\n")
-        self.stream.flush()
+        self._write(("\n" if self.interactive else "") + f"acetui: {text}\n")
 
     def _line(self, text: str, final: bool = False) -> None:
         if self.quiet:
             return
         if self.interactive:
-            self.stream.write(f"\r\033[K{text}" + ("\n" if final else ""))
+            self._write(f"\r\033[K{text}" + ("\n" if final else ""))
         else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+            self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        """Written at once; a stream that fails ends the writing, not the run (it is called by the engine,
+        which would take the error for the run's own)."""
+        if self.gone:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:
+            self.gone = True
 
     def __call__(self, event: EngineEvent) -> None:
         if isinstance(event, StageChanged):

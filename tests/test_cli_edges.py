@@ -9,10 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from acetui import paths
 from acetui.data import write_dataset
 from acetui.model.synthetic import TINY, random_state, write_checkpoint
 from tests.support import (
@@ -297,23 +299,58 @@ def test_options_that_change_nothing_are_said_to_be_ignored(checkpoint_root, dat
     ]
 
 
-def test_a_terminal_gone_before_the_ranking_is_shown_costs_no_file(tmp_path, checkpoint_root, dataset_dir):
-    """An SSH connection that drops stops the run (SIGHUP) and every write to its terminal fails: the files
-    the options ask for were written after the ranking was printed, so none was."""
-    out = tmp_path / "out.json"
-    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, "-o", str(out), "--csv", str(tmp_path / "o.csv"))]
-    process = _start(tmp_path, command)
-    process.stdout.close()  # the reading end: every write to stdout fails (EPIPE), as to a terminal gone (EIO)
-    err = process.stderr.read()
-    assert process.wait(timeout=120) == 0, err
-    assert json.loads(out.read_text())[0]["module"].startswith("decoder.") and (tmp_path / "o.csv").is_file()
+def _outputs(tmp_path) -> tuple[Path, Path]:
+    return tmp_path / "out.json", tmp_path / "o.csv"
+
+
+def _written(tmp_path) -> bool:
+    out, csv = _outputs(tmp_path)
+    return json.loads(out.read_text())[0]["module"].startswith("decoder.") and csv.is_file()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_a_terminal_gone_mid_run_costs_neither_the_run_nor_its_files(tmp_path, checkpoint_root, dataset_dir):
+    """An SSH connection that drops: its terminal is gone (every write to it fails with EIO) and the shell
+    sends SIGHUP. The progress line's write failed first and the run ended as failed; the files the options
+    ask for were written after the ranking was printed, so none was."""
+    out, csv = _outputs(tmp_path)
+    more = ("--estimate-batches", "100000", "-o", str(out), "--csv", str(csv))
+    controller, terminal = os.openpty()
+    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, *more, quiet=False)]
+    process = subprocess.Popen(command, cwd=REPO, env=subprocess_env(tmp_path), stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    try:
+        path = _wait_until_running(subprocess_runs_dir(tmp_path), process)
+        os.close(controller)  # the connection drops: the terminal is gone
+        while len(json.loads(path.read_text())["batches"]) < 3:  # batch lines meet the gone terminal
+            assert process.poll() is None
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(timeout=60) == 128 + signal.SIGHUP
+    finally:
+        process.kill()
+    assert json.loads(path.read_text())["status"] == "interrupted" and _written(tmp_path)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full (a device every write to fails) is Linux's")
+def test_a_ranking_that_cannot_be_shown_is_a_failure_that_keeps_the_files(tmp_path, checkpoint_root, dataset_dir):
+    """``> /dev/full``: the files asked for are written, the exit code says the output was lost; a closed
+    pipe (``| head``) ends as quietly as any command a pipe closes on."""
+    out, csv = _outputs(tmp_path)
+    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, "-o", str(out), "--csv", str(csv))]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            command, cwd=REPO, env=subprocess_env(tmp_path), stdout=full, stderr=subprocess.PIPE, text=True
+        )
     (record,) = subprocess_runs_dir(tmp_path).glob("*.json")
-    shown = f"acetui show {record.stem} shows it"
-    assert (
-        err.splitlines()[-1]
-        == f"acetui: the ranking could not be shown (Broken pipe); its files are written, and {shown}"
+    assert done.returncode == 1 and _written(tmp_path)
+    assert done.stderr.splitlines()[-1] == (
+        f"acetui: the ranking could not be shown (No space left on device); 2 files written; "
+        f"acetui show {record.stem} shows it"
     )
-    assert "Exception ignored" not in err and "Traceback" not in err
+    process = _start(tmp_path, [*PYTHON, "show", record.stem])
+    process.stdout.close()  # the reading end: a pipe closed before the ranking is written
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141 and err == ""
 
 
 @pytest.mark.skipif(os.name != "posix", reason="only POSIX removes a process's current folder")
@@ -346,14 +383,15 @@ def test_a_dataset_folder_named_in_other_bytes_than_utf8(tmp_path, checkpoint_ro
 
 
 def test_the_app_without_a_terminal_says_what_runs_there_instead(capsys):
-    """``ssh host acetui`` (no -t) or ``acetui > file``: the app drew escape codes into the pipe or file and
-    waited for keys that never came."""
+    """``ssh host acetui`` (no -t) or ``acetui 2> file``: the app drew escape codes into the pipe or file
+    and waited for keys that never came. Nothing is written first (the demo's files are not)."""
     code, out, err = run_cli(capsys, "demo")
     assert code == 1 and out == ""
     assert one_error_line(err) == (
-        "acetui: the app needs a terminal (its input and output are not a terminal): over SSH use ssh -t; "
-        "without one, acetui estimate or acetui demo --headless run the same estimator"
+        "acetui: the app needs a terminal (its input and its standard error (where it draws) are not terminals): "
+        "over SSH use ssh -t; without one, acetui estimate or acetui demo --headless run the same estimator"
     )
+    assert not paths.app_dirs().demo.exists()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
@@ -367,3 +405,27 @@ def test_the_app_on_a_dumb_terminal_says_what_runs_there_instead(tmp_path):
     seen = read_terminal(controller)
     assert process.wait(timeout=60) == 1
     assert seen.decode().startswith("acetui: the app needs a terminal (TERM=dumb cannot draw it)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+def test_the_app_starts_with_its_standard_output_piped(tmp_path):
+    """``acetui | tee log``: the app reads keys from standard input and draws on standard error, so a piped
+    standard output is no reason to refuse it."""
+    import fcntl
+    import struct
+    import termios
+
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**subprocess_env(tmp_path), "TERM": "xterm-256color"}
+    process = subprocess.Popen([*PYTHON], cwd=REPO, env=env, stdin=terminal, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+    while b"Checkpoint" not in seen:
+        chunk = os.read(controller, 65536)
+        assert chunk, seen
+        seen += chunk
+    os.write(controller, b"\x11")  # ctrl+q
+    seen += read_terminal(controller)
+    assert process.wait(timeout=60) == 0
+    assert b"the app needs a terminal" not in seen

@@ -36,21 +36,39 @@ def _cached(folder: Path, width: int = WIDTH) -> dict:
 def test_an_unchanged_sample_is_taken_from_the_cache_and_an_unusable_entry_read_again(settled):
     folder = settled / "kept"
     first = scan_dataset(folder, condition_width=WIDTH)
-    entries = _cached(folder)
-    assert sorted(entries) == [str(info.path) for info in first.samples]
-    paths = [str(info.path) for info in first.samples]
-    entries[paths[0]]["value"][0] = 999  # frames only a scan that does not read the file can report
-    entries[paths[1]]["value"] = ["not", "sizes"]
-    location = cache_location(folder, WIDTH, 128)
-    location.write_text(json.dumps({**json.loads(location.read_text()), "files": entries}))
+    names = [info.path.name for info in first.samples]
+    assert sorted(_cached(folder)) == names
+    _tamper(folder, {names[0]: lambda value: [999, *value[1:]], names[1]: lambda value: ["not", "sizes"]})
     again = scan_dataset(folder, condition_width=WIDTH)
     assert again.samples[0].frames == 999
     assert again.samples[1:] == first.samples[1:]
-    assert _cached(folder)[paths[1]]["value"] == json.loads(json.dumps(list(_value(first.samples[1]))))
+    assert _cached(folder)[names[1]]["value"] == json.loads(json.dumps(list(_value(first.samples[1]))))
+
+
+def _tamper(folder: Path, changes: dict) -> None:
+    """Change kept values (frames only a scan that does not read the file can report) in place."""
+    location = cache_location(folder, WIDTH, 128)
+    data = json.loads(location.read_text())
+    for name, change in changes.items():
+        data["files"][name]["value"] = change(data["files"][name]["value"])
+    location.write_text(json.dumps(data))
 
 
 def _value(info) -> tuple:
     return (info.frames, info.condition_length, info.condition_width, info.size_bytes, info.content)
+
+
+def test_a_folder_spelled_otherwise_shares_what_was_kept(settled, tmp_path, monkeypatch):
+    """``acetui scan data`` then ``acetui estimate -d data`` (a run takes the absolute path), or the folder
+    through a link: the same files, the same entries; each spelling evicted the other's."""
+    folder = settled / "kept"
+    first = scan_dataset(folder, condition_width=WIDTH)
+    _tamper(folder, {first.samples[0].path.name: lambda value: [999, *value[1:]]})
+    (tmp_path / "link").symlink_to(folder)
+    monkeypatch.chdir(settled)
+    for spelling in (tmp_path / "link", Path("kept"), folder):
+        assert scan_dataset(spelling, condition_width=WIDTH).samples[0].frames == 999
+    assert sorted(_cached(folder)) == [info.path.name for info in first.samples]
 
 
 def test_a_changed_sample_is_read_again_and_not_kept_while_just_written(settled):
@@ -62,7 +80,7 @@ def test_a_changed_sample_is_read_again_and_not_kept_while_just_written(settled)
     after = scan_dataset(folder, condition_width=WIDTH).samples
     assert after[1].size_bytes == before[1].size_bytes and after[1].content != before[1].content
     assert after[0] == before[0] and after[2] == before[2]
-    assert _cached(folder)[str(path)]["key"] != list(file_key(path))  # its old entry, never used again
+    assert _cached(folder)[path.name]["key"] != list(file_key(path))  # its old entry, never used again
 
 
 def test_each_model_width_has_its_own_cache_and_bad_files_are_not_kept(settled):
@@ -90,7 +108,7 @@ def test_a_stopped_scan_keeps_what_it_read(settled, isolated_app_dirs):
     folder = settled / "kept"
     with pytest.raises(Stop):
         scan_dataset(folder, condition_width=WIDTH, on_file=stop_at_the_third)
-    assert sorted(_cached(folder)) == [str(folder / f"sample_00{number}.pt") for number in range(2)]
+    assert sorted(_cached(folder)) == [f"sample_00{number}.pt" for number in range(2)]
 
 
 def test_a_cache_that_cannot_be_written_or_read_changes_nothing(settled, isolated_app_dirs):

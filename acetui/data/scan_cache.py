@@ -35,11 +35,21 @@ class ScanCache:
     """The samples a scan of ``folder`` for these widths found valid, by file."""
 
     def __init__(self, folder: Path, condition_width: int | None, context_channels: int) -> None:
+        self.folder = folder
         self.files = FileCache.load(cache_location(folder, condition_width, context_channels), made_by(CACHE_VERSION))
         self.settled_before_ns = time.time_ns() - SETTLED_SECONDS * 1_000_000_000
 
+    def entry(self, path: Path) -> Path:
+        """The name a sample's entry goes by: its path within the folder, however the folder is spelled (a
+        relative path, a link to it), so that ``acetui scan data`` and a run's absolute path share entries;
+        a sample a manifest lists from elsewhere, its absolute path."""
+        try:
+            return path.relative_to(self.folder)
+        except ValueError:
+            return path.absolute()
+
     def get(self, path: Path, key: FileKey) -> SampleInfo | None:
-        value = self.files.get(path, key)
+        value = self.files.get(self.entry(path), key)
         if not (isinstance(value, list) and len(value) == 5 and isinstance(value[4], str)):
             return None
         sizes = value[:4]
@@ -50,7 +60,7 @@ class ScanCache:
     def put(self, key: FileKey, info: SampleInfo) -> None:
         if key.last_change_ns < self.settled_before_ns:
             sizes = [info.frames, info.condition_length, info.condition_width, info.size_bytes]
-            self.files.put(info.path, key, [*sizes, info.content])
+            self.files.put(self.entry(info.path), key, [*sizes, info.content])
 
     def save(self, scanned: Iterable[Path]) -> None:
-        self.files.save(set(scanned))
+        self.files.save({self.entry(path) for path in scanned})
