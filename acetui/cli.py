@@ -50,6 +50,7 @@ from acetui.progress import (
     counted_on_terminal,
     ignored_options,
     print_ranking,
+    tell,
     wants_outputs,
     write_outputs,
 )
@@ -190,10 +191,8 @@ def _announce_resume(run_id: str, status: str) -> None:
 
 
 def _say(text: str) -> None:
-    """A line on stderr where a terminal gone with its SSH connection must not turn a kept run into a
-    failure: the line is lost, the exit code and the files stay."""
-    with contextlib.suppress(OSError):
-        print(f"acetui: {text}", file=sys.stderr, flush=True)
+    """A line on stderr at the end of a run, which a terminal gone with its SSH connection loses (``tell``)."""
+    tell(sys.stderr, f"acetui: {text}\n")
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -78,6 +78,17 @@ def counted_on_terminal(what: str, unit: str, stream: TextIO | None = None) -> I
         stream.flush()
 
 
+def tell(stream: TextIO, text: str) -> bool:
+    """Write ``text`` at once; False when the stream fails (a terminal gone with its SSH connection), which
+    loses the text, never the run or the files that follow it."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError:
+        return False
+    return True
+
+
 def batch_parts(event: BatchDone) -> dict[str, str]:
     """The parts of a batch's progress line, by name (``NARROW_TERMINAL_DROPS``), in the order shown."""
     loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
@@ -134,15 +145,9 @@ class ConsoleReporter:
             self._write(text + "\n")
 
     def _write(self, text: str) -> None:
-        """Written at once; a stream that fails ends the writing, not the run (it is called by the engine,
-        which would take the error for the run's own)."""
-        if self.gone:
-            return
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except OSError:
-            self.gone = True
+        """Once the stream failed, nothing more is tried (the engine calls this, and would take an error for
+        the run's own)."""
+        self.gone = self.gone or not tell(self.stream, text)
 
     def __call__(self, event: EngineEvent) -> None:
         if isinstance(event, StageChanged):
@@ -289,7 +294,7 @@ def _write_outputs(result: EstimateResult, args: argparse.Namespace) -> list[Pat
             rank_min=args.rank_min,
             rank_max=args.rank_max,
             progress=None if args.quiet else effective_rank_progress(sys.stderr),
-            warn=lambda text: print(f"acetui: warning: {text}", file=sys.stderr),
+            warn=lambda text: tell(sys.stderr, f"acetui: warning: {text}\n"),
         )
         written.append(fisher_map)
     return written
@@ -303,8 +308,7 @@ def effective_rank_progress(stream: TextIO):
         if interactive or done in (1, todo):
             bar = block_bar(done / todo, PROGRESS_WIDTH)
             text = f"|{bar}| effective rank of the pretrained weights {done}/{todo} (cached for this checkpoint)"
-            stream.write(("\r\033[K" if interactive else "") + text + ("\n" if done == todo or not interactive else ""))
-            stream.flush()
+            tell(stream, ("\r\033[K" if interactive else "") + text + ("\n" if done == todo or not interactive else ""))
 
     return report
 
