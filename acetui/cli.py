@@ -433,8 +433,7 @@ def _show_ranking(result: EstimateResult, args: argparse.Namespace, written: lis
         print_ranking(result, args.score or result.request.score, sys.stdout)
         sys.stdout.flush()
     except OSError as error:
-        with contextlib.suppress(OSError, ValueError):  # what is left in stdout's buffer then goes nowhere
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         if isinstance(error, BrokenPipeError):
             return EXIT_BROKEN_PIPE
         files = f"; {plural(len(written), 'file')} written" if written else ""
@@ -481,28 +480,12 @@ def _check_profile_command(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _check_profile_command(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "estimate":
-            return _estimate(args, argv)
-        if args.command == "resume":
-            return _resume(args, argv)
-        if args.command == "show":
-            return _show(args)
-        if args.command == "runs":
-            return _runs(args)
-        if args.command == "delete":
-            return _delete(args)
-        if args.command == "profiles":
-            return _profiles(args)
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "locate":
-            return _locate()
-        if args.command in ("variants", "scan"):
-            return _inspect(args)
-        return _open_app(profile=args.profile)
+        code = _command(args, argv)
+        sys.stdout.flush()  # here rather than at exit, where a reader gone would be Python's to report
+        return code
+    except BrokenPipeError:  # the reader of stdout went away (``acetui runs | head -1``): as quiet as any command
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
     except AcetuiError as error:
         print(f"acetui: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -518,3 +501,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so that what is left in its buffer goes nowhere at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _command(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """The command ``args`` names, run; its exit code."""
+    _check_profile_command(args)
+    if args.command == "compare":
+        return _compare(args)
+    if args.command == "estimate":
+        return _estimate(args, argv)
+    if args.command == "resume":
+        return _resume(args, argv)
+    if args.command == "show":
+        return _show(args)
+    if args.command == "runs":
+        return _runs(args)
+    if args.command == "delete":
+        return _delete(args)
+    if args.command == "profiles":
+        return _profiles(args)
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "locate":
+        return _locate()
+    if args.command in ("variants", "scan"):
+        return _inspect(args)
+    return _open_app(profile=args.profile)

@@ -429,3 +429,12 @@ def test_the_app_starts_with_its_standard_output_piped(tmp_path):
     seen += read_terminal(controller)
     assert process.wait(timeout=60) == 0
     assert b"the app needs a terminal" not in seen
+
+
+@pytest.mark.parametrize("command", [["runs"], ["locate"], ["profiles"]])
+def test_a_reader_gone_from_the_pipe_ends_a_command_quietly(tmp_path, command):
+    """``acetui runs | head -1`` with more rows than head reads said "unexpected BrokenPipeError"."""
+    process = _start(tmp_path, [*PYTHON, *command])
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141 and err == ""
