@@ -147,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument(
         "--json",
         action="store_true",
-        help="a JSON list for scripts: each run's id, status, batches, top module, creation time, settings "
-        "and record file",
+        help="a JSON list for scripts: each run's id, status, batches completed, top module, creation time, "
+        "settings (the batches asked for among them) and record file",
     )
 
     delete = commands.add_parser("delete", help="remove runs from the history for good (not a running one)")

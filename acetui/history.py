@@ -164,12 +164,15 @@ def top_module(run: EstimateResult) -> str:
 
 
 def batches_done(run: EstimateResult) -> str:
+    return batches_text(run.completed_batches, run.request)
+
+
+def batches_text(completed: int, request: EstimateRequest) -> str:
     """``done/asked``; an auto run ``done (auto, max N)``: it stops when stable, so ``9/12`` would read as
     unfinished. ASCII, as all of the CLI's output (a Windows console may not encode more)."""
-    request = run.request
     if request.auto_batches:
-        return f"{run.completed_batches} (auto, max {request.max_batches})"
-    return f"{run.completed_batches}/{request.batches}"
+        return f"{completed} (auto, max {request.max_batches})"
+    return f"{completed}/{request.batches}"
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class RunSummary:
     run_id: str
     request: EstimateRequest
     status: str
-    batches: str
+    completed: int  # batches done
     top: str
     created: str
 
@@ -192,7 +195,7 @@ class RunSummary:
             run_id=run.run_id,
             request=run.request,
             status=shown_status(run),
-            batches=batches_done(run),
+            completed=run.completed_batches,
             top=top_module(run),
             created=str(run.metadata.get("created", "")),
         )
@@ -210,8 +213,13 @@ class RunSummary:
             summary = cls(**{**values, "request": EstimateRequest.from_dict(values["request"])})
         except (AcetuiError, KeyError, TypeError, ValueError, AttributeError):
             return None
-        texts = (summary.run_id, summary.status, summary.batches, summary.top, summary.created)
-        return summary if all(isinstance(text, str) for text in texts) else None
+        texts = (summary.run_id, summary.status, summary.top, summary.created)
+        counted = type(summary.completed) is int and summary.completed >= 0
+        return summary if counted and all(isinstance(text, str) for text in texts) else None
+
+    @property
+    def batches(self) -> str:
+        return batches_text(self.completed, self.request)
 
     def age(self) -> tuple[str, str]:
         """The sort key of a listing, newest last."""

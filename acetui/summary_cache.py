@@ -9,7 +9,7 @@ from pathlib import Path
 from acetui import paths
 from acetui.file_cache import FileCache, made_by
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def cache_file() -> Path:

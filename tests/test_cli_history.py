@@ -48,9 +48,9 @@ def test_runs_json_is_for_scripts(checkpoint_root, dataset_dir, capsys, isolated
     code, out, err = run_cli(capsys, "runs", "--json", "-n", "2")
     listed = json.loads(out)
     assert code == 0 and err == ""
-    assert [(run["run_id"], run["status"], run["batches"]) for run in listed] == [
-        (newer.run_id, "cancelled", "1/4"),
-        (older.run_id, "complete", "2/2"),
+    assert [(run["run_id"], run["status"], run["completed"], run["request"]["batches"]) for run in listed] == [
+        (newer.run_id, "cancelled", 1, 4),
+        (older.run_id, "complete", 2, 2),
     ]
     assert listed[1]["top"] == rank_modules(older)[0].module.removeprefix("decoder.")
     assert listed[0]["request"] == newer.request.to_dict()

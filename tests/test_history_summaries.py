@@ -54,11 +54,12 @@ def test_a_broken_or_foreign_cache_is_rebuilt_and_a_bad_entry_read_again(
         cache_file().write_text(garbage)
         assert list_runs() == (expected, [])
         assert json.loads(cache_file().read_text())["version"] == made_by(CACHE_VERSION)
-    data = json.loads(cache_file().read_text())
-    (entry,) = data["files"].values()
-    entry["value"]["request"]["batches"] = -3  # no request: read from the record again
-    cache_file().write_text(json.dumps(data))
-    assert list_runs() == (expected, []) and expected[0].run_id == run.run_id
+    for field, bad in (("request", {"batches": -3}), ("completed", "1")):  # no request, no count: read again
+        data = json.loads(cache_file().read_text())
+        (entry,) = data["files"].values()
+        entry["value"][field] = {**entry["value"][field], **bad} if isinstance(bad, dict) else bad
+        cache_file().write_text(json.dumps(data))
+        assert list_runs() == (expected, []) and expected[0].run_id == run.run_id
 
 
 def test_a_running_record_is_read_at_every_listing(checkpoint_root, dataset_dir, isolated_app_dirs):
