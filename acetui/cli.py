@@ -119,7 +119,7 @@ def run_headless(request: EstimateRequest, args: argparse.Namespace, resume: Est
     check_outputs(request, args)  # an existing map or a bad rank budget fails before the run, not after it
     world = world_from_env()
     for note in ignored_options(request, args) if world.main else ():
-        print(f"acetui: warning: {note}", file=sys.stderr)
+        _say(f"warning: {note}")
     reporter = ConsoleReporter(quiet=args.quiet or not world.main)
     if world.distributed:
         from acetui.estimate.distributed import distributed_estimator
@@ -168,7 +168,7 @@ def _abort(code: int) -> NoReturn:
     """A second stop signal: leave at once. Raising KeyboardInterrupt from the handler unwound through
     whatever was running (torch, a finaliser) and could end in a traceback; every finished batch is in the
     record already (written atomically), and the OS releases the run's lock."""
-    print("acetui: aborted", file=sys.stderr, flush=True)
+    _say("aborted")
     os._exit(code)
 
 
@@ -285,7 +285,7 @@ def _compare(args: argparse.Namespace) -> int:
     score = args.score or (named[0] if named else "grad-norm")
     for path, operand in zip(paths, operands):
         if operand.fixed_score not in (None, score):
-            print(f"acetui: warning: {path} is ranked by {operand.fixed_score}, compared with {score}", file=sys.stderr)
+            _say(f"warning: {path} is ranked by {operand.fixed_score}, compared with {score}")
     first, second = (operand.sensitivities(score) for operand in operands)
     comparison = compare_sensitivities(
         first, second, top_k=args.top_k, label_a=str(args.first), label_b=str(args.second)
@@ -306,7 +306,7 @@ def _resume(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     record = load_record(path)
     if record.status == "complete" and wants_outputs(args):
         if not args.quiet:
-            print(f"acetui: run {record.run_id} is complete: its files come from its record", file=sys.stderr)
+            _say(f"run {record.run_id} is complete: its files come from its record")
         return _stored_exports(record, args)
     check_incomplete(record)
     if world_from_env().main:
@@ -351,10 +351,9 @@ def _show(args: argparse.Namespace) -> int:
         raise AcetuiError(f"run {record.run_id} ({shown_status(record)}) has no included batches: no ranking to show")
     if record.status != "complete":
         later = "still running" if run_owner_alive(record) else f"continue it with: acetui resume {record.run_id}"
-        print(
-            f"acetui: run {record.run_id} is {shown_status(record)}, {batches_done(record)} batches so far: a partial "
-            f"ranking ({later})",
-            file=sys.stderr,
+        _say(
+            f"run {record.run_id} is {shown_status(record)}, {batches_done(record)} batches so far: a partial "
+            f"ranking ({later})"
         )
     return _stored_exports(record, args)
 
@@ -364,7 +363,7 @@ def _runs(args: argparse.Namespace) -> int:
         raise AcetuiError(f"--limit/-n must be at least 1, got {args.limit}")
     runs, problems = list_runs()
     for problem in problems:
-        print(f"acetui: warning: {problem.reason} ({problem.fate})", file=sys.stderr)
+        _say(f"warning: {problem.reason} ({problem.fate})")
     if args.json:
         listed = [{**run.to_dict(), "record": str(history_record(run.run_id))} for run in runs[: args.limit]]
         print(json.dumps(listed, indent=2))
@@ -384,13 +383,13 @@ def _delete(args: argparse.Namespace) -> int:
         try:
             records.setdefault(find_run(reference), None)
         except AcetuiError as error:
-            print(f"acetui: {error}", file=sys.stderr)
+            _say(str(error))
             code = EXIT_ERROR
     for record in records:
         try:
             run = delete_run(record)
         except AcetuiError as error:
-            print(f"acetui: {error}", file=sys.stderr)
+            _say(str(error))
             code = EXIT_ERROR
             continue
         dataset = Path(run.request.dataset_dir).name
@@ -463,7 +462,7 @@ def _estimate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.save_profile is not None:  # before the run: kept whatever becomes of it
         saved = save_new_profile(args.save_profile, settings_of(request))
         if saved is not None:
-            print(f"acetui: saved profile {args.save_profile} ({saved})", file=sys.stderr)
+            _say(f"saved profile {args.save_profile} ({saved})")
     spawned = _spawn(args, argv, request)
     return spawned if spawned is not None else run_headless(request, args)
 
@@ -487,19 +486,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _drop_stdout()
         return EXIT_BROKEN_PIPE
     except AcetuiError as error:
-        print(f"acetui: {error}", file=sys.stderr)
+        _say(str(error))
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("acetui: aborted", file=sys.stderr)
+        _say("aborted")
         return EXIT_INTERRUPTED
     except Exception as error:  # a bug: one line for the user, the traceback when asked for
         if os.environ.get(DEBUG_VARIABLE):
             raise
-        print(
-            f"acetui: unexpected {type(error).__name__}: {first_line(error)} "
-            f"(set {DEBUG_VARIABLE}=1 for the traceback)",
-            file=sys.stderr,
-        )
+        _say(f"unexpected {type(error).__name__}: {first_line(error)} (set {DEBUG_VARIABLE}=1 for the traceback)")
         return EXIT_ERROR
 
 

@@ -91,11 +91,12 @@ def tell(stream: TextIO, text: str) -> bool:
 
 def batch_parts(event: BatchDone) -> dict[str, str]:
     """The parts of a batch's progress line, by name (``NARROW_TERMINAL_DROPS``), in the order shown."""
-    loss = f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})" if not event.excluded else event.excluded
+    loss = "" if event.excluded else f"loss {event.loss:.4f} (mean {event.mean_loss:.4f})"
     parts = {
         "bar": f"|{block_bar((event.index + 1) / event.total, PROGRESS_WIDTH)}|",
         "batch": f"batch {event.index + 1}/{event.total}",
         "loss": loss,
+        "excluded": event.excluded,  # why the batch does not count: never left out
         "stability": "" if event.stability is None else f"stability {event.stability:.2f}",
         "memory": memory_text(event.memory),
         "speed": f"{event.seconds_per_batch:.2f} s/batch",

@@ -438,3 +438,19 @@ def test_a_reader_gone_from_the_pipe_ends_a_command_quietly(tmp_path, command):
     process.stdout.close()
     err = process.stderr.read()
     assert process.wait(timeout=120) == 141 and err == ""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closing a child's descriptor is POSIX")
+def test_a_closed_standard_stream_drops_what_goes_there(tmp_path, checkpoint_root, dataset_dir):
+    """``acetui locate >&-`` and ``acetui estimate ... 2>&-``: Python has no stream there (None), and every
+    write to it said "unexpected AttributeError"; the command runs, and what goes there is dropped."""
+    env = subprocess_env(tmp_path)
+    done = subprocess.run(
+        [*PYTHON, "locate"], cwd=REPO, env=env, capture_output=True, text=True, preexec_fn=lambda: os.close(1)
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    csv = tmp_path / "o.csv"
+    command = [*PYTHON, *estimate_args(checkpoint_root, dataset_dir, "--csv", str(csv), quiet=False)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, preexec_fn=lambda: os.close(2))
+    assert done.returncode == 0 and csv.is_file()
+    assert "--target-modules" in done.stdout and "acetui:" not in done.stdout

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from acetui.cli import main
+from acetui.estimate import BatchDone
+from acetui.estimate.memory import memory_stats
+from acetui.progress import batch_parts, fitted
 from tests.support import estimate_args, run_cli, run_with_terminal_stderr
 
 
@@ -226,3 +231,11 @@ def test_a_batch_line_fits_the_terminal_it_is_rewritten_on(checkpoint_root, data
     if columns == 80:
         assert lines[-1].startswith("batch 3/3  loss ") and " RSS " in lines[-1] and "ETA " in lines[-1]
         assert "s/batch" not in lines[-1] and "|" not in lines[-1]
+
+
+def test_an_excluded_batchs_reason_stays_on_a_narrow_line():
+    """The reason a batch does not count is what a user must see; the loss is what goes."""
+    reason = "non-finite gradient in decoder.layers.3.self_attn.q_proj (skipped)"
+    event = BatchDone(2, 200, math.nan, 1.0, reason, 1.0, 0.5, 2.0, 99.0, memory_stats(torch.device("cpu")))
+    line = fitted(batch_parts(event), 100)
+    assert line.startswith("batch 3/200  non-finite gradient") and line.endswith("ETA 1m 39s") and len(line) < 100

@@ -123,3 +123,17 @@ def test_a_cache_that_cannot_be_written_or_read_changes_nothing(settled, isolate
     location.parent.rmdir()
     location.parent.write_text("a file where the cache folder goes")
     assert scan_dataset(folder, condition_width=WIDTH) == expected
+
+
+def test_a_manifests_absolute_paths_share_what_was_kept_however_the_folder_is_spelled(tmp_path, monkeypatch):
+    folder = tmp_path / "listed"
+    write_dataset(folder, count=2, condition_width=WIDTH, frames=(20, 40), condition_length=(4, 4))
+    manifest = {"samples": [str(folder / "sample_000.pt"), "sample_001.pt"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    time.sleep(SETTLED_SECONDS + 0.1)
+    monkeypatch.chdir(tmp_path)
+    first = scan_dataset(Path("listed"), condition_width=WIDTH)
+    assert len(first.samples) == 2 and sorted(_cached(folder)) == ["sample_000.pt", "sample_001.pt"]
+    _tamper(folder, {"sample_000.pt": lambda value: [999, *value[1:]]})
+    assert scan_dataset(folder, condition_width=WIDTH).samples[0].frames == 999
+    assert sorted(_cached(folder)) == ["sample_000.pt", "sample_001.pt"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,17 +37,22 @@ class ScanCache:
 
     def __init__(self, folder: Path, condition_width: int | None, context_channels: int) -> None:
         self.folder = folder
+        self.real_folder = Path(os.path.realpath(folder))
         self.files = FileCache.load(cache_location(folder, condition_width, context_channels), made_by(CACHE_VERSION))
         self.settled_before_ns = time.time_ns() - SETTLED_SECONDS * 1_000_000_000
 
     def entry(self, path: Path) -> Path:
         """The name a sample's entry goes by: its path within the folder, however the folder is spelled (a
         relative path, a link to it), so that ``acetui scan data`` and a run's absolute path share entries;
-        a sample a manifest lists from elsewhere, its absolute path."""
+        a sample a manifest lists from elsewhere, its real path."""
         try:
-            return path.relative_to(self.folder)
+            return path.relative_to(self.folder)  # a file of the folder: no system call
         except ValueError:
-            return path.absolute()
+            real = Path(os.path.realpath(path))
+        try:
+            return real.relative_to(self.real_folder)  # an absolute path in a manifest, say
+        except ValueError:
+            return real
 
     def get(self, path: Path, key: FileKey) -> SampleInfo | None:
         value = self.files.get(self.entry(path), key)
