@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -191,7 +191,8 @@ def _announce_resume(run_id: str, status: str) -> None:
 
 
 def _say(text: str) -> None:
-    """A line on stderr at the end of a run, which a terminal gone with its SSH connection loses (``tell``)."""
+    """A line of the command's on stderr, which a terminal gone with its SSH connection loses (``tell``)
+    without failing the command."""
     tell(sys.stderr, f"acetui: {text}\n")
 
 
@@ -200,19 +201,19 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.headless:
         return run_headless(demo_request(), build_parser().parse_args(["estimate"]))
-    check_app_terminal()  # before the demo files are written for an app that cannot start
-    return _open_app(request=demo_request())
+    return _open_app(request=demo_request)
 
 
-def _open_app(request: EstimateRequest | None = None, profile: str | None = None) -> int:
-    """The app; a ``--profile`` that is not saved is refused first (in the app it would be a passing notice).
-    Runs that quitting stopped are named with the command that resumes them, as a stopped ``estimate`` is."""
+def _open_app(request: Callable[[], EstimateRequest] | None = None, profile: str | None = None) -> int:
+    """The app, opened on what ``request`` makes (the demo's, written only once the app can start); a
+    ``--profile`` that is not saved is refused first (in the app it would be a passing notice). Runs that
+    quitting stopped are named with the command that resumes them, as a stopped ``estimate`` is."""
     from acetui.tui.app import make_app
 
     if profile is not None:
         saved_profile(profile)
     check_app_terminal()
-    return _app_ended(make_app(request=request, profile=profile).run())
+    return _app_ended(make_app(request=request() if request else None, profile=profile).run())
 
 
 def check_app_terminal() -> None:

@@ -207,10 +207,9 @@ def is_record(data: Any) -> bool:
 def record_from_data(data: Any, path: Path) -> EstimateResult:
     """The run record ``data`` read from ``path``; OtherVersionRecord for another version's, AcetuiError
     naming the file for anything that does not fit together."""
-    kind = data.get("format") if isinstance(data, dict) else None
-    if isinstance(kind, str) and kind.startswith(RECORD_FAMILY) and kind != RECORD_FORMAT:
+    if is_record(data) and data["format"] != RECORD_FORMAT:
         raise OtherVersionRecord(
-            f"{path}: a run record of another acetui version ({kind}; this one reads {RECORD_FORMAT})"
+            f"{path}: a run record of another acetui version ({data['format']}; this one reads {RECORD_FORMAT})"
         )
     try:
         return EstimateResult.from_dict(data)
