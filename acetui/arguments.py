@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from acetui import __version__
-from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS, SCORES
+from acetui.estimate.request import CHECKPOINTING, CUDA_GRAPHS, DTYPES, GRANULARITIES, MODULE_SETS, SCORES
 from acetui.estimate.sidestep import DEFAULT_BASE_RANK, DEFAULT_RANK_MAX, DEFAULT_RANK_MIN
 
 
@@ -49,6 +49,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--modules", choices=MODULE_SETS, help="which projections to score")
     add("--crop-frames", type=int, help="crop samples to this many latent frames (25 per second)")
     add("--activation-checkpointing", choices=CHECKPOINTING, help="recompute activations to save memory")
+    add("--cuda-graphs", choices=CUDA_GRAPHS, help="auto: replay batch shapes that recur as CUDA graphs (default)")
     add("--strict", action="store_true", default=None, help="any bad sample file is an error")
     # Unset, it must leave a --profile given before the subcommand in place: argparse copies every value of
     # the subcommand's namespace over the top-level one's, so a default of None would erase it.

@@ -77,6 +77,7 @@ FLAG_SETTINGS = (
     "modules",
     "crop_frames",
     "activation_checkpointing",
+    "cuda_graphs",
     "strict",
     "max_batches",
     "stability_target",

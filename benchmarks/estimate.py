@@ -55,7 +55,7 @@ from acetui.data.samples import LATENT_FRAMES_PER_SECOND, load_sample  # noqa: E
 from acetui.estimate import EstimateRequest, Estimator  # noqa: E402
 from acetui.estimate.events import BatchDone, RunFailed, RunStarted  # noqa: E402
 from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss  # noqa: E402
-from acetui.estimate.request import resolve_device, resolve_dtype  # noqa: E402
+from acetui.estimate.request import CUDA_GRAPHS, resolve_device, resolve_dtype  # noqa: E402
 from acetui.model import load_decoder  # noqa: E402
 from acetui.model.config import DecoderConfig  # noqa: E402
 from acetui.model.decoder import AceStepDecoder, Attention, ChannelsFirst, RMSNorm, SwiGLU, TokensMajor  # noqa: E402
@@ -267,6 +267,7 @@ class EngineRun:
         checkpointing: str,
         crop_frames: int | None = None,
         batch_size: int = 1,
+        cuda_graphs: str = "auto",
     ):
         self.request = EstimateRequest(
             checkpoint_dir=root,
@@ -279,6 +280,7 @@ class EngineRun:
             activation_checkpointing=checkpointing,
             crop_frames=crop_frames,
             batch_size=batch_size,
+            cuda_graphs=cuda_graphs,
         )
         self.info = None
         self.failure = None
@@ -431,6 +433,7 @@ def measure_worker(args: argparse.Namespace) -> dict:
             args.checkpointing,
             args.crop_frames,
             args.batch_size,
+            args.cuda_graphs,
         )
 
         def started() -> None:
@@ -506,6 +509,8 @@ def measure_memory(
         str(args.threads),
         "--batch-size",
         str(args.batch_size),
+        "--cuda-graphs",
+        args.cuda_graphs,
     ]
     if crop_frames:
         command += ["--crop-frames", str(crop_frames)]
@@ -579,7 +584,17 @@ def run_case(args, root: Path, case: Case) -> dict:
         naive_losses.append(naive.batch(index))
         naive_seconds.append(time.perf_counter() - started)
 
-    ours = EngineRun(root, variant, dataset, batches, args.device, args.dtype, "off", batch_size=args.batch_size)
+    ours = EngineRun(
+        root,
+        variant,
+        dataset,
+        batches,
+        args.device,
+        args.dtype,
+        "off",
+        batch_size=args.batch_size,
+        cuda_graphs=args.cuda_graphs,
+    )
     result = ours.run(between=naive_batch)  # ours batch i, then the baseline's batch i
     ours_seconds = [record.seconds for record in result.batches]
     names = [name.removeprefix("decoder.") for name in result.modules]
@@ -613,6 +628,7 @@ def run_case(args, root: Path, case: Case) -> dict:
         "condition_tokens": CONDITION_TOKENS,
         "length_spread": args.length_spread,
         "batch_size": args.batch_size,
+        "cuda_graphs": args.cuda_graphs,
         "parameters": ours.info.parameters,
         "batches": batches,
         "warmup": args.warmup,
@@ -774,6 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--repeats", type=int, default=5, help="timed batches per variant after the warm-up (median reported)")
     add("--warmup", type=int, default=1, help="untimed batches first")
     add("--batch-size", type=int, default=1, help="samples per batch (both variants)")
+    add("--cuda-graphs", choices=CUDA_GRAPHS, default="auto", help="ours: replay recurring batch shapes (CUDA)")
     add("--load-repeats", type=int, default=3, help="checkpoint loads timed per variant (median)")
     add("--device", default="auto")
     add("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16, fp32")

@@ -1,8 +1,9 @@
 """The gradient sensitivity estimator: request in, events out, result saved as batches complete.
 
 Per batch: the flow-matching loss of the decoder, one backward, and the Frobenius norm of every scored
-projection's weight gradient, read on the device by ``GradientProbe``. The run can be cancelled from
-another thread (honoured between batches, and while setting up between files and tensors); completed
+projection's weight gradient, read on the device by ``GradientProbe`` (on a GPU, a batch shape that
+recurs is replayed as a CUDA graph by ``BatchSteps``). The run can be cancelled from another thread
+(honoured between batches, and while setting up between files and tensors); completed
 batches are written to the run record atomically, after each one unless saving would take more than a
 tenth of the run's time (``SaveBudget``), and whenever the run stops, so an interrupted run keeps every
 batch and a killed one loses at most the batch in flight or the last few seconds'; either can be
@@ -37,8 +38,9 @@ from acetui.estimate.events import (
     StageProgress,
 )
 from acetui.estimate.gradients import GradientProbe
+from acetui.estimate.graphs import BatchShape, BatchSteps, batch_shapes, shapes_to_graph
 from acetui.estimate.memory import memory_stats, release_freed_memory
-from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch, flow_matching_loss
+from acetui.estimate.objective import TimestepFocus, batch_generator, draw_batch
 from acetui.estimate.ownership import RunClaim, claim_run, process_owner
 from acetui.estimate.preparation import (
     check_unchanged,
@@ -104,6 +106,7 @@ class _Session:
 
     decoder: AceStepDecoder
     probe: GradientProbe
+    steps: BatchSteps
     scan: DatasetScan
     plan: list[list[int]]
     device: torch.device
@@ -337,9 +340,11 @@ class Estimator:
         plan = batch_plan(len(scan.samples), total, request.batch_size, request.seed)
         self._save(result)  # the record names its owner before the first batch
         self.on_event(RunStarted(result.run_id, info, scan, total, result.completed_batches))
+        graphed = self._shapes_to_graph(decoder, plan, scan, result.completed_batches, dtype)
         session = _Session(
             decoder=decoder,
             probe=probe,
+            steps=BatchSteps(decoder, probe, graphed, self._warn),
             scan=scan,
             plan=plan,
             device=device,
@@ -354,6 +359,17 @@ class Estimator:
         finally:
             probe.close()
         return result
+
+    def _shapes_to_graph(
+        self, decoder: AceStepDecoder, plan: list[list[int]], scan: DatasetScan, start: int, dtype: torch.dtype
+    ) -> set[BatchShape]:
+        """The batch shapes this process will replay as CUDA graphs, from its batches from ``start`` on."""
+        device = next(decoder.parameters()).device
+        if device.type != "cuda" or self.request.cuda_graphs == "off" or decoder.activation_checkpointing:
+            return set()
+        shapes = batch_shapes(plan, scan.samples, self.request.crop_frames)
+        ahead = [shapes[index] for index in range(start, len(plan)) if self.owns_batch(index)]
+        return shapes_to_graph(ahead, decoder.config, dtype, torch.cuda.mem_get_info(device)[0])
 
     def _loop(self, session: _Session, result: EstimateResult) -> None:
         """Rounds of batches; a single process has rounds of one batch and an identity exchange."""
@@ -417,6 +433,8 @@ class Estimator:
         total = len(session.plan)
         now = time.perf_counter()
         session.add_round(len(records), now)
+        if session.steps.replays:  # batches of this process (since it started) that replayed a CUDA graph
+            result.metadata["cuda_graph_replays"] = session.steps.replays
         per_batch = session.seconds_per_batch(now)
         elapsed = now - session.started
         for record in sorted(records, key=lambda item: item.index):
@@ -478,10 +496,8 @@ class Estimator:
         batch = collate(samples, crop_frames=crop, crop_offsets=offsets)
         draw = draw_batch(batch, config.timestep_mu, config.timestep_sigma, session.focus, generator)
         batch = batch.to(session.device, session.dtype)
-        session.probe.reset()
-        loss = flow_matching_loss(session.decoder, batch, draw)
-        loss.backward()
-        readout = torch.cat([loss.detach().float().reshape(1), session.probe.norms]).cpu().tolist()
+        loss = session.steps.loss(batch, draw)
+        readout = torch.cat([loss.float().reshape(1), session.probe.norms]).cpu().tolist()
         loss_value, norms = readout[0], readout[1:]
         record = BatchRecord(index, loss_value, draw.timesteps.tolist(), [str(p) for p in paths], 0.0)
         if not math.isfinite(loss_value):

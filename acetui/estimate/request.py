@@ -16,6 +16,7 @@ SCORES = ("grad-norm", "fisher", "relative")
 MODULE_SETS = ("attention", "attention+mlp")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 CHECKPOINTING = ("auto", "on", "off")
+CUDA_GRAPHS = ("auto", "off")
 SEED_LIMIT = 2**63  # 0 <= seed < 2**63 (a torch generator takes 64 bits; larger seeds failed after loading)
 # The batch plan is built before the first batch, one entry per sample drawn, so absurd counts filled
 # memory (21 GB for 10**22 batches) or never finished (a batch size of 10**12) before any batch. A
@@ -47,6 +48,7 @@ class EstimateRequest:
     modules: str = "attention"
     crop_frames: int | None = None
     activation_checkpointing: str = "auto"
+    cuda_graphs: str = "auto"  # auto: replay repeated batch shapes as CUDA graphs (acetui.estimate.graphs)
     auto_batches: bool = False
     max_batches: int = 50
     stability_target: float = 0.9
@@ -87,6 +89,8 @@ class EstimateRequest:
             raise AcetuiError(
                 f"activation checkpointing must be auto, on or off, got {self.activation_checkpointing!r}"
             )
+        if self.cuda_graphs not in CUDA_GRAPHS:
+            raise AcetuiError(f"CUDA graphs must be auto or off, got {self.cuda_graphs!r}")
         if not 0 <= self.seed < SEED_LIMIT:
             raise AcetuiError(f"seed must be at least 0 and below 2**63, got {self.seed}")
         if self.crop_frames is not None and self.crop_frames < 2:

@@ -17,7 +17,7 @@ from textual.widgets import Input, Label, Select
 from acetui.errors import AcetuiError
 from acetui.estimate import SCORES
 from acetui.estimate.objective import TimestepFocus
-from acetui.estimate.request import CHECKPOINTING, DTYPES, GRANULARITIES, MODULE_SETS, check_settings
+from acetui.estimate.request import CHECKPOINTING, CUDA_GRAPHS, DTYPES, GRANULARITIES, MODULE_SETS, check_settings
 
 FOCUS_PRESETS = ("balanced", "texture", "structure")
 MAX_DIGITS = 30  # the largest range (seeds, below 2**63) needs 19
@@ -125,6 +125,7 @@ FIELDS = (
     Field("timestep_focus", "timestep focus", parse=parse_focus, suggestions=FOCUS_PRESETS),
     integer("crop_frames", "crop frames", placeholder="blank: whole samples"),
     Field("activation_checkpointing", "activation checkpointing", CHECKPOINTING),
+    Field("cuda_graphs", "CUDA graphs", CUDA_GRAPHS),
     Field("modules", "modules", MODULE_SETS),
     Field("score", "score", SCORES),
 )
