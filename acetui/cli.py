@@ -23,6 +23,7 @@ from acetui.estimate import EstimateRequest, EstimateResult, Estimator
 from acetui.estimate.distributed import check_process_count, world_from_env
 from acetui.estimate.ownership import check_incomplete, check_not_running, run_owner_alive
 from acetui.estimate.request import resolve_device
+from acetui.folders import nearest_existing
 from acetui.history import (
     batches_done,
     delete_run,
@@ -370,7 +371,11 @@ def _runs(args: argparse.Namespace) -> int:
         listed = [{**run.to_dict(), "record": str(history_record(run.run_id))} for run in runs[: args.limit]]
         print(json.dumps(listed, indent=2))
     elif not runs:
-        print(f"no runs recorded yet in {paths.app_dirs().runs}")
+        folder = paths.app_dirs().runs
+        blocker = nearest_existing(folder)
+        if not blocker.is_dir():  # XDG_DATA_HOME or a folder under it is a file: no run could be recorded
+            raise AcetuiError(f"no runs can be recorded in {folder}: {blocker} is not a folder")
+        print(f"no runs recorded yet in {folder}")
     else:
         sys.stdout.write(runs_table(runs[: args.limit]))
     return 0

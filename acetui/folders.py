@@ -27,6 +27,13 @@ def not_found(path: Path, what: str) -> str:
         return f"{what} not found"
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists: where creating ``path`` would start (or fail)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_folder(folder: Path, error: type[AcetuiError], what: str = "folder") -> None:
     """Raise ``error`` naming ``folder`` (described as ``what`` when missing) when it is missing, not a
     folder, or cannot be listed and entered (without search permission its files cannot be read)."""

@@ -39,6 +39,7 @@ from acetui.estimate.sidestep import (
     fisher_map_path,
 )
 from acetui.estimate.stats import RankingStats, result_stats
+from acetui.folders import nearest_existing
 from acetui.pace import Pace, Paced, Progress
 from acetui.units import block_bar, figure, format_bytes, format_duration, progress_text, session_timing
 
@@ -379,9 +380,7 @@ def check_writable(option: str, path: Path) -> None:
     its nearest existing parent is a folder this user may write in (missing folders are created)."""
     if path.is_dir():
         raise AcetuiError(f"{option} {path}: is a folder, not a file")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(path.parent)
     if not parent.is_dir():
         raise AcetuiError(f"{option} {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
