@@ -19,6 +19,7 @@ from acetui import paths
 from acetui.atomic import write_text_atomic
 from acetui.errors import AcetuiError
 from acetui.estimate.request import REQUEST_DEFAULTS, EstimateRequest, check_settings
+from acetui.model.variants import variant_label
 from acetui.units import aligned_lines
 
 if sys.version_info >= (3, 11):
@@ -127,7 +128,8 @@ def profiles_table() -> str:
             continue
         batches = "auto" if values["auto_batches"] else str(values["batches"])
         dataset = Path(values["dataset_dir"]).name if "dataset_dir" in values else "-"
-        rows.append((name, str(values.get("variant", "-")), dataset, batches, missing_folders(values)))
+        variant = variant_label(str(values["variant"])) if "variant" in values else "-"
+        rows.append((name, variant, dataset, batches, missing_folders(values)))
     return aligned_lines(rows)
 
 

@@ -183,6 +183,8 @@ def test_profiles_lists_shows_and_deletes_them(checkpoint_root, dataset_dir, tmp
     save_profile("auto", {"checkpoint_dir": str(checkpoint_root), "variant": "base", "dataset_dir": str(dataset_dir),
                           "auto_batches": True})  # fmt: skip
     save_profile("moved", {"variant": "turbo", "dataset_dir": str(tmp_path / "gone"), "batches": 7})
+    tuned = {"checkpoint_dir": str(checkpoint_root), "variant": str(tmp_path / "ft" / "acestep-v15-sft")}
+    save_profile("tuned", {**tuned, "dataset_dir": str(dataset_dir)})  # a fine-tune by its path: its folder's name
     (folder / "broken.toml").write_text("batches = ")
     code, out, _ = run_cli(capsys, "profiles")
     header, *rows = out.splitlines()
@@ -191,9 +193,10 @@ def test_profiles_lists_shows_and_deletes_them(checkpoint_root, dataset_dir, tmp
     assert rows[1].startswith("broken ") and "unusable: " in rows[1] and "not valid TOML" in rows[1]
     assert rows[2].split()[:4] == ["moved", "turbo", "gone", "7"]
     assert rows[2].endswith(f"dataset folder {tmp_path / 'gone'} not found")
+    assert rows[3].split() == ["tuned", "sft", dataset_dir.name, "5"]
     code, out, _ = run_cli(capsys, "profiles", "--show", "moved")
     assert code == 0 and out == f"# {profile_path('moved')}\n{profile_path('moved').read_text()}"
     deleted = f"deleted profile moved ({profile_path('moved')})\n"
     assert run_cli(capsys, "profiles", "--delete", "moved") == (0, deleted, "")
     code, _, err = run_cli(capsys, "profiles", "--show", "moved")
-    assert code == 1 and one_error_line(err) == "acetui: no such profile 'moved' (saved: auto, broken)"
+    assert code == 1 and one_error_line(err) == "acetui: no such profile 'moved' (saved: auto, broken, tuned)"
