@@ -49,8 +49,10 @@ def test_recurring_short_batches_that_fit_beside_eager_ones_are_graphed():
     rare, odd_longer = (1, 750, 100), (1, 2 * GRAPH_MAX_TOKENS + 1, 100)  # the odd frame is a token too
     shapes = [*recurring * GRAPH_MIN_BATCHES, *[rare] * (GRAPH_MIN_BATCHES - 1), *[odd_longer] * 50]
     assert shapes_to_graph(shapes, FULL_2B, torch.bfloat16, 80 * 2**30) == set(recurring)
-    # A graph's activations (~1.8 GB for 750 tokens of the 2B) next to an eager batch's must fit.
-    assert shapes_to_graph(shapes, FULL_2B, torch.bfloat16, 2**30) == set()
+    # The pool keeps a graphed batch's activations (~1.8 GB for 750 tokens of the 2B) all run long, beside
+    # the longest batch's (~3.5 GB for the 1,501 tokens of odd_longer, run eagerly): both must fit.
+    assert shapes_to_graph(shapes, FULL_2B, torch.bfloat16, 5 * 10**9) == set()
+    assert shapes_to_graph(shapes, FULL_2B, torch.bfloat16, 7 * 10**9) == set(recurring[:2])
 
 
 def test_the_flag_reaches_the_run_record_and_a_bad_value_is_one_line(

@@ -60,8 +60,9 @@ from acetui.pace import Paced, Progress
 
 OOM_ADVICE = (
     "out of memory on batch {index}: lower --batch-size, use --dtype bf16, set --crop-frames, "
-    "or turn on --activation-checkpointing; {done} completed batches were kept"
+    "or turn on --activation-checkpointing{graphs}; {done} completed batches were kept"
 )
+GRAPHS_ADVICE = ", or --cuda-graphs off (this run's CUDA graphs hold memory of their own)"
 OUT_OF_MEMORY = "out of memory"
 # Every scored gradient exactly zero: the loss does not reach the projections (e.g. a zeroed output
 # projection, as an untrained DiT has); ranking such a batch would rank nothing.
@@ -384,7 +385,9 @@ class Estimator:
             if oom is not None:
                 if session.device.type == "cuda":
                     torch.cuda.empty_cache()
-                self._fail(OOM_ADVICE.format(index=oom.index + 1, done=result.completed_batches), result)
+                graphs = GRAPHS_ADVICE if session.steps.graphs else ""
+                advice = OOM_ADVICE.format(index=oom.index + 1, graphs=graphs, done=result.completed_batches)
+                self._fail(advice, result)
                 return
             if self._absorb(session, result, records):
                 break

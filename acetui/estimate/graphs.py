@@ -38,7 +38,6 @@ from acetui.model.config import DecoderConfig
 # ~4 replays up to 750 tokens, ~6 at 1,500, and only after ~20 at 3,000: longer batches run eagerly.
 GRAPH_MIN_BATCHES = 6
 GRAPH_MAX_TOKENS = 1500
-GRAPHED_MEMORY_FACTOR = 2  # the graph pool beside the eager batches' cached activations
 
 BatchShape = tuple[int, int, int]  # samples, frames, condition tokens: what ``collate`` pads a batch to
 
@@ -65,15 +64,22 @@ def shapes_to_graph(
     shapes: Sequence[BatchShape], config: DecoderConfig, dtype: torch.dtype, free_bytes: int
 ) -> set[BatchShape]:
     """The shapes of ``shapes`` (the batches ahead) worth a graph: met at least GRAPH_MIN_BATCHES times, of
-    at most GRAPH_MAX_TOKENS tokens, and with room for a graph's activations beside an eager batch's in
-    ``free_bytes`` of device memory."""
+    at most GRAPH_MAX_TOKENS tokens, and with room in ``free_bytes`` of device memory for the graphs' pool
+    (it holds a graphed batch's activations for the whole run) beside the longest batch's, which runs
+    eagerly outside the pool."""
+    if not shapes:
+        return set()
+
+    def activations(shape: BatchShape) -> int:
+        return activation_bytes(config, shape[1], shape[0], dtype)
+
+    longest = max(activations(shape) for shape in shapes)
 
     def worth_it(shape: BatchShape, count: int) -> bool:
         samples, frames, _ = shape
         if count < GRAPH_MIN_BATCHES or samples * math.ceil(frames / config.patch_size) > GRAPH_MAX_TOKENS:
             return False
-        graphed = GRAPHED_MEMORY_FACTOR * activation_bytes(config, frames, samples, dtype)
-        return activations_fit(graphed, free_bytes, on_cuda=True)
+        return activations_fit(activations(shape) + longest, free_bytes, on_cuda=True)
 
     return {shape for shape, count in Counter(shapes).items() if worth_it(shape, count)}
 
@@ -114,13 +120,16 @@ class BatchSteps:
         """The batch's loss (detached, on the device); ``probe.norms`` holds its gradient norms after."""
         shape = shape_of(batch)
         graphed = self.graphs.get(shape)
-        if graphed is not None:
-            self.replays += 1
-            return graphed.replay(batch, draw)
-        if shape not in self.waiting:
+        if graphed is None and shape not in self.waiting:
             return self._eager(batch, draw)
-        self.waiting.discard(shape)
-        return self._capture(shape, batch, draw)
+        # Captures, replays and their streams act on the current device, which is cuda:0 unless set: a run
+        # on another GPU would make a context on GPU 0 (or replay on its stream).
+        with torch.cuda.device(batch.target_latents.device):
+            if graphed is not None:
+                self.replays += 1
+                return graphed.replay(batch, draw)
+            self.waiting.discard(shape)
+            return self._capture(shape, batch, draw)
 
     def _eager(self, batch: Batch, draw: BatchDraw) -> torch.Tensor:
         self.probe.reset()
