@@ -123,7 +123,8 @@ def profiles_table() -> str:
     for name in list_profiles():
         try:
             values = load_profile(name)
-        except ProfileError as error:
+            check_settings(values)  # a value out of range (a top-k of 0) stops a run as surely as bad TOML
+        except AcetuiError as error:  # a ProfileError is one
             rows.append((name, "-", "-", "-", f"unusable: {error}"))
             continue
         batches = "auto" if values["auto_batches"] else str(values["batches"])

@@ -186,6 +186,7 @@ def test_profiles_lists_shows_and_deletes_them(checkpoint_root, dataset_dir, tmp
     tuned = {"checkpoint_dir": str(checkpoint_root), "variant": str(tmp_path / "ft" / "acestep-v15-sft")}
     save_profile("tuned", {**tuned, "dataset_dir": str(dataset_dir)})  # a fine-tune by its path: its folder's name
     (folder / "broken.toml").write_text("batches = ")
+    (folder / "zero.toml").write_text("top_k = 0\n")  # reads as TOML, cannot run
     code, out, _ = run_cli(capsys, "profiles")
     header, *rows = out.splitlines()
     assert code == 0 and header.split() == ["profile", "variant", "dataset", "batches"]
@@ -194,9 +195,10 @@ def test_profiles_lists_shows_and_deletes_them(checkpoint_root, dataset_dir, tmp
     assert rows[2].split()[:4] == ["moved", "turbo", "gone", "7"]
     assert rows[2].endswith(f"dataset folder {tmp_path / 'gone'} not found")
     assert rows[3].split() == ["tuned", "sft", dataset_dir.name, "5"]
+    assert rows[4].startswith("zero ") and rows[4].endswith("unusable: top-k must be at least 1, got 0")
     code, out, _ = run_cli(capsys, "profiles", "--show", "moved")
     assert code == 0 and out == f"# {profile_path('moved')}\n{profile_path('moved').read_text()}"
     deleted = f"deleted profile moved ({profile_path('moved')})\n"
     assert run_cli(capsys, "profiles", "--delete", "moved") == (0, deleted, "")
     code, _, err = run_cli(capsys, "profiles", "--show", "moved")
-    assert code == 1 and one_error_line(err) == "acetui: no such profile 'moved' (saved: auto, broken, tuned)"
+    assert code == 1 and one_error_line(err) == "acetui: no such profile 'moved' (saved: auto, broken, tuned, zero)"
