@@ -49,7 +49,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     add("--modules", choices=MODULE_SETS, help="which projections to score")
     add("--crop-frames", type=int, help="crop samples to this many latent frames (25 per second)")
     add("--activation-checkpointing", choices=CHECKPOINTING, help="recompute activations to save memory")
-    add("--cuda-graphs", choices=CUDA_GRAPHS, help="auto: replay batch shapes that recur as CUDA graphs (default)")
+    _add_cuda_graphs_option(parser)
     add("--strict", action="store_true", default=None, help="any bad sample file is an error")
     # Unset, it must leave a --profile given before the subcommand in place: argparse copies every value of
     # the subcommand's namespace over the top-level one's, so a default of None would erase it.
@@ -110,6 +110,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     add("--quiet", "-q", action="store_true", help="no progress bar on stderr")
 
 
+def _add_cuda_graphs_option(parser: argparse.ArgumentParser) -> None:
+    """Also a resume's: how batches run, not what they compute, so a resumed run may change it."""
+    help_text = "auto: replay batch shapes that recur as CUDA graphs (default); off: every batch kernel by kernel"
+    parser.add_argument("--cuda-graphs", choices=CUDA_GRAPHS, help=help_text)
+
+
 def _add_nproc_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--nproc",
@@ -142,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run", help="run id (or unique prefix) from the history, or a run record file")
     _add_output_options(resume)
     _add_nproc_option(resume)
+    _add_cuda_graphs_option(resume)
 
     runs = commands.add_parser("runs", help="list the run history, newest first (the app's History)")
     runs.add_argument("--limit", "-n", type=int, help="only the newest N runs")

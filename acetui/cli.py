@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -315,8 +316,11 @@ def _resume(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if world_from_env().main:
         _check_not_shadowed(path, record)
         check_not_running(record)
-    spawned = _spawn(args, argv, record.request)
-    return spawned if spawned is not None else run_headless(record.request, args, resume=record)
+    request = record.request
+    if args.cuda_graphs is not None:  # how the batches run, not what they compute: a resume may change it
+        request = replace(request, cuda_graphs=args.cuda_graphs)
+    spawned = _spawn(args, argv, request)
+    return spawned if spawned is not None else run_headless(request, args, resume=record)
 
 
 def _check_not_shadowed(path: Path, record: EstimateResult) -> None:
@@ -367,14 +371,14 @@ def _runs(args: argparse.Namespace) -> int:
     runs, problems = list_runs()
     for problem in problems:
         _say(f"warning: {problem.reason} ({problem.fate})")
+    folder = paths.app_dirs().runs
+    blocker = nearest_existing(folder)
+    if not blocker.is_dir():  # XDG_DATA_HOME or a folder under it is a file: no run could be recorded
+        raise AcetuiError(f"no runs can be recorded in {folder}: {blocker} is not a folder")
     if args.json:
         listed = [{**run.to_dict(), "record": str(history_record(run.run_id))} for run in runs[: args.limit]]
         print(json.dumps(listed, indent=2))
     elif not runs:
-        folder = paths.app_dirs().runs
-        blocker = nearest_existing(folder)
-        if not blocker.is_dir():  # XDG_DATA_HOME or a folder under it is a file: no run could be recorded
-            raise AcetuiError(f"no runs can be recorded in {folder}: {blocker} is not a folder")
         print(f"no runs recorded yet in {folder}")
     else:
         sys.stdout.write(runs_table(runs[: args.limit]))

@@ -104,8 +104,8 @@ def save_new_profile(name: str, values: dict[str, Any]) -> Path | None:
     path = profile_path(name)
     if not path.exists():
         return save_profile(name, values)
-    try:
-        same = read_settings(path) == {key: value for key, value in values.items() if value is not None}
+    try:  # a setting the file leaves out has its default: a profile saved before the setting existed matches
+        same = _with_defaults(read_settings(path)) == _with_defaults(values)
     except ProfileError:
         same = False
     if not same:
@@ -114,6 +114,10 @@ def save_new_profile(name: str, values: dict[str, Any]) -> Path | None:
             "or save under another name"
         )
     return None
+
+
+def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in {**REQUEST_DEFAULTS, **values}.items() if value is not None}
 
 
 def profiles_table() -> str:

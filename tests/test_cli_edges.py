@@ -133,6 +133,14 @@ def test_resuming_says_how_many_batches_this_session_ran(checkpoint_root, datase
     assert code == 0 and done.startswith("done: 4 batches (1 now, 3 before) in ")
 
 
+def test_a_resume_may_turn_cuda_graphs_off(checkpoint_root, dataset_dir, capsys, isolated_app_dirs):
+    """How batches run, not what they compute: an out-of-memory failure with graphs advises turning them off."""
+    stopped = record_run(checkpoint_root, dataset_dir, batches=4, stop_after=3)
+    assert run_cli(capsys, "resume", stopped.run_id, "--cuda-graphs", "off", "-q")[0] == 0
+    record = run_records(isolated_app_dirs)[stopped.run_id]
+    assert record["status"] == "complete" and record["request"]["cuda_graphs"] == "off"
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a user that permissions apply to")
 def test_an_output_in_a_read_only_folder_fails_before_the_run(
     tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs

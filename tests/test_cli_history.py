@@ -205,9 +205,10 @@ def test_runs_refuses_a_limit_below_one(capsys, isolated_app_dirs):
 def test_runs_names_a_data_folder_that_is_a_file(capsys, isolated_app_dirs):
     isolated_app_dirs.data.parent.mkdir(parents=True, exist_ok=True)
     isolated_app_dirs.data.write_text("")  # XDG_DATA_HOME pointing at a file: no run could ever be recorded
-    code, out, err = run_cli(capsys, "runs")
     expected = f"acetui: no runs can be recorded in {isolated_app_dirs.runs}: {isolated_app_dirs.data} is not a folder"
-    assert (code, out) == (1, "") and one_error_line(err) == expected
+    for json_too in ([], ["--json"]):
+        code, out, err = run_cli(capsys, "runs", *json_too)
+        assert (code, out) == (1, "") and one_error_line(err) == expected
 
 
 def test_show_prints_and_exports_a_partial_run(tmp_path, checkpoint_root, dataset_dir, capsys, isolated_app_dirs):

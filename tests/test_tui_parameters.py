@@ -17,6 +17,7 @@ from acetui.model.synthetic import TINY, write_checkpoint
 from acetui.model.variants import CONFIG_FILE
 from acetui.profiles import list_profiles, load_profile, profile_path, save_profile, settings_of
 from acetui.tui.app import make_app
+from acetui.tui.screens import parameters
 from acetui.tui.screens.checkpoint import CheckpointScreen
 from acetui.tui.screens.confirm import ConfirmScreen
 from acetui.tui.screens.dataset import DatasetScreen
@@ -304,3 +305,21 @@ async def test_a_profile_naming_another_model_is_checked_against_that_model(chec
         await settle(pilot)
         assert isinstance(app.screen, ParametersScreen)
         assert any(f"no valid samples in dataset folder {dataset_dir}" in message for message in messages(app))
+
+
+async def test_the_cuda_graphs_row_shows_for_a_gpu_only_and_keeps_its_value(checkpoint_root, dataset_dir, monkeypatch):
+    """At 80x24 a row that does nothing on the CPU cost the advice below the form its last line."""
+    free = {"auto": (False, 2**36), "cuda:0": (True, 2**34), "cpu": (False, 2**36)}
+    gpu = ([("auto", "auto"), ("cuda:0 Test GPU", "cuda:0"), ("cpu", "cpu")], free, "")
+    monkeypatch.setattr(parameters, "probe_devices", lambda: gpu)
+    app = parameters_app(checkpoint_root, dataset_dir, cuda_graphs="off", device="cpu")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        form = app.screen.query_one(SettingsForm)
+        row = [app.screen.query_one("#cuda-graphs-label"), app.screen.query_one("#cuda-graphs", Select)]
+        assert [widget.display for widget in row] == [False, False]
+        for device, shown in (("cuda:0", True), ("cpu", False)):
+            app.screen.query_one("#device", Select).value = device
+            await pilot.pause()
+            assert [widget.display for widget in row] == [shown, shown]
+            assert form.values()["cuda_graphs"] == "off"  # hidden, a profile's value still runs

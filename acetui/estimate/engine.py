@@ -329,6 +329,9 @@ class Estimator:
             raise AcetuiError(f"run {result.run_id}: its modules do not match {request.variant}; cannot resume")
         if resume is not None:
             check_unchanged(result, scan, weight_norms, info)
+            # How the batches run, which a resume may change (after an out-of-memory failure with graphs):
+            # kept in the record, so that a later plain resume goes on the same way.
+            result.request = replace(result.request, cuda_graphs=request.cuda_graphs)
         else:
             self._claim(result)
         self._result = result  # from here on a failure keeps (and saves) the batches done

@@ -216,7 +216,12 @@ class ParametersScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#hint", Static).update("checking devices ...")
+        self.query_one(SettingsForm).show_gpu_settings(resolves_to_cuda(str(self.app.draft.get("device", "auto"))))
         self.find_devices()
+
+    @on(Select.Changed, "#device")
+    def device_changed(self, event: Select.Changed) -> None:
+        self.query_one(SettingsForm).show_gpu_settings(resolves_to_cuda(str(event.value)))
 
     def on_screen_resume(self) -> None:
         """Back from a run the last-used field is focused again, with its text selected so that typing

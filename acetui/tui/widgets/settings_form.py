@@ -130,6 +130,7 @@ FIELDS = (
     Field("score", "score", SCORES),
 )
 AUTO_ONLY = ("max_batches", "stability_target")
+GPU_ONLY = ("cuda_graphs",)  # shown only for a run on a GPU: 80x24 has no row to spare for a setting that does nothing
 
 FIELD_KEYS = tuple(field.key for field in FIELDS)
 
@@ -154,7 +155,7 @@ class SettingsForm(Grid):
 
     def compose(self) -> ComposeResult:
         for field in FIELDS:
-            yield Label(field.label)
+            yield Label(field.label, id=f"{ident(field.key)}-label" if field.key in GPU_ONLY else None)
             yield self.control(field, self.initial.get(field.key))
 
     def control(self, field: Field, value: Any) -> Input | Select:
@@ -181,6 +182,12 @@ class SettingsForm(Grid):
     def batches_changed(self, event: Input.Changed) -> None:
         for key in AUTO_ONLY:
             self.query_one(f"#{ident(key)}", Input).disabled = event.value.strip().lower() != "auto"
+
+    def show_gpu_settings(self, shown: bool) -> None:
+        """The GPU-only settings' rows, shown or not; hidden, they keep their values (a profile's stay)."""
+        for key in GPU_ONLY:
+            self.query_one(f"#{ident(key)}-label").display = shown
+            self.query_one(f"#{ident(key)}").display = shown
 
     def set_devices(self, devices: list[tuple[str, str]], current: str) -> None:
         select = self.query_one("#device", Select)
