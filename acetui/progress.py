@@ -41,7 +41,15 @@ from acetui.estimate.sidestep import (
 from acetui.estimate.stats import RankingStats, result_stats
 from acetui.folders import nearest_existing
 from acetui.pace import Pace, Paced, Progress
-from acetui.units import block_bar, figure, format_bytes, format_duration, progress_text, session_timing
+from acetui.units import (
+    block_bar,
+    figure,
+    format_bytes,
+    format_duration,
+    progress_text,
+    replays_text,
+    session_timing,
+)
 
 PROGRESS_WIDTH = 20
 TERMINAL_INTERVAL = 0.1  # seconds between two batch lines on a terminal
@@ -173,8 +181,8 @@ class ConsoleReporter:
             line = fitted(parts, self._columns()) if self.interactive else "  ".join(parts.values())
             self._line(line, final=event.index + 1 == event.total or not self.interactive)
         elif isinstance(event, RunFinished):
-            done = event.result.completed_batches
-            self._line(f"done: {done} batches{self._timing(done)}", final=True)
+            done, replays = event.result.completed_batches, event.result.graph_replays
+            self._line(f"done: {done} batches{self._timing(done)}{replays_text(replays)}", final=True)
         elif isinstance(event, RunStopped):
             self.note(event.message if event.result is None else f"{event.message}; partial result saved")
         elif isinstance(event, RunFailed):

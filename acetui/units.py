@@ -62,6 +62,11 @@ def session_timing(ran: int, resumed_at: int, elapsed: float | None) -> str:
     return before + (f" in {format_duration(elapsed)}" if elapsed is not None else "")
 
 
+def replays_text(replays: int) -> str:
+    """``; 180 of them replayed as CUDA graphs``: why a GPU run's batches sped up ('' when none were)."""
+    return f"; {replays:,} of them replayed as CUDA graphs" if replays else ""
+
+
 def aligned_lines(rows: Sequence[Sequence[str]]) -> str:
     """A plain-text table for the CLI: each column but the last padded to its widest cell, two spaces
     apart; the last column runs on (a long module name or reason), and no line ends in spaces."""

@@ -8,13 +8,15 @@ fails keeps its batch and turns graphs off.
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 
 from acetui.cli import main
 from acetui.data import Batch, batch_plan, collate, load_sample, scan_dataset
 from acetui.errors import AcetuiError
-from acetui.estimate import EstimateRequest, Estimator
+from acetui.estimate import EstimateRequest, Estimator, RunFinished
 from acetui.estimate.gradients import GradientProbe
 from acetui.estimate.graphs import (
     GRAPH_MAX_TOKENS,
@@ -27,7 +29,10 @@ from acetui.estimate.graphs import (
 from acetui.estimate.objective import BatchDraw
 from acetui.model import AceStepDecoder
 from acetui.model.synthetic import FULL_2B, TINY
+from acetui.progress import ConsoleReporter
+from acetui.tui.screens.run import outcome_text
 from tests.support import run_records
+from tests.tui_support import record_run
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -64,6 +69,17 @@ def test_the_flag_reaches_the_run_record_and_a_bad_value_is_one_line(
     assert record["request"]["cuda_graphs"] == "off"
     with pytest.raises(AcetuiError, match="^CUDA graphs must be auto or off, got 'on'$"):
         EstimateRequest(checkpoint_root, "turbo", dataset_dir, cuda_graphs="on")
+
+
+def test_a_runs_closing_line_says_how_many_batches_were_replayed(checkpoint_root, dataset_dir):
+    """Why a GPU run's batches sped up part-way, in the CLI's closing line and the app's."""
+    result = record_run(checkpoint_root, dataset_dir, batches=2)
+    assert "CUDA graphs" not in outcome_text(result, 2, 1.0).plain  # none on the CPU
+    result.metadata["cuda_graph_replays"] = 1  # what the engine keeps on a GPU
+    assert outcome_text(result, 2, 1.0).plain.startswith("done: 2 batches in 1.0 s; 1 of them replayed as CUDA graphs")
+    stream = io.StringIO()
+    ConsoleReporter(stream=stream)(RunFinished(result))
+    assert stream.getvalue() == "done: 2 batches; 1 of them replayed as CUDA graphs\n"
 
 
 def tiny_decoder(dtype: torch.dtype = torch.float32) -> AceStepDecoder:
@@ -150,7 +166,7 @@ def test_a_graphed_run_records_what_an_eager_run_records(checkpoint_root, datase
         )
         runs[mode] = Estimator(request).run()
     eager, graphed = runs["off"], runs["auto"]
-    assert graphed.metadata["cuda_graph_replays"] >= 6 and "cuda_graph_replays" not in eager.metadata
+    assert graphed.graph_replays >= 6 and eager.graph_replays == 0
     for ours, theirs in zip(graphed.batches, eager.batches, strict=True):
         assert ours.loss == pytest.approx(theirs.loss, rel=1e-6, abs=0)
         assert torch.allclose(torch.tensor(ours.norms), torch.tensor(theirs.norms), rtol=1e-5, atol=0)

@@ -84,6 +84,11 @@ class EstimateResult:
         return len(self.batches)
 
     @property
+    def graph_replays(self) -> int:
+        """Batches this process replayed as CUDA graphs since it started the run (``acetui.estimate.graphs``)."""
+        return self.metadata.get("cuda_graph_replays", 0)
+
+    @property
     def partial(self) -> bool:
         return self.status != "complete"
 

@@ -40,7 +40,7 @@ from acetui.tui.screens.results import ResultsScreen
 from acetui.tui.widgets.bar import bar
 from acetui.tui.widgets.memory_gauge import MemoryGauge
 from acetui.tui.widgets.rewrapping_log import RewrappingLog
-from acetui.units import format_duration, progress_text, session_timing
+from acetui.units import format_duration, progress_text, replays_text, session_timing
 
 STABILITY_BAR = 20
 # Seconds between two showings of a run's progress: a fast run's batches come faster than anyone reads, and
@@ -86,7 +86,7 @@ def outcome_text(result: EstimateResult, planned: int | None, elapsed: float | N
     """What the run did, in place of the last batch's line: an ended run has no ETA left. The time is this
     session's, so a resumed run says how many of its batches it took for."""
     request, done = result.request, result.completed_batches
-    took = session_timing(done - resumed_at, resumed_at, elapsed)
+    took = session_timing(done - resumed_at, resumed_at, elapsed) + replays_text(result.graph_replays)
     if result.status == "complete":
         reason = result.metadata.get("stop_reason")
         if reason == "stable":
