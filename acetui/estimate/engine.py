@@ -3,11 +3,10 @@
 Per batch: the flow-matching loss of the decoder, one backward, and the Frobenius norm of every scored
 projection's weight gradient, read on the device by ``GradientProbe`` (on a GPU, a batch shape that
 recurs is replayed as a CUDA graph by ``BatchSteps``). The run can be cancelled from another thread
-(honoured between batches, and while setting up between files and tensors); completed
-batches are written to the run record atomically, after each one unless saving would take more than a
-tenth of the run's time (``SaveBudget``), and whenever the run stops, so an interrupted run keeps every
-batch and a killed one loses at most the batch in flight or the last few seconds'; either can be
-resumed exactly.
+(honoured between batches, and while setting up between files and tensors); completed batches are
+written to the run record atomically, after each one unless saving would take more than a tenth of the
+run's time (``SaveBudget``), and whenever the run stops, so an interrupted run keeps every batch and a
+killed one loses at most the batch in flight or the last few seconds'; either can be resumed exactly.
 """
 
 from __future__ import annotations

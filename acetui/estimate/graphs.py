@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from acetui.data import Batch, SampleInfo
+from acetui.errors import first_line
 from acetui.estimate.gradients import GradientProbe
 from acetui.estimate.memory import activation_bytes, activations_fit
 from acetui.estimate.objective import BatchDraw, flow_matching_loss
@@ -169,5 +170,5 @@ class BatchSteps:
         self.waiting.clear()
         self._pool = None
         torch.cuda.empty_cache()
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error) or type(error).__name__
         self.warn(f"CUDA graphs turned off for this run, batches run one kernel at a time: {reason}")
