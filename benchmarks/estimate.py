@@ -756,9 +756,10 @@ def markdown(results: dict) -> str:
 
 
 def batch_label(entry: dict) -> str:
-    """How the size column names a case of several samples per batch (older results have none)."""
+    """How the size column names a case of several samples per batch, and ours run without CUDA graphs
+    (older results have neither)."""
     samples = entry.get("batch_size", 1)
-    return f" x{samples}" if samples > 1 else ""
+    return (f" x{samples}" if samples > 1 else "") + (" (ours eager)" if entry.get("cuda_graphs") == "off" else "")
 
 
 def machine() -> dict:
