@@ -1,9 +1,11 @@
 """What the benchmark scripts share: acetui's user folders (history, profiles, caches) of their own under a
-temporary folder, so that a benchmark never reads or changes the user's and starts from none; and the median
-time of a step repeated."""
+temporary folder, so that a benchmark never reads or changes the user's and starts from none; the median
+time of a step repeated; and a command line whose ``--json`` file takes the results."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -39,3 +41,16 @@ def median_seconds(
         result = step()
         seconds.append(time.perf_counter() - started)
     return statistics.median(seconds), result
+
+
+def results_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's command line, described by its docstring's first paragraph, with ``--json``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the results here")
+    return parser
+
+
+def write_results(path: Path | None, results: dict) -> None:
+    """The results as JSON at ``path``, when ``--json`` named one."""
+    if path is not None:
+        path.write_text(json.dumps(results, indent=2) + "\n")

@@ -14,8 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchtools import median_seconds, temporary_user_folders  # noqa: E402
+from benchtools import median_seconds, results_parser, temporary_user_folders, write_results  # noqa: E402
 
 from acetui.data import LATENT_FRAMES_PER_SECOND, DatasetScan, scan_dataset, write_dataset  # noqa: E402
 from acetui.data.scan_cache import SETTLED_SECONDS, cache_location  # noqa: E402
@@ -46,10 +44,9 @@ def scan_seconds(folder: Path, keep: bool) -> tuple[float, DatasetScan]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = results_parser(__doc__)
     parser.add_argument("--samples", type=int, default=1000, help="samples in the folder (default 1000)")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio seconds per sample (default 60)")
-    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     frames = max(1, round(args.seconds * LATENT_FRAMES_PER_SECOND))
     with temporary_user_folders() as root:
@@ -72,16 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.samples} samples of {args.seconds:g} s ({size / 1e6:.0f} MB in all), median of {REPEATS}")
     print(f"  every sample read  {every:8.3f} s")
     print(f"  scan kept          {kept:8.3f} s ({every / kept:.0f}x faster; {cache_bytes / 1e3:.0f} kB kept)")
-    if args.json:
-        results = {
+    write_results(
+        args.json,
+        {
             "samples": args.samples,
             "seconds": args.seconds,
             "bytes": size,
             "every_sample": every,
             "kept": kept,
             "cache_bytes": cache_bytes,
-        }
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        },
+    )
     return 0
 
 

@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ for folder in (HERE.parent, HERE):  # acetui, and record_saving's model and data
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from benchtools import median_seconds, temporary_user_folders  # noqa: E402
+from benchtools import median_seconds, results_parser, temporary_user_folders, write_results  # noqa: E402
 
 REPEATS = 3
 
@@ -62,10 +61,9 @@ def listing_seconds(keep_summaries: bool) -> tuple[float, list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = results_parser(__doc__)
     parser.add_argument("--runs", type=int, default=60, help="records in the history (default 60)")
     parser.add_argument("--batches", type=int, default=3000, help="batches per record (default 3000)")
-    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     with temporary_user_folders() as root:
         write_history(root, args.runs, args.batches)
@@ -77,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.runs} records of {args.batches} batches ({size / 1e6:.0f} MB in all), median of {REPEATS}")
     print(f"  every record read  {every:8.3f} s")
     print(f"  summaries kept     {kept:8.3f} s ({every / kept:.0f}x faster)")
-    if args.json:
-        results = {"runs": args.runs, "batches": args.batches, "bytes": size, "every_record": every, "kept": kept}
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    results = {"runs": args.runs, "batches": args.batches, "bytes": size, "every_record": every, "kept": kept}
+    write_results(args.json, results)
     return 0
 
 

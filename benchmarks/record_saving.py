@@ -14,8 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +26,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from benchtools import results_parser, write_results  # noqa: E402
 
 from acetui.data import write_dataset  # noqa: E402
 from acetui.estimate import BatchDone, EstimateRequest, Estimator  # noqa: E402
@@ -74,10 +74,9 @@ def run(checkpoints: Path, dataset: Path, batches: int, share: float, records: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = results_parser(__doc__)
     parser.add_argument("--batches", type=int, default=1000, help="batches per run (default 1000)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:
@@ -97,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     speedup = every["wall_seconds_per_batch"] / budget["wall_seconds_per_batch"]
     print(f"  wall time per batch, every batch / budget: {speedup:.2f}x (the same norms in both runs)")
-    if args.json:
-        results = {"threads": args.threads, "budget": budget, "every_batch": every, "speedup": speedup}
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.json, {"threads": args.threads, "budget": budget, "every_batch": every, "speedup": speedup})
     return 0
 
 
