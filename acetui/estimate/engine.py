@@ -343,7 +343,7 @@ class Estimator:
         plan = batch_plan(len(scan.samples), total, request.batch_size, request.seed)
         self._save(result)  # the record names its owner before the first batch
         self.on_event(RunStarted(result.run_id, info, scan, total, result.completed_batches))
-        graphed = self._shapes_to_graph(decoder, plan, scan, result.completed_batches, dtype)
+        graphed = self._shapes_to_graph(decoder, plan, scan, result.completed_batches, device, dtype)
         session = _Session(
             decoder=decoder,
             probe=probe,
@@ -364,10 +364,15 @@ class Estimator:
         return result
 
     def _shapes_to_graph(
-        self, decoder: AceStepDecoder, plan: list[list[int]], scan: DatasetScan, start: int, dtype: torch.dtype
+        self,
+        decoder: AceStepDecoder,
+        plan: list[list[int]],
+        scan: DatasetScan,
+        start: int,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> set[BatchShape]:
         """The batch shapes this process will replay as CUDA graphs, from its batches from ``start`` on."""
-        device = next(decoder.parameters()).device
         if device.type != "cuda" or self.request.cuda_graphs == "off" or decoder.activation_checkpointing:
             return set()
         shapes = batch_shapes(plan, scan.samples, self.request.crop_frames)
